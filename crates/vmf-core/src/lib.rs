@@ -1,0 +1,33 @@
+//! # vmf-core
+//!
+//! The von Mises-Fisher distribution vMF(mu, kappa) on the unit sphere S^(d-1), for
+//! 2 <= d <= 4096 and 0 <= kappa <= 1e5:
+//!
+//! - [`stats`]: log C_d(kappa), A_d(kappa) = E[<mu, z>], KL(vMF || uniform), the
+//!   log-density, and the kappa for a KL budget (Bessel route, f64);
+//! - [`marginal`]: the law of theta = arccos(<mu, z>): exact CDF by adaptive
+//!   quadrature, and the independent quadrature route to the same statistics;
+//! - [`table`]: the inverse-CDF table of theta, built in f64 in well under a millisecond;
+//! - [`host`]: host sampling with `rand`; [`device`]: sampling on a Burn device with
+//!   the table held as a tensor constant.
+//!
+//! Outside the supported range every function returns a [`VmfError`] naming the value.
+
+pub mod bessel;
+pub mod device;
+pub mod error;
+pub mod host;
+pub mod marginal;
+mod quad;
+pub mod stats;
+pub mod table;
+
+pub use device::{DeviceSampler, DeviceTable};
+pub use error::{DIM_MAX, DIM_MIN, KAPPA_MAX, Result, VmfError};
+pub use host::{HostSampler, normalise, uniform_sphere};
+pub use marginal::{QuadratureStats, ThetaMarginal, quadrature_stats};
+pub use stats::{
+    VmfStats, kappa_for_kl, kl_to_uniform, log_density, log_normaliser, log_normaliser_uniform,
+    mean_resultant_length,
+};
+pub use table::{DEFAULT_TABLE_SIZE, QuantileTable};
