@@ -1,0 +1,315 @@
+//! The quantile table and the host and device samplers against exact distributions.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use vmf_core::*;
+
+const DIMS: [usize; 7] = [2, 3, 4, 16, 128, 1024, 4096];
+const KAPPAS: [f64; 6] = [0.0, 1e-3, 1.0, 20.0, 1e3, 1e5];
+
+#[test]
+fn table_ks_distance_is_below_1e4_over_the_grid() {
+    let mut worst = (0.0, 0, 0.0);
+    for d in DIMS {
+        for k in KAPPAS {
+            let table = QuantileTable::new(d, k).unwrap();
+            let ks = table.ks_distance(3).unwrap();
+            assert!(ks <= 1e-4, "d={d} kappa={k}: KS = {ks:e}");
+            if ks > worst.0 {
+                worst = (ks, d, k);
+            }
+        }
+    }
+    eprintln!("worst KS {:e} at d={} kappa={}", worst.0, worst.1, worst.2);
+}
+
+#[test]
+fn table_entries_are_exact_quantiles() {
+    // At its entries the table must hit the exact CDF far below the KS target.
+    for d in DIMS {
+        for k in KAPPAS {
+            let table = QuantileTable::with_size(d, k, 257).unwrap();
+            let exact = ThetaMarginal::new(d, k)
+                .unwrap()
+                .cdf_theta_sorted(table.theta());
+            for (i, c) in exact.iter().enumerate() {
+                let p = i as f64 / 256.0;
+                assert!(
+                    (c - p).abs() < 1e-9,
+                    "d={d} kappa={k} entry {i}: F = {c}, p = {p}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn d3_table_matches_the_closed_form_inverse_cdf() {
+    // d = 3: w = 1 + ln(u + (1 - u) e^{-2 kappa}) / kappa, i.e.
+    // P(theta <= t) = (1 - e^{-2 kappa sin^2(t/2)}) / (1 - e^{-2 kappa}).
+    for k in [1e-3_f64, 0.5, 20.0, 1e3, 1e5] {
+        let table = QuantileTable::new(3, k).unwrap();
+        let cdf = |t: f64| {
+            let s = (0.5 * t).sin();
+            (-2.0 * k * s * s).exp_m1() / (-2.0 * k).exp_m1()
+        };
+        let n = table.len() - 1;
+        let mut ks = 0.0_f64;
+        for (i, w) in table.theta().windows(2).enumerate() {
+            assert!(
+                (cdf(w[0]) - i as f64 / n as f64).abs() < 1e-9,
+                "kappa={k} entry {i}"
+            );
+            for f in [0.25, 0.5, 0.75] {
+                let t = w[0] + f * (w[1] - w[0]);
+                ks = ks.max((cdf(t) - table.cdf_theta(t)).abs());
+            }
+        }
+        assert!(ks <= 1e-4, "kappa={k}: KS {ks:e}");
+        // The closed-form inverse CDF at a few u, against the table's w (same u).
+        for u in [0.1, 0.5, 0.9] {
+            let w_exact = 1.0 + (u + (1.0 - u) * (-2.0 * k).exp()).ln() / k;
+            // The table is in theta with u = P(theta <= t), i.e. w decreasing in u.
+            let w_table = table.w_at(1.0 - u);
+            assert!(
+                (w_exact - w_table).abs() < 1e-6 * (1.0 - w_exact).max(1e-3),
+                "kappa={k} u={u}: {w_exact} vs {w_table}"
+            );
+        }
+    }
+}
+
+#[test]
+fn host_sample_mean_is_within_4_standard_errors_of_a_d() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for d in DIMS {
+        for k in KAPPAS {
+            let sampler = HostSampler::new(QuantileTable::new(d, k).unwrap());
+            let n = 100_000;
+            let ws: Vec<f64> = (0..n).map(|_| sampler.sample_w(&mut rng)).collect();
+            let mean = ws.iter().sum::<f64>() / n as f64;
+            let var = ws.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+            let se = (var / n as f64).sqrt();
+            let a = mean_resultant_length(d, k).unwrap();
+            assert!(
+                (mean - a).abs() <= 4.0 * se,
+                "d={d} kappa={k}: mean {mean} vs A_d {a} (se {se:e})"
+            );
+        }
+    }
+}
+
+#[test]
+fn host_points_are_on_the_sphere_with_mean_a_d_mu() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for (d, k) in [(2, 3.0), (3, 20.0), (16, 1.0), (128, 1e3)] {
+        let mu = normalise(&(0..d).map(|i| (i as f64 + 1.0).sin()).collect::<Vec<_>>()).unwrap();
+        let sampler = HostSampler::new(QuantileTable::new(d, k).unwrap());
+        let n = 40_000;
+        let mut sum = vec![0.0; d];
+        let mut sum_sq = vec![0.0; d];
+        for _ in 0..n {
+            let z = sampler.sample_z(&mut rng, &mu).unwrap();
+            let norm = z.iter().map(|x| x * x).sum::<f64>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-12);
+            for i in 0..d {
+                sum[i] += z[i];
+                sum_sq[i] += z[i] * z[i];
+            }
+        }
+        // E[z] = A_d mu in every coordinate (this fails if nu is not uniform orthogonal to mu).
+        let a = mean_resultant_length(d, k).unwrap();
+        for i in 0..d {
+            let mean = sum[i] / n as f64;
+            let se = ((sum_sq[i] / n as f64 - mean * mean) / n as f64).sqrt();
+            assert!(
+                (mean - a * mu[i]).abs() <= 4.5 * se + 1e-12,
+                "d={d} coord {i}: {mean} vs {}",
+                a * mu[i]
+            );
+        }
+    }
+    let s = HostSampler::new(QuantileTable::new(3, 1.0).unwrap());
+    assert!(matches!(
+        s.sample_z(&mut rng, &[0.0, 0.0, 0.0]),
+        Err(VmfError::BadDirection(_))
+    ));
+    assert!(matches!(
+        s.sample_z(&mut rng, &[1.0, f64::NAN, 0.0]),
+        Err(VmfError::BadDirection(_))
+    ));
+    assert!(matches!(
+        s.sample_z(&mut rng, &[1.0, 0.0]),
+        Err(VmfError::Length { .. })
+    ));
+}
+
+#[test]
+fn uniform_points_are_uniform() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let n = 50_000;
+    let mut mean = [0.0; 3];
+    for _ in 0..n {
+        let x = uniform_sphere(&mut rng, 3);
+        assert!((x.iter().map(|v| v * v).sum::<f64>() - 1.0).abs() < 1e-12);
+        (0..3).for_each(|i| mean[i] += x[i] / n as f64);
+    }
+    // Each coordinate of a uniform point on S^2 has variance 1/3.
+    let se = (1.0 / 3.0 / n as f64).sqrt();
+    assert!(mean.iter().all(|m| m.abs() < 4.0 * se), "{mean:?}");
+}
+
+fn rows(t: Tensor<2>) -> Vec<Vec<f64>> {
+    let [n, d] = t.dims();
+    let v = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    (0..n)
+        .map(|i| v[i * d..(i + 1) * d].iter().map(|&x| x as f64).collect())
+        .collect()
+}
+
+/// Two-sample Kolmogorov-Smirnov statistic.
+fn ks2(mut a: Vec<f64>, mut b: Vec<f64>) -> f64 {
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (mut i, mut j, mut d) = (0, 0, 0.0_f64);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+    }
+    d
+}
+
+#[test]
+fn device_samples_are_unit_finite_and_distributed_like_the_host_sampler() {
+    let device = Device::flex();
+    device.seed(5);
+    let mut rng = StdRng::seed_from_u64(5);
+    for (d, k) in [
+        (2, 0.0),
+        (2, 1e5),
+        (3, 20.0),
+        (8, 20.0),
+        (128, 1e3),
+        (1024, 1.0),
+        (4096, 1e5),
+    ] {
+        let n = 4096;
+        let sampler = DeviceSampler::new(d, k, &device).unwrap();
+        // Awkward directions: +-e_i, and a generic one.
+        let mut mus = vec![0.0f32; n * d];
+        for r in 0..n {
+            match r % 3 {
+                0 => mus[r * d + r % d] = 1.0,
+                1 => mus[r * d + (r * 7) % d] = -1.0,
+                _ => {
+                    let v = normalise(&(0..d).map(|i| ((r + i) as f64).cos()).collect::<Vec<_>>())
+                        .unwrap();
+                    (0..d).for_each(|i| mus[r * d + i] = v[i] as f32);
+                }
+            }
+        }
+        let mu = Tensor::<2>::from_data(TensorData::new(mus.clone(), [n, d]), &device);
+        let z = rows(sampler.sample(mu));
+        // Compare angles: KS is invariant under the monotone map w = cos(theta), and the
+        // angle survives f32 where w does not (1 - w ~ 5e-6 at kappa = 1e5).
+        let mut theta_dev = Vec::with_capacity(n);
+        for (r, row) in z.iter().enumerate() {
+            assert!(
+                row.iter().all(|x| x.is_finite()),
+                "d={d} k={k}: non-finite row {r}"
+            );
+            let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "d={d} k={k}: |z| = {norm}");
+            let mu_r = &mus[r * d..(r + 1) * d];
+            let w = row
+                .iter()
+                .zip(mu_r)
+                .map(|(a, &b)| a * b as f64)
+                .sum::<f64>();
+            let perp = row
+                .iter()
+                .zip(mu_r)
+                .map(|(a, &b)| (a - w * b as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            theta_dev.push(perp.atan2(w));
+        }
+        let host = HostSampler::new(QuantileTable::new(d, k).unwrap());
+        let theta_host: Vec<f64> = (0..4 * n).map(|_| host.sample_theta(&mut rng)).collect();
+        // Critical value of the two-sample KS test at alpha = 0.001: 1.95 sqrt((n+m)/(nm)).
+        let crit = 1.95 * ((5 * n) as f64 / (4 * n * n) as f64).sqrt();
+        let ks = ks2(theta_dev, theta_host);
+        assert!(ks < crit, "d={d} k={k}: two-sample KS {ks} >= {crit}");
+    }
+}
+
+#[test]
+fn device_w_matches_the_table_distribution() {
+    let device = Device::flex();
+    device.seed(9);
+    let table = QuantileTable::new(16, 20.0).unwrap();
+    let dev = DeviceTable::new(&table, &device);
+    let n = 50_000;
+    let w: Vec<f64> = dev
+        .sample_w(n)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    // One-sample KS against the exact CDF of w: critical value 1.95 / sqrt(n).
+    let exact = ThetaMarginal::new(16, 20.0).unwrap();
+    let mut thetas: Vec<f64> = w.iter().map(|x| x.clamp(-1.0, 1.0).acos()).collect();
+    thetas.sort_by(f64::total_cmp);
+    let cdf = exact.cdf_theta_sorted(&thetas);
+    let ks = cdf
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (c - i as f64 / n as f64)
+                .abs()
+                .max((c - (i + 1) as f64 / n as f64).abs())
+        })
+        .fold(0.0, f64::max);
+    assert!(ks < 1.95 / (n as f64).sqrt(), "KS {ks}");
+}
+
+#[test]
+fn gradients_reach_mu_and_the_table_is_rebuilt_only_when_kappa_changes() {
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    let mut sampler = DeviceSampler::new(8, 20.0, &device).unwrap();
+    let raw = Tensor::<2>::random(
+        [32, 8],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    )
+    .require_grad();
+    let mu = raw.clone() / raw.clone().powi_scalar(2).sum_dim(1).sqrt();
+    let z = sampler.sample(mu);
+    let target = Tensor::<2>::ones([32, 8], &device);
+    let loss = (z * target).sum();
+    let grads = loss.backward();
+    let g = raw.grad(&grads).expect("mu receives a gradient");
+    let g = g.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    assert!(g.iter().all(|x| x.is_finite()) && g.iter().any(|x| x.abs() > 1e-3));
+
+    assert_eq!(sampler.rebuilds(), 1);
+    assert!(!sampler.set_kappa(20.0).unwrap());
+    assert_eq!(sampler.rebuilds(), 1);
+    assert!(sampler.set_kappa(25.0).unwrap());
+    assert_eq!((sampler.rebuilds(), sampler.table().kappa()), (2, 25.0));
+    assert!(sampler.set_kappa(-1.0).is_err());
+    assert_eq!(
+        sampler.table().kappa(),
+        25.0,
+        "a rejected kappa leaves the table as it was"
+    );
+}
