@@ -1,1 +1,64 @@
-fn main() {}
+//! `train --config mnist.toml [--resume auto|PATH] [--force]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use vmf_train::{Resume, TrainConfig, TrainOptions, train};
+
+#[derive(Parser)]
+#[command(name = "train", version, about = "Train a vMF-VAE")]
+struct Cli {
+    /// Config file; a bare name not found here is looked up in configs/.
+    #[arg(long)]
+    config: PathBuf,
+    /// Resume: `auto` (newest valid checkpoint of the run folder) or a checkpoint folder.
+    #[arg(long)]
+    resume: Option<String>,
+    /// Resume even from a checkpoint written under a different config.
+    #[arg(long)]
+    force: bool,
+    /// Override the run folder of the config.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Stop (with a checkpoint) after this many steps in total.
+    #[arg(long)]
+    max_steps: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let run = || -> Result<(), vmf_train::TrainError> {
+        let mut config = TrainConfig::load(&cli.config)?;
+        if let Some(dir) = cli.run_dir.clone() {
+            config.run_dir = dir;
+        }
+        let opts = TrainOptions {
+            resume: cli.resume.as_deref().map(|r| {
+                if r == "auto" {
+                    Resume::Auto
+                } else {
+                    Resume::Path(r.into())
+                }
+            }),
+            force: cli.force,
+            stop_at_step: cli.max_steps,
+            progress: true,
+        };
+        let s = train(&config, &opts)?;
+        if let Some(e) = s.last_eval {
+            println!(
+                "{}",
+                serde_json::json!({"steps": s.steps, "test": e, "images_per_sec": s.images_per_sec})
+            );
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

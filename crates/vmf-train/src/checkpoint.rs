@@ -1,0 +1,145 @@
+//! Checkpoints: `checkpoints/step-XXXXXXXX/` with the model and optimiser records
+//! (burnpack) and `state.json` (position, schedule, config hash, file checksums).
+//! Written into a temporary folder and renamed, so a crash never leaves a
+//! half-written checkpoint under a valid name; the newest `keep` are retained.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::TrainError;
+
+/// File names inside a checkpoint folder.
+pub const MODEL_FILE: &str = "model.bpk";
+/// Optimiser record.
+pub const OPTIM_FILE: &str = "optim.bpk";
+/// Position and checksums.
+pub const STATE_FILE: &str = "state.json";
+
+/// Where the run stands. All RNG streams are derived from (seed, epoch, step) (see
+/// [`crate::seeds`]), so these counters are the complete RNG state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// Current epoch (0-based).
+    pub epoch: usize,
+    /// Batches of the current epoch already taken.
+    pub batch_in_epoch: usize,
+    /// kappa at the last step taken.
+    pub kappa: f64,
+    /// Identity hash of the config (see `TrainConfig::identity_hash`).
+    pub config_hash: String,
+    /// SHA-256 of the model file.
+    pub model_sha256: String,
+    /// SHA-256 of the optimiser file.
+    pub optim_sha256: String,
+}
+
+fn sha256_file(path: &Path) -> Result<String, TrainError> {
+    let bytes = fs::read(path).map_err(TrainError::io("reading", path))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// The folder of all checkpoints of a run.
+pub fn dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints")
+}
+
+/// Writes a checkpoint: `write_records(tmp)` must write `MODEL_FILE` and `OPTIM_FILE`
+/// into `tmp`; then checksums and state are added and the folder renamed into place.
+pub fn save(
+    run_dir: &Path,
+    mut state: TrainState,
+    keep: usize,
+    write_records: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<PathBuf, TrainError> {
+    let root = dir(run_dir);
+    fs::create_dir_all(&root).map_err(TrainError::io("creating", &root))?;
+    let name = format!("step-{:08}", state.step);
+    let final_dir = root.join(&name);
+    let tmp = root.join(format!(".{name}.tmp"));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(TrainError::io("removing", &tmp))?;
+    }
+    fs::create_dir_all(&tmp).map_err(TrainError::io("creating", &tmp))?;
+    write_records(&tmp).map_err(|message| TrainError::Checkpoint {
+        path: tmp.clone(),
+        message,
+    })?;
+    state.model_sha256 = sha256_file(&tmp.join(MODEL_FILE))?;
+    state.optim_sha256 = sha256_file(&tmp.join(OPTIM_FILE))?;
+    let json = serde_json::to_string_pretty(&state).expect("state serialises");
+    fs::write(tmp.join(STATE_FILE), json)
+        .map_err(TrainError::io("writing", tmp.join(STATE_FILE)))?;
+    if final_dir.exists() {
+        fs::remove_dir_all(&final_dir).map_err(TrainError::io("removing", &final_dir))?;
+    }
+    fs::rename(&tmp, &final_dir).map_err(TrainError::io("renaming", &tmp))?;
+    prune(&root, keep)?;
+    Ok(final_dir)
+}
+
+/// Checkpoint folders of a run, oldest first.
+pub fn list(run_dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir(run_dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn prune(root: &Path, keep: usize) -> Result<(), TrainError> {
+    let all = list(root.parent().expect("checkpoints has a parent"));
+    for old in all.iter().take(all.len().saturating_sub(keep)) {
+        fs::remove_dir_all(old).map_err(TrainError::io("removing", old))?;
+    }
+    Ok(())
+}
+
+/// Reads and verifies a checkpoint folder (state parses, files match their checksums).
+pub fn load_state(path: &Path) -> Result<TrainState, TrainError> {
+    let bad = |message: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = fs::read_to_string(path.join(STATE_FILE))
+        .map_err(|e| bad(format!("cannot read {STATE_FILE}: {e}")))?;
+    let state: TrainState =
+        serde_json::from_str(&text).map_err(|e| bad(format!("{STATE_FILE} is corrupt: {e}")))?;
+    for (file, want) in [
+        (MODEL_FILE, &state.model_sha256),
+        (OPTIM_FILE, &state.optim_sha256),
+    ] {
+        let got = sha256_file(&path.join(file)).map_err(|e| bad(e.to_string()))?;
+        if &got != want {
+            return Err(bad(format!(
+                "{file} does not match its checksum: the file is corrupt or was modified"
+            )));
+        }
+    }
+    Ok(state)
+}
+
+/// The newest checkpoint of `run_dir` that verifies; corrupt ones are skipped with a
+/// warning on stderr.
+pub fn newest_valid(run_dir: &Path) -> Option<(PathBuf, TrainState)> {
+    for path in list(run_dir).into_iter().rev() {
+        match load_state(&path) {
+            Ok(state) => return Some((path, state)),
+            Err(e) => eprintln!("warning: skipping {e}"),
+        }
+    }
+    None
+}

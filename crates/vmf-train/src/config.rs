@@ -1,0 +1,321 @@
+//! The training configuration (TOML). Unknown keys are rejected by serde with their
+//! name and line; [`TrainConfig::validate`] rejects bad values naming the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use vmf_model::ReconLoss;
+
+use crate::error::TrainError;
+use crate::schedule::Schedule;
+
+/// Everything a run needs; saved as `config.toml` in the run folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seed of every random choice (data order, binarisation, sampler, initialisation).
+    #[serde(default)]
+    pub seed: u64,
+    /// Folder of the run's outputs (config, metrics, checkpoints, images).
+    pub run_dir: PathBuf,
+    /// Dataset and pixel handling.
+    pub data: DataConfig,
+    /// Model shape and likelihood.
+    pub model: ModelConfig,
+    /// The kappa schedule.
+    pub kappa: Schedule,
+    /// Adam settings.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// Loop length and batching.
+    pub training: LoopConfig,
+    /// Checkpoint cadence and retention.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+}
+
+/// Which images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// MNIST digits (shipped in `datasets/mnist`).
+    Mnist,
+    /// Fashion-MNIST (Debian package `dataset-fashion-mnist`).
+    FashionMnist,
+}
+
+/// How pixels become model inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelMode {
+    /// Grey levels in [0, 1] (the article's setup).
+    Grey,
+    /// One Bernoulli draw per pixel, fixed for the whole run.
+    StaticBinary,
+    /// A fresh Bernoulli draw per pixel at every step (S-VAE experiments).
+    DynamicBinary,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `mnist` or `fashion-mnist`.
+    pub dataset: DatasetKind,
+    /// Folder with the four IDX files; default: `datasets/mnist` or
+    /// `/usr/share/datasets/fashion-mnist`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// `grey`, `static_binary` or `dynamic_binary`.
+    #[serde(default = "default_pixels")]
+    pub pixels: PixelMode,
+    /// Use only the first N training images (quick experiments, tests).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    #[serde(default)]
+    pub test_limit: Option<usize>,
+}
+
+fn default_pixels() -> PixelMode {
+    PixelMode::Grey
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Ambient latent dimension d (z on S^(d-1)), 2..=4096.
+    pub latent_dim: usize,
+    /// Encoder hidden sizes (the decoder mirrors them).
+    pub hidden: Vec<usize>,
+    /// `bernoulli` or `gaussian`.
+    #[serde(default = "default_loss")]
+    pub loss: ReconLoss,
+}
+
+fn default_loss() -> ReconLoss {
+    ReconLoss::Bernoulli
+}
+
+/// `[optimizer]` (Adam).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Denominator epsilon (PyTorch's default 1e-8; Burn's is 1e-5).
+    pub eps: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+/// `[training]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Stop after this many steps in total, even mid-epoch.
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    /// Examples per step (the last partial batch of an epoch is dropped).
+    pub batch_size: usize,
+    /// Read the loss back and write a metrics row every N steps.
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+    /// Batch size of the test-set evaluation.
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch_size: usize,
+    /// Write PNG grids after each epoch.
+    #[serde(default = "default_true")]
+    pub images: bool,
+}
+
+fn default_log_every() -> u64 {
+    50
+}
+fn default_eval_batch() -> usize {
+    1000
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `[checkpoint]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Also checkpoint every N steps (0: only at the end of each epoch).
+    pub every_steps: u64,
+    /// How many checkpoints to keep (the newest).
+    pub keep: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            every_steps: 0,
+            keep: 3,
+        }
+    }
+}
+
+/// What identifies a training trajectory: a checkpoint only resumes a run whose
+/// identity hash matches. Loop length, logging and checkpoint cadence may change.
+#[derive(Serialize)]
+struct Identity<'a> {
+    seed: u64,
+    data: &'a DataConfig,
+    model: &'a ModelConfig,
+    kappa: &'a Schedule,
+    optimizer: &'a OptimizerConfig,
+    batch_size: usize,
+}
+
+impl TrainConfig {
+    /// Reads, parses and validates a config file. A bare file name that does not
+    /// exist in the current folder is looked up in `configs/`.
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let path = resolve_config_path(path);
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Config {
+            file: path.clone(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        Self::parse(&text, &path)
+    }
+
+    /// Parses and validates TOML text; `file` is named in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, TrainError> {
+        let config: Self = toml::from_str(text).map_err(|e| TrainError::Config {
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| TrainError::Config {
+            file: file.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks every value; the message names the key and the reason.
+    pub fn validate(&self) -> Result<(), String> {
+        let m = &self.model;
+        if !(vmf_core::DIM_MIN..=vmf_core::DIM_MAX).contains(&m.latent_dim) {
+            return Err(format!(
+                "model.latent_dim = {}: must be between {} and {}",
+                m.latent_dim,
+                vmf_core::DIM_MIN,
+                vmf_core::DIM_MAX
+            ));
+        }
+        if let Some(i) = m.hidden.iter().position(|&h| h == 0) {
+            return Err(format!(
+                "model.hidden[{i}] = 0: layer sizes must be positive"
+            ));
+        }
+        let o = &self.optimizer;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(format!(
+                "optimizer.lr = {}: must be a positive number",
+                o.lr
+            ));
+        }
+        for (key, b) in [("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(format!("{key} = {b}: must be in [0, 1)"));
+            }
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            return Err(format!(
+                "optimizer.eps = {}: must be a positive number",
+                o.eps
+            ));
+        }
+        let t = &self.training;
+        if t.batch_size == 0 {
+            return Err("training.batch_size = 0: must be at least 1".into());
+        }
+        if t.eval_batch_size == 0 {
+            return Err("training.eval_batch_size = 0: must be at least 1".into());
+        }
+        if t.log_every == 0 {
+            return Err("training.log_every = 0: must be at least 1".into());
+        }
+        if t.epochs == 0 && t.max_steps.is_none() {
+            return Err("training.epochs = 0 and no training.max_steps: nothing to train".into());
+        }
+        if self.checkpoint.keep == 0 {
+            return Err("checkpoint.keep = 0: keep at least 1 checkpoint".into());
+        }
+        for (key, limit) in [
+            ("data.train_limit", self.data.train_limit),
+            ("data.test_limit", self.data.test_limit),
+        ] {
+            if limit == Some(0) {
+                return Err(format!("{key} = 0: must be at least 1"));
+            }
+        }
+        if let Some(limit) = self.data.train_limit
+            && limit < t.batch_size
+        {
+            return Err(format!(
+                "data.train_limit = {limit} is smaller than training.batch_size = {}: no full batch",
+                t.batch_size
+            ));
+        }
+        self.kappa.validate("kappa", m.latent_dim)
+    }
+
+    /// Hex SHA-256 of what defines the trajectory (see `Identity`).
+    pub fn identity_hash(&self) -> String {
+        let id = Identity {
+            seed: self.seed,
+            data: &self.data,
+            model: &self.model,
+            kappa: &self.kappa,
+            optimizer: &self.optimizer,
+            batch_size: self.training.batch_size,
+        };
+        let text = serde_json::to_string(&id).expect("config serialises");
+        format!("{:x}", Sha256::digest(text.as_bytes()))
+    }
+
+    /// The resolved config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+/// `mnist.toml` -> `configs/mnist.toml` when the former does not exist.
+pub fn resolve_config_path(path: &Path) -> PathBuf {
+    if path.exists() || path.components().count() != 1 {
+        return path.to_path_buf();
+    }
+    let in_configs = Path::new("configs").join(path);
+    if in_configs.exists() {
+        return in_configs;
+    }
+    let in_repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs")
+        .join(path);
+    if in_repo.exists() {
+        in_repo
+    } else {
+        path.to_path_buf()
+    }
+}

@@ -1,0 +1,70 @@
+//! Errors of the training framework: each names the file, key or value and what to do.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// What can stop a run.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// A config file that cannot be read, parsed or validated.
+    #[error("config {file}: {message}")]
+    Config {
+        /// The config file.
+        file: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A missing, truncated or corrupt data file.
+    #[error("data file {file}: {message}")]
+    Data {
+        /// The data file (or folder).
+        file: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A checkpoint that cannot be used.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error(
+        "the training loss became {value} at step {step} (kappa = {kappa}); {kept}. \
+         Lower optimizer.lr or check the data, then resume with --resume auto"
+    )]
+    NonFinite {
+        /// The step where it was seen.
+        step: u64,
+        /// The value read back.
+        value: f32,
+        /// kappa at that step.
+        kappa: f64,
+        /// Which checkpoint is the last good one.
+        kept: String,
+    },
+    /// vmf-core rejected a parameter.
+    #[error(transparent)]
+    Vmf(#[from] vmf_core::VmfError),
+    /// Writing outputs failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being written or read.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl TrainError {
+    /// An I/O error with its path.
+    pub fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { what, path, source }
+    }
+}

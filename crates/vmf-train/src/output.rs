@@ -1,0 +1,80 @@
+//! Run-folder outputs: metrics CSV files and PNG image grids.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use image::GrayImage;
+
+use crate::error::TrainError;
+
+/// Header of `metrics.csv` (training, one row per `log_every` steps).
+pub const TRAIN_HEADER: &str = "step,epoch,kappa,kl,loss,elbo,images_per_sec";
+/// Header of `eval.csv` (test set, one row per epoch).
+pub const EVAL_HEADER: &str = "step,epoch,kappa,kl,recon_sampled,recon_mean,elbo";
+
+/// Appends `row` to the CSV at `path`, writing `header` first if the file is new.
+pub fn append_csv(path: &Path, header: &str, row: &str) -> Result<(), TrainError> {
+    let new = !path.exists();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(TrainError::io("opening", path))?;
+    if new {
+        writeln!(f, "{header}").map_err(TrainError::io("writing", path))?;
+    }
+    writeln!(f, "{row}").map_err(TrainError::io("writing", path))
+}
+
+/// Drops rows of a CSV whose first column (the step) is above `step`, so a resumed
+/// run does not duplicate what it is about to write again.
+pub fn truncate_csv_after(path: &Path, step: u64) -> Result<(), TrainError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| {
+            *i == 0
+                || l.split(',')
+                    .next()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_none_or(|s| s <= step)
+        })
+        .map(|(_, l)| l)
+        .collect();
+    std::fs::write(path, kept.join("\n") + "\n").map_err(TrainError::io("writing", path))
+}
+
+/// Saves images (values in [0, 1], each `h x w`) as a grid with `cols` columns.
+pub fn save_grid(
+    path: &Path,
+    images: &[Vec<f32>],
+    [h, w]: [usize; 2],
+    cols: usize,
+) -> Result<(), TrainError> {
+    let rows = images.len().div_ceil(cols);
+    let pad = 2;
+    let (gw, gh) = (cols * (w + pad) + pad, rows * (h + pad) + pad);
+    let mut img = GrayImage::new(gw as u32, gh as u32);
+    for (k, im) in images.iter().enumerate() {
+        let (r, c) = (k / cols, k % cols);
+        for y in 0..h {
+            for x in 0..w {
+                let v = (im[y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8;
+                img.put_pixel(
+                    (pad + c * (w + pad) + x) as u32,
+                    (pad + r * (h + pad) + y) as u32,
+                    image::Luma([v]),
+                );
+            }
+        }
+    }
+    img.save(path).map_err(|e| TrainError::Io {
+        what: "writing image",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })
+}

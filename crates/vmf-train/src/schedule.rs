@@ -1,0 +1,239 @@
+//! kappa as a scheduled hyperparameter: step -> kappa.
+//!
+//! In TOML, `[kappa]` is one of
+//! - `schedule = "constant"`, `value`
+//! - `schedule = "linear" | "cosine" | "exponential"`, `start`, `end`, `steps`
+//!   (reaches `end` at `steps` and stays there; exponential interpolates log kappa)
+//! - `schedule = "piecewise"`, `steps = [0, s1, ...]`, `values = [k0, k1, ...]`
+//!   (k_i from step s_i on)
+//! - `schedule = "kl_target"`, `kl = <one of the above, in nats>`: kappa is the one
+//!   whose KL equals the scheduled budget (vmf-core's `kappa_for_kl`).
+
+use serde::{Deserialize, Serialize};
+
+/// A schedule of kappa (or, inside `kl_target`, of a KL budget in nats).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "schedule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    /// The same value at every step.
+    Constant {
+        /// The value.
+        value: f64,
+    },
+    /// Straight line from `start` to `end` over `steps` steps.
+    Linear {
+        /// Value at step 0.
+        start: f64,
+        /// Value from step `steps` on.
+        end: f64,
+        /// Length of the ramp.
+        steps: u64,
+    },
+    /// Half cosine from `start` to `end` over `steps` steps.
+    Cosine {
+        /// Value at step 0.
+        start: f64,
+        /// Value from step `steps` on.
+        end: f64,
+        /// Length of the ramp.
+        steps: u64,
+    },
+    /// Geometric from `start` to `end` over `steps` steps (both > 0).
+    Exponential {
+        /// Value at step 0.
+        start: f64,
+        /// Value from step `steps` on.
+        end: f64,
+        /// Length of the ramp.
+        steps: u64,
+    },
+    /// Piecewise constant: `values[i]` from step `steps[i]` on.
+    Piecewise {
+        /// Increasing start steps, the first one 0.
+        steps: Vec<u64>,
+        /// One value per start step.
+        values: Vec<f64>,
+    },
+    /// kappa from a (scheduled) KL budget in nats.
+    KlTarget {
+        /// The budget's schedule, in nats.
+        kl: Box<Schedule>,
+    },
+}
+
+impl Schedule {
+    /// The scheduled value at `step` (for `kl_target`, the KL budget is converted).
+    pub fn value_at(&self, step: u64, dim: usize) -> vmf_core::Result<f64> {
+        let ramp = |steps: u64| {
+            if steps == 0 {
+                1.0
+            } else {
+                (step as f64 / steps as f64).min(1.0)
+            }
+        };
+        Ok(match self {
+            Self::Constant { value } => *value,
+            Self::Linear { start, end, steps } => start + (end - start) * ramp(*steps),
+            Self::Cosine { start, end, steps } => {
+                let t = ramp(*steps);
+                end + (start - end) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Self::Exponential { start, end, steps } => {
+                (start.ln() + (end.ln() - start.ln()) * ramp(*steps)).exp()
+            }
+            Self::Piecewise { steps, values } => {
+                let i = steps.partition_point(|&s| s <= step).max(1) - 1;
+                values[i]
+            }
+            Self::KlTarget { kl } => vmf_core::kappa_for_kl(dim, kl.value_at(step, dim)?)?,
+        })
+    }
+
+    /// Checks the schedule's values for latent dimension `dim`; `key` prefixes messages.
+    pub fn validate(&self, key: &str, dim: usize) -> Result<(), String> {
+        self.validate_as(key, dim, false)
+    }
+
+    fn validate_as(&self, key: &str, dim: usize, is_kl: bool) -> Result<(), String> {
+        let check = |name: &str, v: f64| -> Result<(), String> {
+            if is_kl {
+                let max =
+                    vmf_core::kl_to_uniform(dim, vmf_core::KAPPA_MAX).map_err(|e| e.to_string())?;
+                if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                    return Err(format!(
+                        "{key}.{name} = {v}: a KL budget must be in [0, {max}] nats for latent_dim = {dim}"
+                    ));
+                }
+                Ok(())
+            } else {
+                vmf_core::error::check_kappa(v).map_err(|e| format!("{key}.{name}: {e}"))
+            }
+        };
+        match self {
+            Self::Constant { value } => check("value", *value),
+            Self::Linear { start, end, .. } | Self::Cosine { start, end, .. } => {
+                check("start", *start)?;
+                check("end", *end)
+            }
+            Self::Exponential { start, end, .. } => {
+                check("start", *start)?;
+                check("end", *end)?;
+                if *start <= 0.0 || *end <= 0.0 {
+                    return Err(format!(
+                        "{key}: an exponential schedule needs start > 0 and end > 0"
+                    ));
+                }
+                Ok(())
+            }
+            Self::Piecewise { steps, values } => {
+                if steps.is_empty() || steps.len() != values.len() {
+                    return Err(format!(
+                        "{key}: piecewise needs as many steps as values, at least one (got {} and {})",
+                        steps.len(),
+                        values.len()
+                    ));
+                }
+                if steps[0] != 0 || steps.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(format!(
+                        "{key}.steps = {steps:?}: must start at 0 and increase"
+                    ));
+                }
+                for (i, v) in values.iter().enumerate() {
+                    check(&format!("values[{i}]"), *v)?;
+                }
+                Ok(())
+            }
+            Self::KlTarget { kl } => {
+                if is_kl {
+                    return Err(format!("{key}: kl_target cannot be nested"));
+                }
+                kl.validate_as(&format!("{key}.kl"), dim, true)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_of_the_schedules() {
+        let lin = Schedule::Linear {
+            start: 10.0,
+            end: 20.0,
+            steps: 100,
+        };
+        assert_eq!(lin.value_at(0, 8).unwrap(), 10.0);
+        assert_eq!(lin.value_at(50, 8).unwrap(), 15.0);
+        assert_eq!(lin.value_at(1000, 8).unwrap(), 20.0);
+        let cos = Schedule::Cosine {
+            start: 10.0,
+            end: 20.0,
+            steps: 100,
+        };
+        assert!((cos.value_at(50, 8).unwrap() - 15.0).abs() < 1e-12);
+        assert!(
+            (cos.value_at(25, 8).unwrap()
+                - (20.0 - 10.0 * 0.5 * (1.0 + (0.25 * std::f64::consts::PI).cos())))
+            .abs()
+                < 1e-12
+        );
+        let exp = Schedule::Exponential {
+            start: 1.0,
+            end: 100.0,
+            steps: 100,
+        };
+        assert!((exp.value_at(50, 8).unwrap() - 10.0).abs() < 1e-12);
+        let pw = Schedule::Piecewise {
+            steps: vec![0, 10, 20],
+            values: vec![1.0, 2.0, 3.0],
+        };
+        let got: Vec<f64> = [0, 9, 10, 19, 20, 99]
+            .iter()
+            .map(|&s| pw.value_at(s, 8).unwrap())
+            .collect();
+        assert_eq!(got, vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
+        let kl = Schedule::KlTarget {
+            kl: Box::new(Schedule::Constant { value: 5.0 }),
+        };
+        let k = kl.value_at(3, 8).unwrap();
+        assert!((vmf_core::kl_to_uniform(8, k).unwrap() - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn invalid_schedules_name_the_key() {
+        let e = Schedule::Constant { value: -1.0 }
+            .validate("kappa", 8)
+            .unwrap_err();
+        assert!(e.contains("kappa.value") && e.contains("-1"), "{e}");
+        let e = Schedule::Piecewise {
+            steps: vec![0, 5],
+            values: vec![1.0],
+        }
+        .validate("kappa", 8)
+        .unwrap_err();
+        assert!(e.contains("piecewise"), "{e}");
+        let e = Schedule::Piecewise {
+            steps: vec![3, 5],
+            values: vec![1.0, 2.0],
+        }
+        .validate("kappa", 8)
+        .unwrap_err();
+        assert!(e.contains("kappa.steps"), "{e}");
+        let e = Schedule::KlTarget {
+            kl: Box::new(Schedule::Constant { value: 1e9 }),
+        }
+        .validate("kappa", 8)
+        .unwrap_err();
+        assert!(e.contains("kappa.kl.value") && e.contains("nats"), "{e}");
+        let e = Schedule::Exponential {
+            start: 0.0,
+            end: 5.0,
+            steps: 3,
+        }
+        .validate("kappa", 8)
+        .unwrap_err();
+        assert!(e.contains("start > 0"), "{e}");
+    }
+}

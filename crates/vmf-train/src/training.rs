@@ -1,0 +1,452 @@
+//! The training loop: Adam on the reconstruction loss, kappa from the schedule,
+//! seeded counter-based randomness, metrics, images, checkpoints and exact resume.
+//!
+//! Randomness on the device comes from Burn's RNG, which is one stream per device
+//! and process, reseeded at every step from (seed, step). Run one training per
+//! device and process for bit-exact reproducibility and resume.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use vmf_model::loss::reconstruction_per_example;
+use vmf_model::{VmfReparam, VmfVae, VmfVaeConfig, reconstruction_loss};
+
+use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, TrainState};
+use crate::config::{PixelMode, TrainConfig};
+use crate::data::{self, ImageSet};
+use crate::error::TrainError;
+use crate::output::{self, EVAL_HEADER, TRAIN_HEADER};
+use crate::{backend, seeds};
+
+/// Where to resume from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resume {
+    /// The newest valid checkpoint of the run folder (a fresh start if there is none).
+    Auto,
+    /// This checkpoint folder.
+    Path(PathBuf),
+}
+
+/// Options of one invocation (not part of the config).
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Resume instead of starting fresh.
+    pub resume: Option<Resume>,
+    /// Resume even if the checkpoint's config hash differs.
+    pub force: bool,
+    /// Stop (with a checkpoint) once this many steps are done in total: an interruption.
+    pub stop_at_step: Option<u64>,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+/// Test-set metrics (nats per image).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EvalMetrics {
+    /// -log p(x|z) with z ~ vMF(mu(x), kappa).
+    pub recon_sampled: f64,
+    /// -log p(x|z) at z = mu(x).
+    pub recon_mean: f64,
+    /// KL(vMF(mu, kappa) || uniform), a constant.
+    pub kl: f64,
+    /// ELBO = -(recon_sampled + KL).
+    pub elbo: f64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Steps done in total.
+    pub steps: u64,
+    /// Mean training loss of the last logged window.
+    pub last_loss: Option<f64>,
+    /// Evaluation after the last completed epoch.
+    pub last_eval: Option<EvalMetrics>,
+    /// The last checkpoint written.
+    pub last_checkpoint: Option<PathBuf>,
+    /// Training throughput over the run (images per second, steps only).
+    pub images_per_sec: f64,
+}
+
+fn read_scalar(t: Tensor<1>) -> f32 {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("scalar read-back")[0]
+}
+
+fn upload(set: &ImageSet, device: &Device) -> Tensor<2> {
+    Tensor::from_data(
+        TensorData::new(set.pixels.clone(), [set.len(), set.dim]),
+        device,
+    )
+}
+
+/// The order of epoch `epoch` (a pure function of seed and epoch).
+fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<i32> {
+    let mut order: Vec<i32> = (0..n as i32).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seeds::derive(
+        seed,
+        "data-order",
+        epoch as u64,
+    )));
+    order
+}
+
+/// Trains as configured; see the README for the run folder's contents.
+pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
+    config.validate().map_err(|message| TrainError::Config {
+        file: "(in memory)".into(),
+        message,
+    })?;
+    let run_dir = config.run_dir.clone();
+    let device = backend::device();
+    let ad = device.clone().autodiff();
+    eprintln!("backend: {}, device: {:?}", backend::name(), device);
+
+    let splits = data::load(&config.data, config.seed)?;
+    fs::create_dir_all(run_dir.join("images")).map_err(TrainError::io("creating", &run_dir))?;
+    let cfg_path = run_dir.join("config.toml");
+    fs::write(&cfg_path, config.to_toml()).map_err(TrainError::io("writing", &cfg_path))?;
+
+    let d = config.model.latent_dim;
+    let model_cfg = VmfVaeConfig::new(splits.train.dim, config.model.hidden.clone(), d);
+    ad.seed(seeds::derive(config.seed, "init", 0));
+    let mut model: VmfVae = model_cfg.init(&ad);
+    let o = &config.optimizer;
+    let adam = AdamConfig::new()
+        .with_beta_1(o.beta1 as f32)
+        .with_beta_2(o.beta2 as f32)
+        .with_epsilon(o.eps as f32);
+    let mut optim = adam.init();
+    let hash = config.identity_hash();
+    let mut state = TrainState {
+        step: 0,
+        epoch: 0,
+        batch_in_epoch: 0,
+        kappa: config.kappa.value_at(0, d)?,
+        config_hash: hash.clone(),
+        model_sha256: String::new(),
+        optim_sha256: String::new(),
+    };
+
+    let resume_from = match &opts.resume {
+        None => None,
+        Some(Resume::Auto) => checkpoint::newest_valid(&run_dir),
+        Some(Resume::Path(p)) => Some((p.clone(), checkpoint::load_state(p)?)),
+    };
+    let mut last_checkpoint = None;
+    if let Some((path, st)) = resume_from {
+        if st.config_hash != hash && !opts.force {
+            return Err(TrainError::Checkpoint {
+                path,
+                message: "was written by a run with a different config (seed, data, model, kappa, \
+                          optimizer or batch size differ); use the run's own config.toml, or pass \
+                          --force to resume anyway"
+                    .into(),
+            });
+        }
+        let bad = |e: String| TrainError::Checkpoint {
+            path: path.clone(),
+            message: e,
+        };
+        model = model
+            .try_load_file(path.join(MODEL_FILE))
+            .map_err(|e| bad(format!("model: {e}")))?;
+        optim = adam
+            .init()
+            .load(path.join(OPTIM_FILE))
+            .map_err(|e| bad(format!("optimiser: {e}")))?;
+        eprintln!(
+            "resuming from {} at step {} (epoch {}, batch {})",
+            path.display(),
+            st.step,
+            st.epoch,
+            st.batch_in_epoch
+        );
+        output::truncate_csv_after(&run_dir.join("metrics.csv"), st.step)?;
+        output::truncate_csv_after(&run_dir.join("eval.csv"), st.step)?;
+        state = TrainState {
+            config_hash: hash.clone(),
+            ..st
+        };
+        last_checkpoint = Some(path);
+    }
+
+    let train_x = upload(&splits.train, &ad);
+    let test_x = upload(&splits.test, &device);
+    let batch = config.training.batch_size;
+    let per_epoch = splits.train.len() / batch;
+    let max_steps = config.training.max_steps.unwrap_or(u64::MAX);
+    let stop_at = opts.stop_at_step.unwrap_or(u64::MAX).min(max_steps);
+    let mut reparam = VmfReparam::new(d, config.kappa.value_at(state.step, d)?, &ad)?;
+    let log_every = config.training.log_every;
+
+    let mut window = Tensor::<1>::zeros([1], &ad);
+    let mut window_steps = 0u64;
+    let mut window_start = Instant::now();
+    let (mut trained_images, mut train_secs) = (0u64, 0.0f64);
+    let mut last_loss = None;
+    let mut last_eval = None;
+
+    let save = |model: &VmfVae, optim: &burn::optim::ModuleOptimizer, state: &TrainState| {
+        checkpoint::save(&run_dir, state.clone(), config.checkpoint.keep, |tmp| {
+            model
+                .clone()
+                .save_file(tmp.join(MODEL_FILE))
+                .map_err(|e| e.to_string())?;
+            optim.save(tmp.join(OPTIM_FILE)).map_err(|e| e.to_string())
+        })
+    };
+
+    'epochs: while state.epoch < config.training.epochs && state.step < stop_at {
+        let order = epoch_order(config.seed, state.epoch, splits.train.len());
+        let order = Tensor::<1, Int>::from_data(TensorData::new(order, [splits.train.len()]), &ad);
+        let bar = progress_bar(opts.progress, per_epoch, state.epoch);
+        bar.set_position(state.batch_in_epoch as u64);
+        while state.batch_in_epoch < per_epoch {
+            if state.step >= stop_at {
+                bar.abandon();
+                break 'epochs;
+            }
+            ad.seed(seeds::derive(config.seed, "step", state.step));
+            let kappa = config.kappa.value_at(state.step, d)?;
+            reparam.set_kappa(kappa)?;
+            let b = state.batch_in_epoch;
+            let idx = order.clone().slice(b * batch..(b + 1) * batch);
+            let mut x = train_x.clone().select(0, idx); // [batch, pixels]
+            if config.data.pixels == PixelMode::DynamicBinary {
+                x = Tensor::<2>::random_like(&x, Distribution::Default)
+                    .lower(x)
+                    .float();
+            }
+            let out = model.forward(x.clone(), &reparam);
+            let loss = reconstruction_loss(config.model.loss, out.logits, x);
+            window = window + loss.clone().detach();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(o.lr, model, grads);
+            state.step += 1;
+            state.batch_in_epoch += 1;
+            state.kappa = kappa;
+            window_steps += 1;
+
+            let checkpoint_due = config.checkpoint.every_steps > 0
+                && state.step.is_multiple_of(config.checkpoint.every_steps);
+            if state.step.is_multiple_of(log_every)
+                || checkpoint_due
+                || state.step >= stop_at
+                || state.batch_in_epoch == per_epoch
+            {
+                let mean = read_scalar(window.clone()) / window_steps as f32;
+                if !mean.is_finite() {
+                    bar.abandon();
+                    return Err(non_finite(state.step, mean, kappa, &last_checkpoint));
+                }
+                let secs = window_start.elapsed().as_secs_f64();
+                let ips = (window_steps as usize * batch) as f64 / secs.max(1e-9);
+                trained_images += window_steps * batch as u64;
+                train_secs += secs;
+                let kl = reparam.stats().kl;
+                output::append_csv(
+                    &run_dir.join("metrics.csv"),
+                    TRAIN_HEADER,
+                    &format!(
+                        "{},{},{kappa},{kl},{mean},{},{ips:.1}",
+                        state.step,
+                        state.epoch,
+                        -(f64::from(mean) + kl)
+                    ),
+                )?;
+                bar.set_message(format!(
+                    "loss {mean:.2} kappa {kappa:.3} KL {kl:.2} {ips:.0} img/s"
+                ));
+                last_loss = Some(f64::from(mean));
+                window = Tensor::<1>::zeros([1], &ad);
+                window_steps = 0;
+                window_start = Instant::now();
+            }
+            bar.inc(1);
+            if checkpoint_due || state.step >= stop_at {
+                last_checkpoint = Some(save(&model, &optim, &state)?);
+            }
+        }
+        bar.finish();
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
+        let eval_model = model.valid();
+        let metrics = evaluate(
+            &eval_model,
+            &test_x,
+            config,
+            state.kappa,
+            state.epoch,
+            &device,
+        )?;
+        output::append_csv(
+            &run_dir.join("eval.csv"),
+            EVAL_HEADER,
+            &format!(
+                "{},{},{},{},{},{},{}",
+                state.step,
+                state.epoch,
+                state.kappa,
+                metrics.kl,
+                metrics.recon_sampled,
+                metrics.recon_mean,
+                metrics.elbo
+            ),
+        )?;
+        eprintln!(
+            "epoch {} step {}: test recon {:.3} (at z = mu {:.3}), KL {:.3}, ELBO {:.3}",
+            state.epoch,
+            state.step,
+            metrics.recon_sampled,
+            metrics.recon_mean,
+            metrics.kl,
+            metrics.elbo
+        );
+        if config.training.images {
+            write_images(&eval_model, &splits.test, config, state.epoch, &device)?;
+        }
+        last_eval = Some(metrics);
+        last_checkpoint = Some(save(&model, &optim, &state)?);
+        window_start = Instant::now();
+    }
+
+    Ok(TrainSummary {
+        steps: state.step,
+        last_loss,
+        last_eval,
+        last_checkpoint,
+        images_per_sec: trained_images as f64 / train_secs.max(1e-9),
+    })
+}
+
+fn non_finite(step: u64, value: f32, kappa: f64, last: &Option<PathBuf>) -> TrainError {
+    let kept = match last {
+        Some(p) => format!("the last good checkpoint is {} (kept)", p.display()),
+        None => "no checkpoint had been written yet".to_string(),
+    };
+    TrainError::NonFinite {
+        step,
+        value,
+        kappa,
+        kept,
+    }
+}
+
+fn progress_bar(show: bool, len: usize, epoch: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix((epoch + 1).to_string());
+    bar
+}
+
+/// Test-set reconstruction (sampled z and z = mu), KL and ELBO, in nats per image.
+pub fn evaluate(
+    model: &VmfVae,
+    test_x: &Tensor<2>,
+    config: &TrainConfig,
+    kappa: f64,
+    epoch: usize,
+    device: &Device,
+) -> Result<EvalMetrics, TrainError> {
+    let d = config.model.latent_dim;
+    device.seed(seeds::derive(config.seed, "eval", epoch as u64));
+    let reparam = VmfReparam::new(d, kappa, device)?;
+    let [n, _] = test_x.dims();
+    let bs = config.training.eval_batch_size;
+    let (mut sampled, mut mean) = (0.0f64, 0.0f64);
+    for start in (0..n).step_by(bs) {
+        let mut x = test_x.clone().slice(start..(start + bs).min(n));
+        if config.data.pixels == PixelMode::DynamicBinary {
+            x = Tensor::<2>::random_like(&x, Distribution::Default)
+                .lower(x)
+                .float();
+        }
+        let mu = model.encode(x.clone());
+        let z = reparam.forward(mu.clone());
+        let r_s = reconstruction_per_example(config.model.loss, model.decode(z), x.clone()).sum();
+        let r_m = reconstruction_per_example(config.model.loss, model.decode(mu), x).sum();
+        sampled += f64::from(read_scalar(r_s));
+        mean += f64::from(read_scalar(r_m));
+    }
+    let kl = reparam.stats().kl;
+    let recon_sampled = sampled / n as f64;
+    Ok(EvalMetrics {
+        recon_sampled,
+        recon_mean: mean / n as f64,
+        kl,
+        elbo: -(recon_sampled + kl),
+    })
+}
+
+fn to_rows(t: Tensor<2>) -> Vec<Vec<f32>> {
+    let [n, d] = t.dims();
+    let v = t
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("image read-back");
+    v.chunks(d).take(n).map(<[f32]>::to_vec).collect()
+}
+
+/// `images/recon-epoch-E.png` (test images over their reconstructions at z = mu) and
+/// `images/samples-epoch-E.png` (decoded uniform samples on the sphere).
+fn write_images(
+    model: &VmfVae,
+    test: &ImageSet,
+    config: &TrainConfig,
+    epoch: usize,
+    device: &Device,
+) -> Result<(), TrainError> {
+    use burn::tensor::activation::sigmoid;
+    let dir = config.run_dir.join("images");
+    let k = 10.min(test.len());
+    let x = Tensor::<2>::from_data(
+        TensorData::new(test.pixels[..k * test.dim].to_vec(), [k, test.dim]),
+        device,
+    );
+    let recon = sigmoid(model.decode(model.encode(x.clone())));
+    let mut grid = to_rows(x);
+    grid.extend(to_rows(recon));
+    output::save_grid(
+        &dir.join(format!("recon-epoch-{epoch:03}.png")),
+        &grid,
+        test.shape,
+        k,
+    )?;
+
+    let d = config.model.latent_dim;
+    let mut rng = StdRng::seed_from_u64(seeds::derive(config.seed, "prior-samples", 0));
+    let z: Vec<f32> = (0..100)
+        .flat_map(|_| vmf_core::uniform_sphere(&mut rng, d))
+        .map(|v| v as f32)
+        .collect();
+    let z = Tensor::<2>::from_data(TensorData::new(z, [100, d]), device);
+    let samples = to_rows(sigmoid(model.decode(z)));
+    output::save_grid(
+        &dir.join(format!("samples-epoch-{epoch:03}.png")),
+        &samples,
+        test.shape,
+        10,
+    )
+}
