@@ -196,6 +196,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     let mut window_start = Instant::now();
     let (mut trained_images, mut train_secs) = (0u64, 0.0f64);
     let mut last_loss = None;
+    let mut last_ips = 0.0;
     let mut last_eval = None;
 
     let save = |model: &VmfVae, optim: &burn::optim::ModuleOptimizer, state: &TrainState| {
@@ -266,14 +267,18 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                         -(f64::from(mean) + kl)
                     ),
                 )?;
-                bar.set_message(format!(
-                    "loss {mean:.2} kappa {kappa:.3} KL {kl:.2} {ips:.0} img/s"
-                ));
                 last_loss = Some(f64::from(mean));
+                last_ips = ips;
                 window = Tensor::<1>::zeros([1], &ad);
                 window_steps = 0;
                 window_start = Instant::now();
             }
+            // kappa and KL are host constants: shown every step at no device cost.
+            let kl = reparam.stats().kl;
+            let loss_txt = last_loss.map_or("-".into(), |l| format!("{l:.2}"));
+            bar.set_message(format!(
+                "loss {loss_txt} kappa {kappa:.3} KL {kl:.3} {last_ips:.0} img/s"
+            ));
             bar.inc(1);
             if checkpoint_due || state.step >= stop_at {
                 last_checkpoint = Some(save(&model, &optim, &state)?);

@@ -150,3 +150,29 @@ fn the_shipped_mnist_files_load_with_their_published_counts() {
         [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     );
 }
+
+#[test]
+fn fashion_mnist_loads_from_the_debian_package() {
+    let fashion = DataConfig {
+        dataset: DatasetKind::FashionMnist,
+        dir: None,
+        ..config(Path::new(""))
+    };
+    if !vmf_train::data::default_dir(DatasetKind::FashionMnist).exists() {
+        // .ci/run installs the package, so CI always runs the check.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Debian's dataset-fashion-mnist (see .ci/run)"
+        );
+        eprintln!("skipped: apt-get install dataset-fashion-mnist to run this test");
+        return;
+    }
+    let s = load(&fashion, 0).unwrap();
+    assert_eq!(
+        (s.train.len(), s.test.len(), s.train.dim, s.train.shape),
+        (60_000, 10_000, 784, [28, 28])
+    );
+    let mut counts = [0usize; 10];
+    s.train.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    assert_eq!(counts, [6000; 10], "Fashion-MNIST is balanced");
+}
