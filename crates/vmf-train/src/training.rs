@@ -114,9 +114,6 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     eprintln!("backend: {}, device: {:?}", backend::name(), device);
 
     let splits = data::load(&config.data, config.seed)?;
-    fs::create_dir_all(run_dir.join("images")).map_err(TrainError::io("creating", &run_dir))?;
-    let cfg_path = run_dir.join("config.toml");
-    fs::write(&cfg_path, config.to_toml()).map_err(TrainError::io("writing", &cfg_path))?;
 
     let d = config.model.latent_dim;
     let model_cfg = VmfVaeConfig::new(splits.train.dim, config.model.hidden.clone(), d);
@@ -144,6 +141,19 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         Some(Resume::Auto) => checkpoint::newest_valid(&run_dir),
         Some(Resume::Path(p)) => Some((p.clone(), checkpoint::load_state(p)?)),
     };
+    if resume_from.is_none()
+        && (run_dir.join("metrics.csv").exists() || !checkpoint::list(&run_dir).is_empty())
+    {
+        // Never mix a fresh run into an existing one.
+        return Err(TrainError::Config {
+            file: run_dir.join("config.toml"),
+            message: format!(
+                "run folder {} already holds a run; continue it with --resume auto, \
+                 or choose another run_dir (--run-dir)",
+                run_dir.display()
+            ),
+        });
+    }
     let mut last_checkpoint = None;
     if let Some((path, st)) = resume_from {
         if st.config_hash != hash && !opts.force {
@@ -182,6 +192,11 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         last_checkpoint = Some(path);
     }
 
+    // Written only now: a refused resume must leave the run's own config in place.
+    fs::create_dir_all(run_dir.join("images")).map_err(TrainError::io("creating", &run_dir))?;
+    let cfg_path = run_dir.join("config.toml");
+    fs::write(&cfg_path, config.to_toml()).map_err(TrainError::io("writing", &cfg_path))?;
+
     let train_x = upload(&splits.train, &ad);
     let test_x = upload(&splits.test, &device);
     let batch = config.training.batch_size;
@@ -209,7 +224,12 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         })
     };
 
-    'epochs: while state.epoch < config.training.epochs && state.step < stop_at {
+    // epochs = 0 means no epoch limit (max_steps decides; validation requires one of them).
+    let epochs = match config.training.epochs {
+        0 => usize::MAX,
+        e => e,
+    };
+    'epochs: while state.epoch < epochs && state.step < stop_at {
         let order = epoch_order(config.seed, state.epoch, splits.train.len());
         let order = Tensor::<1, Int>::from_data(TensorData::new(order, [splits.train.len()]), &ad);
         let bar = progress_bar(opts.progress, per_epoch, state.epoch);

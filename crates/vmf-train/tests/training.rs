@@ -235,6 +235,14 @@ fn checkpoints_from_another_config_or_corrupt_are_refused_with_a_reason() {
         err.to_string().contains("different config") && err.to_string().contains("--force"),
         "{err}"
     );
+    // The refusal left the run's own config in place.
+    assert_eq!(TrainConfig::load(&dir.join("config.toml")).unwrap(), short);
+    // A fresh start into the same folder is refused too: it would mix two runs.
+    let err = train(&short, &quiet()).unwrap_err().to_string();
+    assert!(
+        err.contains("already holds a run") && err.contains("--resume auto"),
+        "{err}"
+    );
     // ... unless forced.
     train(
         &other,
@@ -382,4 +390,17 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
         )
         .unwrap();
     }
+}
+
+#[test]
+fn max_steps_alone_bounds_a_run_and_leaves_a_checkpoint_there() {
+    let _serial = serial();
+    let dir = tmp_dir("max-steps");
+    let mut config = small_config(&dir, "");
+    config.training.epochs = 0;
+    config.training.max_steps = Some(27);
+    let s = train(&config, &quiet()).unwrap();
+    assert_eq!(s.steps, 27);
+    let (_, state) = checkpoint::newest_valid(&dir).unwrap();
+    assert_eq!((state.step, state.epoch, state.batch_in_epoch), (27, 1, 7));
 }
