@@ -1,0 +1,112 @@
+//! The `vmf` command-line tool: data on stdout, errors on stderr with a non-zero exit.
+
+use std::process::{Command, Output};
+
+fn vmf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmf"))
+        .args(args)
+        .output()
+        .expect("vmf runs")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn kl_and_kappa_print_json_matching_the_library() {
+    let out = stdout(&vmf(&["kl", "--dim", "8", "--kappa", "20", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let s = vmf_core::VmfStats::new(8, 20.0).unwrap();
+    assert_eq!(v["dim"], 8);
+    assert_eq!(v["kappa"].as_f64(), Some(20.0));
+    assert_eq!(v["kl"].as_f64(), Some(s.kl));
+    assert_eq!(v["mean_w"].as_f64(), Some(s.mean_w));
+    assert_eq!(v["log_normaliser"].as_f64(), Some(s.log_normaliser));
+
+    let out = stdout(&vmf(&[
+        "kappa",
+        "--dim",
+        "8",
+        "--kl",
+        "4.485985873856137",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!((v["kappa"].as_f64().unwrap() - 20.0).abs() < 1e-9, "{v}");
+    let plain: f64 = stdout(&vmf(&["kappa", "--dim", "8", "--kl", "4.485985873856137"]))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((plain - 20.0).abs() < 1e-9);
+}
+
+#[test]
+fn samples_are_full_precision_data_lines() {
+    let out = stdout(&vmf(&[
+        "sample-w", "--dim", "3", "--kappa", "1e5", "-n", "1000", "--seed", "4",
+    ]));
+    let ws: Vec<f64> = out.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(ws.len(), 1000);
+    // At kappa = 1e5, 1 - w ~ 1e-5: values must keep their digits, not print as 1.
+    assert!(ws.iter().all(|&w| w < 1.0 && w > 0.999));
+    let mean_gap = ws.iter().map(|w| 1.0 - w).sum::<f64>() / 1000.0;
+    assert!(
+        (mean_gap - 1e-5).abs() < 1.5e-6,
+        "E[1 - w] = {mean_gap}, expected (d-1)/(2 kappa) = 1e-5"
+    );
+    // Same seed, same numbers.
+    assert_eq!(
+        out,
+        stdout(&vmf(&[
+            "sample-w", "--dim", "3", "--kappa", "1e5", "-n", "1000", "--seed", "4"
+        ]))
+    );
+
+    let out = stdout(&vmf(&[
+        "sample", "--dim", "3", "--kappa", "50", "-n", "200", "--mu", "0,0,-2", "--seed", "1",
+    ]));
+    let rows: Vec<Vec<f64>> = out
+        .lines()
+        .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 200);
+    for r in &rows {
+        assert_eq!(r.len(), 3);
+        assert!((r.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(r[2] < -0.5, "points concentrate around mu = -e_3: {r:?}");
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_on_stderr_with_nonzero_exit() {
+    for (args, needle) in [
+        (vec!["kl", "--dim", "1", "--kappa", "2"], "d = 1"),
+        (vec!["kl", "--dim", "8", "--kappa", "-2"], "kappa = -2"),
+        (vec!["kl", "--dim", "8", "--kappa", "NaN"], "kappa = NaN"),
+        (vec!["kappa", "--dim", "8", "--kl", "1e9"], "KL target"),
+        (
+            vec![
+                "sample", "--dim", "3", "--kappa", "1", "-n", "1", "--mu", "0,0",
+            ],
+            "2 entries",
+        ),
+        (
+            vec![
+                "sample", "--dim", "3", "--kappa", "1", "-n", "1", "--mu", "0,0,0",
+            ],
+            "cannot be normalised",
+        ),
+    ] {
+        let o = vmf(&args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(o.stdout.is_empty(), "{args:?} printed data");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
