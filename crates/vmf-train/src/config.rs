@@ -295,6 +295,11 @@ impl TrainConfig {
         format!("{:x}", Sha256::digest(text.as_bytes()))
     }
 
+    /// The model this config describes, for inputs of `input_dim` features.
+    pub fn vae_config(&self, input_dim: usize) -> vmf_model::VmfVaeConfig {
+        vmf_model::VmfVaeConfig::new(input_dim, self.model.hidden.clone(), self.model.latent_dim)
+    }
+
     /// The resolved config as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")

@@ -2,6 +2,7 @@
 //!
 //! Orchestration of vMF-VAE training: TOML configs ([`config`]), MNIST-style data
 //! ([`data`]), the kappa schedule ([`schedule`]), the loop ([`training`]),
+//! evaluation and the importance-sampled log-likelihood ([`evaluation`]),
 //! checkpoints ([`checkpoint`]), run outputs ([`output`]) and the backend choice
 //! ([`backend`], the only module that knows which backend runs).
 
@@ -10,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod evaluation;
 pub mod output;
 pub mod schedule;
 pub mod seeds;
@@ -17,4 +19,5 @@ pub mod training;
 
 pub use config::TrainConfig;
 pub use error::TrainError;
-pub use training::{EvalMetrics, Resume, TrainOptions, TrainSummary, train};
+pub use evaluation::EvalMetrics;
+pub use training::{Resume, TrainOptions, TrainSummary, train};

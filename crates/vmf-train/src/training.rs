@@ -16,14 +16,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use serde::Serialize;
-use vmf_model::loss::reconstruction_per_example;
-use vmf_model::{VmfReparam, VmfVae, VmfVaeConfig, reconstruction_loss};
+use vmf_model::{VmfReparam, VmfVae, reconstruction_loss};
 
 use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, TrainState};
 use crate::config::{PixelMode, TrainConfig};
 use crate::data::{self, ImageSet};
 use crate::error::TrainError;
+use crate::evaluation::{EvalMetrics, evaluate, read_scalar};
 use crate::output::{self, EVAL_HEADER, TRAIN_HEADER};
 use crate::{backend, seeds};
 
@@ -49,19 +48,6 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
-/// Test-set metrics (nats per image).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct EvalMetrics {
-    /// -log p(x|z) with z ~ vMF(mu(x), kappa).
-    pub recon_sampled: f64,
-    /// -log p(x|z) at z = mu(x).
-    pub recon_mean: f64,
-    /// KL(vMF(mu, kappa) || uniform), a constant.
-    pub kl: f64,
-    /// ELBO = -(recon_sampled + KL).
-    pub elbo: f64,
-}
-
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct TrainSummary {
@@ -75,13 +61,6 @@ pub struct TrainSummary {
     pub last_checkpoint: Option<PathBuf>,
     /// Training throughput over the run (images per second, steps only).
     pub images_per_sec: f64,
-}
-
-fn read_scalar(t: Tensor<1>) -> f32 {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .expect("scalar read-back")[0]
 }
 
 fn upload(set: &ImageSet, device: &Device) -> Tensor<2> {
@@ -116,7 +95,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     let splits = data::load(&config.data, config.seed)?;
 
     let d = config.model.latent_dim;
-    let model_cfg = VmfVaeConfig::new(splits.train.dim, config.model.hidden.clone(), d);
+    let model_cfg = config.vae_config(splits.train.dim);
     ad.seed(seeds::derive(config.seed, "init", 0));
     let mut model: VmfVae = model_cfg.init(&ad);
     let o = &config.optimizer;
@@ -313,7 +292,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
             &test_x,
             config,
             state.kappa,
-            state.epoch,
+            seeds::derive(config.seed, "eval", state.epoch as u64),
             &device,
         )?;
         output::append_csv(
@@ -383,45 +362,6 @@ fn progress_bar(show: bool, len: usize, epoch: usize) -> ProgressBar {
     );
     bar.set_prefix((epoch + 1).to_string());
     bar
-}
-
-/// Test-set reconstruction (sampled z and z = mu), KL and ELBO, in nats per image.
-pub fn evaluate(
-    model: &VmfVae,
-    test_x: &Tensor<2>,
-    config: &TrainConfig,
-    kappa: f64,
-    epoch: usize,
-    device: &Device,
-) -> Result<EvalMetrics, TrainError> {
-    let d = config.model.latent_dim;
-    device.seed(seeds::derive(config.seed, "eval", epoch as u64));
-    let reparam = VmfReparam::new(d, kappa, device)?;
-    let [n, _] = test_x.dims();
-    let bs = config.training.eval_batch_size;
-    let (mut sampled, mut mean) = (0.0f64, 0.0f64);
-    for start in (0..n).step_by(bs) {
-        let mut x = test_x.clone().slice(start..(start + bs).min(n));
-        if config.data.pixels == PixelMode::DynamicBinary {
-            x = Tensor::<2>::random_like(&x, Distribution::Default)
-                .lower(x)
-                .float();
-        }
-        let mu = model.encode(x.clone());
-        let z = reparam.forward(mu.clone());
-        let r_s = reconstruction_per_example(config.model.loss, model.decode(z), x.clone()).sum();
-        let r_m = reconstruction_per_example(config.model.loss, model.decode(mu), x).sum();
-        sampled += f64::from(read_scalar(r_s));
-        mean += f64::from(read_scalar(r_m));
-    }
-    let kl = reparam.stats().kl;
-    let recon_sampled = sampled / n as f64;
-    Ok(EvalMetrics {
-        recon_sampled,
-        recon_mean: mean / n as f64,
-        kl,
-        elbo: -(recon_sampled + kl),
-    })
 }
 
 fn to_rows(t: Tensor<2>) -> Vec<Vec<f32>> {

@@ -1,0 +1,65 @@
+//! `eval --checkpoint RUN/checkpoints/step-N [--samples 500] [--seed 0]`: test-set
+//! reconstruction, KL, ELBO and the importance-sampled log-likelihood of a checkpoint.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use vmf_train::evaluation::evaluate_checkpoint;
+
+#[derive(Parser)]
+#[command(
+    name = "eval",
+    version,
+    about = "Evaluate a vMF-VAE checkpoint on the test set"
+)]
+struct Cli {
+    /// Checkpoint folder (RUN/checkpoints/step-N); the run's config.toml is used.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Importance samples per test image.
+    #[arg(long, default_value_t = 500)]
+    samples: usize,
+    /// Seed of the evaluation's random draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Evaluate only the first N test images.
+    #[arg(long)]
+    test_limit: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let run = || -> anyhow::Result<()> {
+        let e = evaluate_checkpoint(&cli.checkpoint, cli.samples, cli.seed, cli.test_limit)?;
+        let out = cli
+            .checkpoint
+            .join(format!("eval-k{}-seed{}.json", e.samples, e.seed));
+        std::fs::write(&out, serde_json::to_string_pretty(&e)? + "\n")?;
+        println!(
+            "| metric (nats per image, {} test images) | value |",
+            e.test_images
+        );
+        println!("|---|---|");
+        println!("| reconstruction, z = mu | {:.3} |", e.metrics.recon_mean);
+        println!(
+            "| reconstruction, z ~ q(z|x) | {:.3} |",
+            e.metrics.recon_sampled
+        );
+        println!("| KL (kappa = {}) | {:.3} |", e.kappa, e.metrics.kl);
+        println!("| ELBO | {:.3} |", e.metrics.elbo);
+        println!(
+            "| log p(x), K = {} | {:.3} +- {:.3} |",
+            e.samples, e.log_likelihood, e.log_likelihood_se
+        );
+        eprintln!("wrote {}", out.display());
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

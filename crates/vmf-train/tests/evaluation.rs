@@ -1,0 +1,55 @@
+//! The importance-sampled log-likelihood of a trained checkpoint.
+
+use std::path::Path;
+
+use vmf_train::evaluation::evaluate_checkpoint;
+use vmf_train::{TrainConfig, TrainOptions, checkpoint, train};
+
+#[test]
+fn importance_sampled_log_likelihood_bounds_and_limits() {
+    let dir = std::env::temp_dir().join(format!("vmf-eval-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "seed = 2\nrun_dir = \"{}\"\n[data]\ndataset = \"mnist\"\npixels = \"dynamic_binary\"\ntrain_limit = 2000\ntest_limit = 300\n\
+         [model]\nlatent_dim = 5\nhidden = [128]\n[kappa]\nschedule = \"constant\"\nvalue = 15.0\n\
+         [training]\nepochs = 2\nbatch_size = 50\nimages = false\n",
+        dir.display()
+    );
+    let config = TrainConfig::parse(&text, Path::new("eval-test.toml")).unwrap();
+    train(&config, &TrainOptions::default()).unwrap();
+    let ckpt = checkpoint::list(&dir).pop().unwrap();
+
+    let k1 = evaluate_checkpoint(&ckpt, 1, 7, None).unwrap();
+    let k10 = evaluate_checkpoint(&ckpt, 10, 7, None).unwrap();
+    let k100 = evaluate_checkpoint(&ckpt, 100, 7, None).unwrap();
+    let elbo = k100.metrics.elbo;
+    eprintln!(
+        "ELBO {elbo}, LL_1 {} +- {}, LL_10 {}, LL_100 {}",
+        k1.log_likelihood, k1.log_likelihood_se, k10.log_likelihood, k100.log_likelihood
+    );
+
+    // K = 1 is an unbiased estimate of the ELBO: a wrong log q or log p constant shows here.
+    let tol = 4.0 * std::f64::consts::SQRT_2 * k1.log_likelihood_se;
+    assert!(
+        (k1.log_likelihood - elbo).abs() < tol,
+        "LL_1 {} vs ELBO {elbo} (tol {tol})",
+        k1.log_likelihood
+    );
+    // Tighter with more samples, towards a limit.
+    assert!(k100.log_likelihood > elbo + 1.0);
+    assert!(k1.log_likelihood < k10.log_likelihood && k10.log_likelihood < k100.log_likelihood);
+    assert!(k100.log_likelihood - k10.log_likelihood < k10.log_likelihood - k1.log_likelihood);
+    // Same K and seed, same number; another seed, a different one.
+    assert_eq!(
+        evaluate_checkpoint(&ckpt, 10, 7, None)
+            .unwrap()
+            .log_likelihood,
+        k10.log_likelihood
+    );
+    assert_ne!(
+        evaluate_checkpoint(&ckpt, 10, 8, None)
+            .unwrap()
+            .log_likelihood,
+        k10.log_likelihood
+    );
+}
