@@ -45,6 +45,21 @@ fn quiet() -> TrainOptions {
     TrainOptions::default()
 }
 
+/// The values of the column named `name` in a CSV file with a header.
+fn csv_column(path: &Path, name: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let col = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|h| h == name)
+        .unwrap();
+    lines
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect()
+}
+
 /// Burn's RNG is one stream per device and process: trainings running in parallel
 /// test threads would draw from each other's streams. One at a time.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -61,24 +76,14 @@ fn training_learns_and_fills_the_run_folder() {
     let summary = train(&config, &quiet()).unwrap();
     assert_eq!(summary.steps, 60);
 
-    let eval = std::fs::read_to_string(dir.join("eval.csv")).unwrap();
-    let recon: Vec<f64> = eval
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
-        .collect();
+    let recon = csv_column(&dir.join("eval.csv"), "recon_sampled");
     assert_eq!(recon.len(), 3);
     // The test reconstruction falls every epoch, far below the ~543 nats of an untrained decoder.
     assert!(
         recon[0] < 520.0 && recon[1] < recon[0] && recon[2] < recon[1] - 30.0,
         "test recon per epoch: {recon:?}"
     );
-    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    let loss: Vec<f64> = metrics
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
-        .collect();
+    let loss = csv_column(&dir.join("metrics.csv"), "loss");
     assert!(
         loss.windows(2).all(|w| w[1] < w[0]) && loss[loss.len() - 1] < 0.75 * loss[0],
         "train loss {loss:?}"

@@ -4,7 +4,7 @@
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use vmf_core::{HostSampler, QuantileTable, VmfStats, kappa_for_kl};
@@ -20,16 +20,46 @@ struct Cli {
     command: Command,
 }
 
+/// The distribution: vMF(., kappa) on S^(dim-1).
+#[derive(Args)]
+struct Dist {
+    /// Ambient dimension d (the sphere is S^(d-1)).
+    #[arg(long)]
+    dim: usize,
+    /// Concentration kappa.
+    #[arg(long, allow_negative_numbers = true)]
+    kappa: f64,
+}
+
+/// How many draws, from which seed.
+#[derive(Args)]
+struct Draws {
+    /// Number of samples.
+    #[arg(short = 'n')]
+    n: usize,
+    /// RNG seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl Dist {
+    fn sampler(&self) -> vmf_core::Result<HostSampler> {
+        Ok(HostSampler::new(QuantileTable::new(self.dim, self.kappa)?))
+    }
+}
+
+impl Draws {
+    fn rng(&self) -> StdRng {
+        StdRng::seed_from_u64(self.seed)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// KL(vMF(mu, kappa) || uniform), A_d = E[<mu, z>] and log C_d(kappa).
     Kl {
-        /// Ambient dimension d (the sphere is S^(d-1)).
-        #[arg(long)]
-        dim: usize,
-        /// Concentration kappa.
-        #[arg(long, allow_negative_numbers = true)]
-        kappa: f64,
+        #[command(flatten)]
+        dist: Dist,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -48,36 +78,20 @@ enum Command {
     },
     /// Samples of w = <mu, z> from the quantile table, one per line.
     SampleW {
-        /// Ambient dimension d.
-        #[arg(long)]
-        dim: usize,
-        /// Concentration kappa.
-        #[arg(long, allow_negative_numbers = true)]
-        kappa: f64,
-        /// Number of samples.
-        #[arg(short = 'n')]
-        n: usize,
-        /// RNG seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        dist: Dist,
+        #[command(flatten)]
+        draws: Draws,
     },
     /// Points z ~ vMF(mu, kappa), one comma-separated row per line.
     Sample {
-        /// Ambient dimension d.
-        #[arg(long)]
-        dim: usize,
-        /// Concentration kappa.
-        #[arg(long, allow_negative_numbers = true)]
-        kappa: f64,
-        /// Number of points.
-        #[arg(short = 'n')]
-        n: usize,
+        #[command(flatten)]
+        dist: Dist,
+        #[command(flatten)]
+        draws: Draws,
         /// Mean direction, comma-separated (normalised before use).
         #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
         mu: Vec<f64>,
-        /// RNG seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
     },
 }
 
@@ -94,7 +108,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     match cli.command {
-        Command::Kl { dim, kappa, json } => {
+        Command::Kl {
+            dist: Dist { dim, kappa },
+            json,
+        } => {
             let s = VmfStats::new(dim, kappa)?;
             if json {
                 let v = serde_json::json!({"dim": dim, "kappa": kappa, "kl": s.kl,
@@ -120,28 +137,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 writeln!(out, "{kappa:e}")?;
             }
         }
-        Command::SampleW {
-            dim,
-            kappa,
-            n,
-            seed,
-        } => {
-            let sampler = HostSampler::new(QuantileTable::new(dim, kappa)?);
-            let mut rng = StdRng::seed_from_u64(seed);
-            for _ in 0..n {
+        Command::SampleW { dist, draws } => {
+            let (sampler, mut rng) = (dist.sampler()?, draws.rng());
+            for _ in 0..draws.n {
                 writeln!(out, "{:e}", sampler.sample_w(&mut rng))?;
             }
         }
-        Command::Sample {
-            dim,
-            kappa,
-            n,
-            mu,
-            seed,
-        } => {
-            let sampler = HostSampler::new(QuantileTable::new(dim, kappa)?);
-            let mut rng = StdRng::seed_from_u64(seed);
-            for _ in 0..n {
+        Command::Sample { dist, draws, mu } => {
+            let (sampler, mut rng) = (dist.sampler()?, draws.rng());
+            for _ in 0..draws.n {
                 let z = sampler.sample_z(&mut rng, &mu)?;
                 let row: Vec<String> = z.iter().map(|x| format!("{x:e}")).collect();
                 writeln!(out, "{}", row.join(","))?;
