@@ -54,9 +54,17 @@ impl DeviceTable {
     /// # Shapes
     /// returns `[n]`
     pub fn sample_theta(&self, n: usize) -> Tensor<1> {
-        let device = self.theta.device();
-        let last = (self.size - 1) as f64;
-        let pos = Tensor::<1>::random([n], Distribution::Default, &device).mul_scalar(last);
+        let u = Tensor::<1>::random([n], Distribution::Default, &self.theta.device());
+        self.theta_from_uniform(u)
+    }
+
+    /// The angles for given uniforms `u` in [0, 1): the table lookup itself (index,
+    /// two gathers, linear interpolation).
+    ///
+    /// # Shapes
+    /// - `u`: `[n]` -> `[n]`
+    pub fn theta_from_uniform(&self, u: Tensor<1>) -> Tensor<1> {
+        let pos = u.mul_scalar((self.size - 1) as f64);
         let idx: Tensor<1, Int> = pos.clone().floor().int().clamp(0, self.size as i64 - 2);
         let frac = pos - idx.clone().float();
         self.theta.clone().select(0, idx.clone()) + frac * self.step.clone().select(0, idx)
@@ -70,17 +78,32 @@ impl DeviceTable {
         self.sample_theta(n).cos()
     }
 
-    /// One z ~ vMF(mu_i, kappa) per row of `mu`, whose rows must be unit vectors.
-    /// w does not depend on mu, so gradients reach mu through z = w mu + sqrt(1-w^2) nu.
+    /// One z ~ vMF(mu_i, kappa) per row of `mu`, whose rows must be unit vectors,
+    /// with noise from the device's RNG. w does not depend on mu, so gradients reach
+    /// mu through z = w mu + sqrt(1 - w^2) nu.
     ///
     /// # Shapes
     /// - `mu`: `[batch, d]`
     /// - returns `[batch, d]`
     pub fn sample(&self, mu: Tensor<2>) -> Tensor<2> {
         let [batch, dim] = mu.dims();
+        let device = mu.device();
+        let u = Tensor::<1>::random([batch], Distribution::Default, &device);
+        let e = Tensor::<2>::random([batch, dim], Distribution::Normal(0.0, 1.0), &device);
+        self.sample_with(mu, u, e)
+    }
+
+    /// [`DeviceTable::sample`] with the noise given: `u` uniform in [0, 1) picks the
+    /// angle, `e` standard normal picks the direction orthogonal to mu. Noise drawn
+    /// on the host makes runs identical across backends.
+    ///
+    /// # Shapes
+    /// - `mu`: `[batch, d]`, `u`: `[batch]`, `e`: `[batch, d]`
+    /// - returns `[batch, d]`
+    pub fn sample_with(&self, mu: Tensor<2>, u: Tensor<1>, e: Tensor<2>) -> Tensor<2> {
+        let [batch, dim] = mu.dims();
         debug_assert_eq!(dim, self.dim);
-        let theta = self.sample_theta(batch).reshape([batch, 1]); // [batch, 1]
-        let e = Tensor::<2>::random([batch, dim], Distribution::Normal(0.0, 1.0), &mu.device());
+        let theta = self.theta_from_uniform(u).reshape([batch, 1]); // [batch, 1]
         let along = (e.clone() * mu.clone()).sum_dim(1); // [batch, 1]
         let perp = e - mu.clone() * along;
         let norm = perp
@@ -150,5 +173,10 @@ impl DeviceSampler {
     /// See [`DeviceTable::sample`].
     pub fn sample(&self, mu: Tensor<2>) -> Tensor<2> {
         self.table.sample(mu)
+    }
+
+    /// See [`DeviceTable::sample_with`].
+    pub fn sample_with(&self, mu: Tensor<2>, u: Tensor<1>, e: Tensor<2>) -> Tensor<2> {
+        self.table.sample_with(mu, u, e)
     }
 }

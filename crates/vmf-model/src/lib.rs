@@ -12,5 +12,5 @@ pub mod vae;
 
 pub use loss::{ReconLoss, reconstruction_loss};
 pub use mlp::{Mlp, MlpConfig};
-pub use reparam::VmfReparam;
+pub use reparam::{VmfNoise, VmfReparam};
 pub use vae::{VaeOutput, VmfVae, VmfVaeConfig, l2_normalise};

@@ -4,6 +4,16 @@
 use burn::tensor::{Device, Tensor};
 use vmf_core::{DeviceSampler, Result, VmfStats};
 
+/// The randomness of one draw per row: drawn by the caller (e.g. on the host from a
+/// counter-based seed, which makes runs identical across backends).
+#[derive(Debug, Clone)]
+pub struct VmfNoise {
+    /// Uniforms in [0, 1) that pick the angle: `[batch]`.
+    pub u: Tensor<1>,
+    /// Standard normals that pick the direction orthogonal to mu: `[batch, d]`.
+    pub e: Tensor<2>,
+}
+
 /// Holds the table constant for the current kappa and rebuilds it only when kappa
 /// changes, so a constant schedule uploads one table for the whole run. Not a
 /// [`burn::module::Module`]: it has no trainable parameters, and its state is
@@ -49,10 +59,21 @@ impl VmfReparam {
         self.sampler.rebuilds()
     }
 
+    /// z ~ vMF(mu, kappa) with noise from the device's RNG.
+    ///
     /// # Shapes
     /// - `mu`: `[batch, d]`, unit rows
     /// - returns `[batch, d]`, unit rows
     pub fn forward(&self, mu: Tensor<2>) -> Tensor<2> {
         self.sampler.sample(mu)
+    }
+
+    /// z ~ vMF(mu, kappa) with the noise given (see [`VmfNoise`]).
+    ///
+    /// # Shapes
+    /// - `mu`: `[batch, d]`, unit rows
+    /// - returns `[batch, d]`, unit rows
+    pub fn forward_with(&self, mu: Tensor<2>, noise: VmfNoise) -> Tensor<2> {
+        self.sampler.sample_with(mu, noise.u, noise.e)
     }
 }

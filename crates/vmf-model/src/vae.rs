@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::mlp::{Mlp, MlpConfig};
-use crate::reparam::VmfReparam;
+use crate::reparam::{VmfNoise, VmfReparam};
 
 /// Rows with a norm below this are not rescaled further (keeps mu finite for a zero row).
 const NORM_EPS: f64 = 1e-12;
@@ -72,13 +72,24 @@ impl VmfVae {
         self.decoder.forward(z)
     }
 
-    /// Encode, sample z ~ vMF(mu, kappa), decode.
+    /// Encode, sample z ~ vMF(mu, kappa) with the device's RNG, decode.
     ///
     /// # Shapes
     /// - `x`: `[batch, input_dim]`
     pub fn forward(&self, x: Tensor<2>, reparam: &VmfReparam) -> VaeOutput {
         let mu = self.encode(x); // [batch, d]
         let z = reparam.forward(mu.clone()); // [batch, d]
+        let logits = self.decode(z.clone()); // [batch, input_dim]
+        VaeOutput { mu, z, logits }
+    }
+
+    /// [`VmfVae::forward`] with the sampling noise given.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, input_dim]`; noise `u`: `[batch]`, `e`: `[batch, d]`
+    pub fn forward_with(&self, x: Tensor<2>, reparam: &VmfReparam, noise: VmfNoise) -> VaeOutput {
+        let mu = self.encode(x); // [batch, d]
+        let z = reparam.forward_with(mu.clone(), noise); // [batch, d]
         let logits = self.decode(z.clone()); // [batch, input_dim]
         VaeOutput { mu, z, logits }
     }

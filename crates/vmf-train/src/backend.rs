@@ -34,3 +34,21 @@ pub fn device() -> Device {
     #[cfg(not(any(feature = "flex", feature = "ndarray", feature = "wgpu")))]
     compile_error!("enable one backend feature of vmf-train: flex, ndarray or wgpu");
 }
+
+/// A CPU device when a CPU backend is compiled in, else [`device`]: where models are
+/// initialised, so that the initial weights do not depend on the training backend.
+pub fn host_device() -> Device {
+    #[cfg(feature = "flex")]
+    {
+        Device::flex()
+    }
+    #[cfg(all(feature = "ndarray", not(feature = "flex")))]
+    {
+        #[allow(deprecated)]
+        Device::ndarray()
+    }
+    #[cfg(not(any(feature = "flex", feature = "ndarray")))]
+    {
+        device()
+    }
+}

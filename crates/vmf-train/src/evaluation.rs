@@ -6,9 +6,8 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::RngExt;
 use serde::Serialize;
 use vmf_model::loss::reconstruction_per_example;
 use vmf_model::{VmfReparam, VmfVae};
@@ -16,7 +15,8 @@ use vmf_model::{VmfReparam, VmfVae};
 use crate::config::{PixelMode, TrainConfig};
 use crate::data::{self, ImageSet};
 use crate::error::TrainError;
-use crate::{backend, checkpoint, seeds};
+use crate::seeds::HostNoise;
+use crate::{backend, checkpoint};
 
 /// Reads a one-element tensor back to the host.
 pub(crate) fn read_scalar(t: Tensor<1>) -> f32 {
@@ -39,8 +39,8 @@ pub struct EvalMetrics {
     pub elbo: f64,
 }
 
-/// Test-set reconstruction (sampled z and z = mu), KL and ELBO, in nats per image;
-/// the device RNG is seeded with `seed` first.
+/// Test-set reconstruction (sampled z and z = mu), KL and ELBO, in nats per image,
+/// on inputs prepared by [`test_inputs`]; `seed` seeds the draws of z.
 pub fn evaluate(
     model: &VmfVae,
     test_x: &Tensor<2>,
@@ -50,20 +50,16 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<EvalMetrics, TrainError> {
     let d = config.model.latent_dim;
-    device.seed(seed);
     let reparam = VmfReparam::new(d, kappa, device)?;
     let [n, _] = test_x.dims();
     let bs = config.training.eval_batch_size;
     let (mut sampled, mut mean) = (0.0f64, 0.0f64);
-    for start in (0..n).step_by(bs) {
-        let mut x = test_x.clone().slice(start..(start + bs).min(n));
-        if config.data.pixels == PixelMode::DynamicBinary {
-            x = Tensor::<2>::random_like(&x, Distribution::Default)
-                .lower(x)
-                .float();
-        }
+    for (i, start) in (0..n).step_by(bs).enumerate() {
+        let x = test_x.clone().slice(start..(start + bs).min(n));
+        let [b, _] = x.dims();
         let mu = model.encode(x.clone());
-        let z = reparam.forward(mu.clone());
+        let noise = HostNoise::new(seed, "eval", i as u64).vmf(b, d, device);
+        let z = reparam.forward_with(mu.clone(), noise);
         let r_s = reconstruction_per_example(config.model.loss, model.decode(z), x.clone()).sum();
         let r_m = reconstruction_per_example(config.model.loss, model.decode(mu), x).sum();
         sampled += f64::from(read_scalar(r_s));
@@ -120,11 +116,7 @@ pub fn log_likelihood(
         let mut part = 0u64;
         while done < samples {
             let k = chunk.min(samples - done);
-            device.seed(seeds::derive(
-                seed,
-                "log-likelihood",
-                ((call as u64) << 32) | part,
-            ));
+            let counter = ((call as u64) << 32) | part;
             let mu_rep = mu
                 .clone()
                 .unsqueeze_dim::<3>(1)
@@ -135,7 +127,8 @@ pub fn log_likelihood(
                 .unsqueeze_dim::<3>(1)
                 .repeat_dim(1, k)
                 .reshape([b * k, features]);
-            let z = reparam.forward(mu_rep.clone()); // [b * k, d]
+            let noise = HostNoise::new(seed, "log-likelihood", counter).vmf(b * k, d, device);
+            let z = reparam.forward_with(mu_rep.clone(), noise); // [b * k, d]
             let dot = (mu_rep * z.clone()).sum_dim(1).squeeze_dim::<1>(1); // [b * k]
             let log_px =
                 reconstruction_per_example(config.model.loss, model.decode(z), x_rep).neg();
@@ -194,7 +187,8 @@ pub struct CheckpointEval {
 pub fn test_inputs(test: &ImageSet, config: &TrainConfig, seed: u64, device: &Device) -> Tensor<2> {
     let mut pixels = test.pixels.clone();
     if config.data.pixels == PixelMode::DynamicBinary {
-        let mut rng = StdRng::seed_from_u64(seeds::derive(seed, "eval-binarisation", 0));
+        let mut noise = HostNoise::new(seed, "eval-binarisation", 0);
+        let rng = noise.rng();
         pixels
             .iter_mut()
             .for_each(|p| *p = f32::from(u8::from(rng.random::<f32>() < *p)));
@@ -239,14 +233,7 @@ pub fn evaluate_checkpoint(
             message: format!("model: {e}"),
         })?;
     let x = test_inputs(&splits.test, &config, seed, &device);
-    let metrics = evaluate(
-        &model,
-        &x,
-        &config,
-        state.kappa,
-        seeds::derive(seed, "eval", 0),
-        &device,
-    )?;
+    let metrics = evaluate(&model, &x, &config, state.kappa, seed, &device)?;
     let ll = log_likelihood(&model, &x, &config, state.kappa, samples, seed, &device)?;
     let n = ll.len() as f64;
     let mean = ll.iter().sum::<f64>() / n;

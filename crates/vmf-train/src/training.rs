@@ -1,9 +1,9 @@
 //! The training loop: Adam on the reconstruction loss, kappa from the schedule,
 //! seeded counter-based randomness, metrics, images, checkpoints and exact resume.
 //!
-//! Randomness on the device comes from Burn's RNG, which is one stream per device
-//! and process, reseeded at every step from (seed, step). Run one training per
-//! device and process for bit-exact reproducibility and resume.
+//! All randomness is drawn on the host from counter-based seeds ([`crate::seeds`]),
+//! so a run is bit-reproducible, resumes exactly, and gives the same trajectory on
+//! every backend up to floating-point differences of the kernels.
 
 use std::fs;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -22,8 +22,9 @@ use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, TrainState};
 use crate::config::{PixelMode, TrainConfig};
 use crate::data::{self, ImageSet};
 use crate::error::TrainError;
-use crate::evaluation::{EvalMetrics, evaluate, read_scalar};
+use crate::evaluation::{EvalMetrics, evaluate, read_scalar, test_inputs};
 use crate::output::{self, EVAL_HEADER, TRAIN_HEADER};
+use crate::seeds::HostNoise;
 use crate::{backend, seeds};
 
 /// Where to resume from.
@@ -96,8 +97,17 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
 
     let d = config.model.latent_dim;
     let model_cfg = config.vae_config(splits.train.dim);
-    ad.seed(seeds::derive(config.seed, "init", 0));
-    let mut model: VmfVae = model_cfg.init(&ad);
+    // Initialised on the host device from the seed, then moved: the same initial
+    // weights on every backend.
+    let mut model: VmfVae = {
+        // Burn's initialisers draw from the device RNG, one stream per device and
+        // process: hold it while seeding and drawing, against concurrent runs.
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        let init_device = backend::host_device().autodiff();
+        init_device.seed(seeds::derive(config.seed, "init", 0));
+        model_cfg.init(&init_device).to_device(&ad)
+    };
     let o = &config.optimizer;
     let adam = AdamConfig::new()
         .with_beta_1(o.beta1 as f32)
@@ -177,7 +187,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     fs::write(&cfg_path, config.to_toml()).map_err(TrainError::io("writing", &cfg_path))?;
 
     let train_x = upload(&splits.train, &ad);
-    let test_x = upload(&splits.test, &device);
+    let test_x = test_inputs(&splits.test, config, config.seed, &device);
     let batch = config.training.batch_size;
     let per_epoch = splits.train.len() / batch;
     let max_steps = config.training.max_steps.unwrap_or(u64::MAX);
@@ -218,18 +228,16 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 bar.abandon();
                 break 'epochs;
             }
-            ad.seed(seeds::derive(config.seed, "step", state.step));
+            let mut noise = HostNoise::new(config.seed, "step", state.step);
             let kappa = config.kappa.value_at(state.step, d)?;
             reparam.set_kappa(kappa)?;
             let b = state.batch_in_epoch;
             let idx = order.clone().slice(b * batch..(b + 1) * batch);
             let mut x = train_x.clone().select(0, idx); // [batch, pixels]
             if config.data.pixels == PixelMode::DynamicBinary {
-                x = Tensor::<2>::random_like(&x, Distribution::Default)
-                    .lower(x)
-                    .float();
+                x = noise.uniform(x.dims(), &ad).lower(x).float();
             }
-            let out = model.forward(x.clone(), &reparam);
+            let out = model.forward_with(x.clone(), &reparam, noise.vmf(batch, d, &ad));
             let loss = reconstruction_loss(config.model.loss, out.logits, x);
             window = window + loss.clone().detach();
             let grads = GradientsParams::from_grads(loss.backward(), &model);

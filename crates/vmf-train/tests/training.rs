@@ -60,16 +60,8 @@ fn csv_column(path: &Path, name: &str) -> Vec<f64> {
         .collect()
 }
 
-/// Burn's RNG is one stream per device and process: trainings running in parallel
-/// test threads would draw from each other's streams. One at a time.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[test]
 fn training_learns_and_fills_the_run_folder() {
-    let _serial = serial();
     let dir = tmp_dir("learns");
     let mut config = small_config(&dir, "");
     config.training.images = true;
@@ -125,7 +117,6 @@ fn fingerprint(checkpoint: &Path) -> Vec<f32> {
 
 #[test]
 fn resume_continues_exactly_also_mid_epoch() {
-    let _serial = serial();
     // Dynamic binarisation and a moving kappa exercise every random stream and the schedule.
     let extra = "pixels = \"dynamic_binary\"";
     let a_dir = tmp_dir("resume-a");
@@ -213,7 +204,6 @@ fn resume_continues_exactly_also_mid_epoch() {
 
 #[test]
 fn checkpoints_from_another_config_or_corrupt_are_refused_with_a_reason() {
-    let _serial = serial();
     let dir = tmp_dir("refuse");
     let config = small_config(&dir, "");
     let short = TrainConfig {
@@ -293,7 +283,6 @@ fn checkpoints_from_another_config_or_corrupt_are_refused_with_a_reason() {
 
 #[test]
 fn a_diverging_run_stops_with_a_clear_error_and_keeps_its_last_good_checkpoint() {
-    let _serial = serial();
     let dir = tmp_dir("nan");
     let mut config = small_config(&dir, "");
     config.optimizer.lr = 1e30;
@@ -399,7 +388,6 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
 
 #[test]
 fn max_steps_alone_bounds_a_run_and_leaves_a_checkpoint_there() {
-    let _serial = serial();
     let dir = tmp_dir("max-steps");
     let mut config = small_config(&dir, "");
     config.training.epochs = 0;
