@@ -1,54 +1,151 @@
-//! The one place that knows which backend runs: chosen from cargo features
-//! (`wgpu` > `flex` > `ndarray` when several are enabled).
+//! The one place that knows which backends exist. Each is a cargo feature of
+//! vmf-train (`flex`, `ndarray`, `wgpu`); the rest of the code takes a `Device`.
+//! The default is the fastest CPU backend compiled in (flex, then ndarray), else
+//! wgpu; `--backend NAME` picks another compiled-in one.
+
+use std::fmt;
 
 use burn::tensor::Device;
 
-/// Name of the compiled-in backend.
-pub fn name() -> &'static str {
-    if cfg!(feature = "wgpu") {
-        "wgpu"
-    } else if cfg!(feature = "flex") {
-        "flex (CPU)"
-    } else if cfg!(feature = "ndarray") {
-        "ndarray (CPU)"
-    } else {
-        "none"
+use crate::error::TrainError;
+
+/// A backend this build may contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Burn's CPU backend `flex` (the default).
+    Flex,
+    /// The `ndarray` CPU backend (deprecated upstream in Burn 0.22).
+    Ndarray,
+    /// GPU through wgpu (Vulkan, Metal, DX12, WebGPU).
+    Wgpu,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Flex => "flex",
+            Self::Ndarray => "ndarray",
+            Self::Wgpu => "wgpu",
+        })
     }
 }
 
-/// The device of the compiled-in backend (without autodiff).
-pub fn device() -> Device {
-    #[cfg(feature = "wgpu")]
-    {
-        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
+impl Backend {
+    /// The backends compiled into this build, default first.
+    pub fn compiled() -> Vec<Backend> {
+        let mut out = Vec::new();
+        if cfg!(feature = "flex") {
+            out.push(Self::Flex);
+        }
+        if cfg!(feature = "ndarray") {
+            out.push(Self::Ndarray);
+        }
+        if cfg!(feature = "wgpu") {
+            out.push(Self::Wgpu);
+        }
+        out
     }
-    #[cfg(all(feature = "flex", not(feature = "wgpu")))]
-    {
-        Device::flex()
+
+    /// The default backend of this build.
+    pub fn default_compiled() -> Backend {
+        *Self::compiled()
+            .first()
+            .expect("vmf-train is built with at least one backend feature")
     }
-    #[cfg(all(feature = "ndarray", not(any(feature = "flex", feature = "wgpu"))))]
-    {
-        #[allow(deprecated)]
-        Device::ndarray()
+
+    /// The backend called `name`, if it is compiled in.
+    pub fn parse(name: &str) -> Result<Backend, TrainError> {
+        let b = match name {
+            "flex" => Self::Flex,
+            "ndarray" => Self::Ndarray,
+            "wgpu" => Self::Wgpu,
+            other => {
+                return Err(TrainError::Backend(format!(
+                    "unknown backend {other:?}: choose one of flex, ndarray, wgpu"
+                )));
+            }
+        };
+        if Self::compiled().contains(&b) {
+            Ok(b)
+        } else {
+            let have: Vec<String> = Self::compiled().iter().map(ToString::to_string).collect();
+            Err(TrainError::Backend(format!(
+                "backend {b} is not compiled into this build (it has: {}); rebuild with `--features {b}`",
+                have.join(", ")
+            )))
+        }
     }
-    #[cfg(not(any(feature = "flex", feature = "ndarray", feature = "wgpu")))]
-    compile_error!("enable one backend feature of vmf-train: flex, ndarray or wgpu");
+
+    /// The device of this backend (without autodiff), checked to work: for wgpu,
+    /// a missing adapter is an error that says how to install a Vulkan driver.
+    pub fn device(self) -> Result<Device, TrainError> {
+        match self {
+            #[cfg(feature = "flex")]
+            Self::Flex => Ok(Device::flex()),
+            #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
+            Self::Ndarray => Ok(Device::ndarray()),
+            #[cfg(feature = "wgpu")]
+            Self::Wgpu => wgpu_device(),
+            #[allow(unreachable_patterns)]
+            other => Err(TrainError::Backend(format!(
+                "backend {other} is not compiled into this build"
+            ))),
+        }
+    }
+
+    /// A CPU device when a CPU backend is compiled in, else this backend's device:
+    /// where models are initialised, so that initial weights do not depend on the
+    /// training backend.
+    pub fn host_device(self) -> Result<Device, TrainError> {
+        match Self::compiled().into_iter().find(|b| *b != Self::Wgpu) {
+            Some(cpu) => cpu.device(),
+            None => self.device(),
+        }
+    }
 }
 
-/// A CPU device when a CPU backend is compiled in, else [`device`]: where models are
-/// initialised, so that the initial weights do not depend on the training backend.
-pub fn host_device() -> Device {
-    #[cfg(feature = "flex")]
-    {
-        Device::flex()
+/// The default wgpu device, or an error when no adapter can be opened. cubecl panics
+/// in that case; the panic is caught here (and its message kept off stderr).
+#[cfg(feature = "wgpu")]
+fn wgpu_device() -> Result<Device, TrainError> {
+    use burn::tensor::Tensor;
+    let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    let probe = device.clone();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(move || {
+        Tensor::<1>::ones([4], &probe)
+            .sum()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+    });
+    std::panic::set_hook(hook);
+    match result {
+        Ok(Ok(v)) if v == [4.0] => Ok(device),
+        Ok(Ok(v)) => Err(TrainError::Backend(format!(
+            "wgpu device returned {v:?} for a test sum of 4 ones"
+        ))),
+        Ok(Err(e)) => Err(TrainError::Backend(format!(
+            "wgpu device cannot read back data: {e:?}"
+        ))),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(TrainError::Backend(format!(
+                "no usable wgpu adapter (looked for Vulkan, Metal, DX12 or GL): {msg}. On Debian or \
+                 Ubuntu, install a Vulkan driver, e.g. `apt-get install mesa-vulkan-drivers libvulkan1` \
+                 (lavapipe, a software Vulkan device), or train on the CPU with --backend flex"
+            )))
+        }
     }
-    #[cfg(all(feature = "ndarray", not(feature = "flex")))]
-    {
-        #[allow(deprecated)]
-        Device::ndarray()
-    }
-    #[cfg(not(any(feature = "flex", feature = "ndarray")))]
-    {
-        device()
-    }
+}
+
+/// A description of the device for the log's first line.
+pub fn describe(backend: Backend, device: &Device) -> String {
+    format!("backend: {backend}, device: {device:?}")
 }

@@ -46,6 +46,9 @@ pub enum TrainError {
         /// Which checkpoint is the last good one.
         kept: String,
     },
+    /// The requested backend is not compiled in or cannot open its device.
+    #[error("{0}")]
+    Backend(String),
     /// vmf-core rejected a parameter.
     #[error(transparent)]
     Vmf(#[from] vmf_core::VmfError),

@@ -12,11 +12,12 @@ use serde::Serialize;
 use vmf_model::loss::reconstruction_per_example;
 use vmf_model::{VmfReparam, VmfVae};
 
+use crate::backend::Backend;
+use crate::checkpoint;
 use crate::config::{PixelMode, TrainConfig};
 use crate::data::{self, ImageSet};
 use crate::error::TrainError;
 use crate::seeds::HostNoise;
-use crate::{backend, checkpoint};
 
 /// Reads a one-element tensor back to the host.
 pub(crate) fn read_scalar(t: Tensor<1>) -> f32 {
@@ -223,7 +224,7 @@ pub fn evaluate_checkpoint(
         });
     }
     config.data.test_limit = test_limit.or(config.data.test_limit);
-    let device = backend::device();
+    let device = Backend::default_compiled().device()?;
     let splits = data::load(&config.data, config.seed)?;
     let model: VmfVae = config.vae_config(splits.test.dim).init(&device);
     let model = model

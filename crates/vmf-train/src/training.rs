@@ -18,14 +18,15 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use vmf_model::{VmfReparam, VmfVae, reconstruction_loss};
 
+use crate::backend::{self, Backend};
 use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, TrainState};
 use crate::config::{PixelMode, TrainConfig};
 use crate::data::{self, ImageSet};
 use crate::error::TrainError;
 use crate::evaluation::{EvalMetrics, evaluate, read_scalar, test_inputs};
 use crate::output::{self, EVAL_HEADER, TRAIN_HEADER};
+use crate::seeds;
 use crate::seeds::HostNoise;
-use crate::{backend, seeds};
 
 /// Where to resume from.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +48,8 @@ pub struct TrainOptions {
     pub stop_at_step: Option<u64>,
     /// Show progress bars.
     pub progress: bool,
+    /// The backend to train on (default: [`Backend::default_compiled`]).
+    pub backend: Option<Backend>,
 }
 
 /// What a run did.
@@ -89,9 +92,10 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         message,
     })?;
     let run_dir = config.run_dir.clone();
-    let device = backend::device();
+    let backend = opts.backend.unwrap_or_else(Backend::default_compiled);
+    let device = backend.device()?;
     let ad = device.clone().autodiff();
-    eprintln!("backend: {}, device: {:?}", backend::name(), device);
+    eprintln!("{}", backend::describe(backend, &device));
 
     let splits = data::load(&config.data, config.seed)?;
 
@@ -104,7 +108,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         // process: hold it while seeding and drawing, against concurrent runs.
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-        let init_device = backend::host_device().autodiff();
+        let init_device = backend.host_device()?.autodiff();
         init_device.seed(seeds::derive(config.seed, "init", 0));
         model_cfg.init(&init_device).to_device(&ad)
     };

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use vmf_train::backend::Backend;
 use vmf_train::{Resume, TrainConfig, TrainOptions, train};
 
 #[derive(Parser)]
@@ -24,6 +25,9 @@ struct Cli {
     /// Stop (with a checkpoint) after this many steps in total.
     #[arg(long)]
     max_steps: Option<u64>,
+    /// Backend, among those compiled in: flex, ndarray, wgpu (default: the CPU one).
+    #[arg(long)]
+    backend: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
             force: cli.force,
             stop_at_step: cli.max_steps,
             progress: true,
+            backend: cli.backend.as_deref().map(Backend::parse).transpose()?,
         };
         let s = train(&config, &opts)?;
         if let Some(e) = s.last_eval {
