@@ -89,6 +89,28 @@ impl Schedule {
         })
     }
 
+    /// [`Schedule::value_at`] for the training loop: a `kl_target` reuses the last
+    /// KL -> kappa conversion (a root-find) while the budget stays the same.
+    pub fn kappa_at(
+        &self,
+        step: u64,
+        dim: usize,
+        memo: &mut Option<(f64, f64)>,
+    ) -> vmf_core::Result<f64> {
+        let Self::KlTarget { kl } = self else {
+            return self.value_at(step, dim);
+        };
+        let budget = kl.value_at(step, dim)?;
+        match *memo {
+            Some((b, kappa)) if b == budget => Ok(kappa),
+            _ => {
+                let kappa = vmf_core::kappa_for_kl(dim, budget)?;
+                *memo = Some((budget, kappa));
+                Ok(kappa)
+            }
+        }
+    }
+
     /// Checks the schedule's values for latent dimension `dim`; `key` prefixes messages.
     pub fn validate(&self, key: &str, dim: usize) -> Result<(), String> {
         self.validate_as(key, dim, false)
@@ -199,6 +221,22 @@ mod tests {
         };
         let k = kl.value_at(3, 8).unwrap();
         assert!((vmf_core::kl_to_uniform(8, k).unwrap() - 5.0).abs() < 1e-9);
+        // The memoised form gives the same kappa and remembers the conversion.
+        let mut memo = None;
+        assert_eq!(kl.kappa_at(3, 8, &mut memo).unwrap(), k);
+        assert_eq!(memo, Some((5.0, k)));
+        let ramp = Schedule::KlTarget {
+            kl: Box::new(Schedule::Linear {
+                start: 1.0,
+                end: 3.0,
+                steps: 10,
+            }),
+        };
+        assert_eq!(
+            ramp.kappa_at(5, 8, &mut memo).unwrap(),
+            vmf_core::kappa_for_kl(8, 2.0).unwrap()
+        );
+        assert_eq!(lin.kappa_at(50, 8, &mut memo).unwrap(), 15.0);
     }
 
     #[test]

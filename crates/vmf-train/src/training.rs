@@ -110,7 +110,12 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
         let init_device = backend.host_device()?.autodiff();
         init_device.seed(seeds::derive(config.seed, "init", 0));
-        model_cfg.init(&init_device).to_device(&ad)
+        // Parameters initialise lazily (a to_device would move the initialiser, not
+        // the values): take the record to draw them here, then load it on `ad`.
+        let record = model_cfg.init(&init_device).into_record();
+        model_cfg.init(&ad).try_load_record(record).map_err(|e| {
+            TrainError::Backend(format!("moving the initial weights to {backend}: {e}"))
+        })?
     };
     let o = &config.optimizer;
     let adam = AdamConfig::new()
@@ -198,6 +203,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     let stop_at = opts.stop_at_step.unwrap_or(u64::MAX).min(max_steps);
     let mut reparam = VmfReparam::new(d, config.kappa.value_at(state.step, d)?, &ad)?;
     let log_every = config.training.log_every;
+    let mut kl_memo = None;
 
     let mut window = Tensor::<1>::zeros([1], &ad);
     let mut window_steps = 0u64;
@@ -233,7 +239,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 break 'epochs;
             }
             let mut noise = HostNoise::new(config.seed, "step", state.step);
-            let kappa = config.kappa.value_at(state.step, d)?;
+            let kappa = config.kappa.kappa_at(state.step, d, &mut kl_memo)?;
             reparam.set_kappa(kappa)?;
             let b = state.batch_in_epoch;
             let idx = order.clone().slice(b * batch..(b + 1) * batch);
