@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use burn::module::Module;
+use burn::tensor::Device;
+use vmf_model::VmfVae;
+
+use crate::config::TrainConfig;
 use crate::error::TrainError;
 
 /// File names inside a checkpoint folder.
@@ -142,4 +147,53 @@ pub fn newest_valid(run_dir: &Path) -> Option<(PathBuf, TrainState)> {
         }
     }
     None
+}
+
+/// A verified checkpoint with its run's config.
+pub struct Opened {
+    /// The checkpoint folder.
+    pub path: PathBuf,
+    /// The run folder's `config.toml`.
+    pub config: TrainConfig,
+    /// The checkpoint's `state.json`.
+    pub state: TrainState,
+}
+
+impl Opened {
+    /// The model for inputs of `input_dim` features, on `device`.
+    pub fn model(&self, input_dim: usize, device: &Device) -> Result<VmfVae, TrainError> {
+        let model: VmfVae = self.config.vae_config(input_dim).init(device);
+        model
+            .try_load_file(self.path.join(MODEL_FILE))
+            .map_err(|e| TrainError::Checkpoint {
+                path: self.path.clone(),
+                message: format!("model: {e}"),
+            })
+    }
+}
+
+/// Opens the checkpoint folder `path` (`<run>/checkpoints/step-N`): verifies it and
+/// reads the run's `config.toml`, which must match the checkpoint's config hash.
+pub fn open(path: &Path) -> Result<Opened, TrainError> {
+    let bad = |message: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let state = load_state(path)?;
+    let run_dir = path
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| bad("is not inside a run folder (<run>/checkpoints/step-N)".into()))?;
+    let config = TrainConfig::load(&run_dir.join("config.toml"))?;
+    if config.identity_hash() != state.config_hash {
+        return Err(bad(format!(
+            "does not match {}: the run's config was changed",
+            run_dir.join("config.toml").display()
+        )));
+    }
+    Ok(Opened {
+        path: path.to_path_buf(),
+        config,
+        state,
+    })
 }

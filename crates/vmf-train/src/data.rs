@@ -212,6 +212,7 @@ fn load_split(dir: &Path, prefix: &str, limit: Option<usize>) -> Result<ImageSet
     }
     let n = limit.map_or(images.dims[0], |l| l.min(images.dims[0]));
     let dim = images.dims[1] * images.dims[2];
+
     Ok(ImageSet {
         pixels: images.data[..n * dim]
             .iter()

@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
 use serde::Serialize;
@@ -205,34 +204,13 @@ pub fn evaluate_checkpoint(
     seed: u64,
     test_limit: Option<usize>,
 ) -> Result<CheckpointEval, TrainError> {
-    let state = checkpoint::load_state(path)?;
-    let run_dir = path
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            message: "is not inside a run folder (<run>/checkpoints/step-N)".into(),
-        })?;
-    let mut config = TrainConfig::load(&run_dir.join("config.toml"))?;
-    if config.identity_hash() != state.config_hash {
-        return Err(TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!(
-                "does not match {}: the run's config was changed",
-                run_dir.join("config.toml").display()
-            ),
-        });
-    }
-    config.data.test_limit = test_limit.or(config.data.test_limit);
     let device = Backend::default_compiled().device()?;
+    let opened = checkpoint::open(path)?;
+    let mut config = opened.config.clone();
+    config.data.test_limit = test_limit.or(config.data.test_limit);
     let splits = data::load(&config.data, config.seed)?;
-    let model: VmfVae = config.vae_config(splits.test.dim).init(&device);
-    let model = model
-        .try_load_file(path.join(checkpoint::MODEL_FILE))
-        .map_err(|e| TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("model: {e}"),
-        })?;
+    let model = opened.model(splits.test.dim, &device)?;
+    let state = opened.state;
     let x = test_inputs(&splits.test, &config, seed, &device);
     let metrics = evaluate(&model, &x, &config, state.kappa, seed, &device)?;
     let ll = log_likelihood(&model, &x, &config, state.kappa, samples, seed, &device)?;

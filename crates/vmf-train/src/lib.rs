@@ -13,6 +13,7 @@ pub mod data;
 pub mod error;
 pub mod evaluation;
 pub mod output;
+pub mod pictures;
 pub mod schedule;
 pub mod seeds;
 pub mod training;

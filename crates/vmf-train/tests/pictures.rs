@@ -1,0 +1,49 @@
+//! The picture subcommands on a small trained model with d = 3 (the sphere view).
+
+use std::path::Path;
+
+use vmf_train::pictures::Pictures;
+use vmf_train::{TrainConfig, TrainOptions, checkpoint, train};
+
+#[test]
+fn every_picture_is_written_with_its_layout() {
+    let dir = std::env::temp_dir().join(format!("vmf-pictures-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "run_dir = \"{}\"\n[data]\ndataset = \"mnist\"\ntrain_limit = 500\ntest_limit = 100\n[model]\nlatent_dim = 3\nhidden = [32]\n\
+         [kappa]\nschedule = \"constant\"\nvalue = 10.0\n[training]\nepochs = 1\nbatch_size = 50\nimages = false\n",
+        dir.display()
+    );
+    train(
+        &TrainConfig::parse(&text, Path::new("pictures.toml")).unwrap(),
+        &TrainOptions::default(),
+    )
+    .unwrap();
+    let p = Pictures::open(&checkpoint::list(&dir).pop().unwrap()).unwrap();
+    let size = |f: &str| {
+        let img = image::open(dir.join(f)).unwrap();
+        (img.width(), img.height())
+    };
+    // Grids of 28x28 cells with a 2-pixel border.
+    p.sample(&dir.join("s.png"), 4, 0).unwrap();
+    assert_eq!(size("s.png"), (4 * 30 + 2, 4 * 30 + 2));
+    p.reconstruct(&dir.join("r.png"), 20).unwrap();
+    assert_eq!(
+        size("r.png"),
+        (10 * 30 + 2, 4 * 30 + 2),
+        "2 rows of originals + 2 of reconstructions"
+    );
+    p.interpolate(&dir.join("i.png"), 3, 7).unwrap();
+    assert_eq!(size("i.png"), (7 * 30 + 2, 3 * 30 + 2));
+    p.latent(&dir.join("l.png"), 100).unwrap();
+    let img = image::open(dir.join("l.png")).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (1040, 520), "d = 3: both hemispheres");
+    let coloured = img
+        .pixels()
+        .filter(|px| px.0 != [255, 255, 255] && px.0 != [160, 160, 160])
+        .count();
+    assert!(
+        coloured >= 100,
+        "the points are drawn ({coloured} coloured pixels)"
+    );
+}
