@@ -71,3 +71,14 @@ impl TrainError {
         move |source| Self::Io { what, path, source }
     }
 }
+
+/// The exit status of a command-line tool: on error, `error: ...` on stderr and 1.
+pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -4,6 +4,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
+use burn::tensor::Tensor;
 use image::GrayImage;
 
 use crate::error::TrainError;
@@ -77,4 +78,15 @@ pub fn save_grid(
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     })
+}
+
+/// The rows of a `[n, d]` tensor, read back to the host.
+pub fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, d] = t.dims();
+    let v = t
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("tensor read-back");
+    v.chunks(d).map(<[f32]>::to_vec).collect()
 }

@@ -15,7 +15,7 @@ use crate::backend::Backend;
 use crate::checkpoint;
 use crate::data::{self, ImageSet};
 use crate::error::TrainError;
-use crate::output::save_grid;
+use crate::output::{self, save_grid};
 use crate::seeds;
 
 /// A checkpoint's model with its test set, ready to draw.
@@ -24,16 +24,6 @@ pub struct Pictures {
     dim: usize,
     test: ImageSet,
     device: Device,
-}
-
-fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
-    let [_, d] = t.dims();
-    let v = t
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .expect("read-back");
-    v.chunks(d).map(<[f32]>::to_vec).collect()
 }
 
 fn write_err(path: &Path, e: image::ImageError) -> TrainError {
@@ -63,7 +53,7 @@ impl Pictures {
     fn decode(&self, z: &[Vec<f64>]) -> Vec<Vec<f32>> {
         let flat: Vec<f32> = z.iter().flatten().map(|&v| v as f32).collect();
         let z = Tensor::<2>::from_data(TensorData::new(flat, [z.len(), self.dim]), &self.device);
-        rows(sigmoid(self.model.decode(z)))
+        output::rows(sigmoid(self.model.decode(z)))
     }
 
     /// Mean directions of the first `n` test images.
@@ -76,7 +66,7 @@ impl Pictures {
             ),
             &self.device,
         );
-        rows(self.model.encode(x))
+        output::rows(self.model.encode(x))
             .into_iter()
             .map(|r| r.into_iter().map(f64::from).collect())
             .collect()

@@ -382,16 +382,6 @@ fn progress_bar(show: bool, len: usize, epoch: usize) -> ProgressBar {
     bar
 }
 
-fn to_rows(t: Tensor<2>) -> Vec<Vec<f32>> {
-    let [n, d] = t.dims();
-    let v = t
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .expect("image read-back");
-    v.chunks(d).take(n).map(<[f32]>::to_vec).collect()
-}
-
 /// `images/recon-epoch-E.png` (test images over their reconstructions at z = mu) and
 /// `images/samples-epoch-E.png` (decoded uniform samples on the sphere).
 fn write_images(
@@ -409,8 +399,8 @@ fn write_images(
         device,
     );
     let recon = sigmoid(model.decode(model.encode(x.clone())));
-    let mut grid = to_rows(x);
-    grid.extend(to_rows(recon));
+    let mut grid = output::rows(x);
+    grid.extend(output::rows(recon));
     output::save_grid(
         &dir.join(format!("recon-epoch-{epoch:03}.png")),
         &grid,
@@ -425,7 +415,7 @@ fn write_images(
         .map(|v| v as f32)
         .collect();
     let z = Tensor::<2>::from_data(TensorData::new(z, [100, d]), device);
-    let samples = to_rows(sigmoid(model.decode(z)));
+    let samples = output::rows(sigmoid(model.decode(z)));
     output::save_grid(
         &dir.join(format!("samples-epoch-{epoch:03}.png")),
         &samples,

@@ -73,11 +73,5 @@ fn main() -> ExitCode {
         eprintln!("wrote {}", out.display());
         Ok(())
     };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    vmf_train::error::exit_code(run())
 }

@@ -59,11 +59,5 @@ fn main() -> ExitCode {
         }
         Ok(())
     };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    vmf_train::error::exit_code(run())
 }

@@ -96,13 +96,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    vmf_train::error::exit_code(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
