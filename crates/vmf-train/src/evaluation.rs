@@ -19,11 +19,8 @@ use crate::error::TrainError;
 use crate::seeds::HostNoise;
 
 /// Reads a one-element tensor back to the host.
-pub(crate) fn read_scalar(t: Tensor<1>) -> f32 {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .expect("scalar read-back")[0]
+pub(crate) fn read_scalar(t: Tensor<1>) -> Result<f32, TrainError> {
+    Ok(crate::output::read_back(t)?[0])
 }
 
 /// Test-set metrics (nats per image).
@@ -62,8 +59,8 @@ pub fn evaluate(
         let z = reparam.forward_with(mu.clone(), noise);
         let r_s = reconstruction_per_example(config.model.loss, model.decode(z), x.clone()).sum();
         let r_m = reconstruction_per_example(config.model.loss, model.decode(mu), x).sum();
-        sampled += f64::from(read_scalar(r_s));
-        mean += f64::from(read_scalar(r_m));
+        sampled += f64::from(read_scalar(r_s)?);
+        mean += f64::from(read_scalar(r_m)?);
     }
     let kl = reparam.stats().kl;
     let recon_sampled = sampled / n as f64;
@@ -133,11 +130,7 @@ pub fn log_likelihood(
             let log_px =
                 reconstruction_per_example(config.model.loss, model.decode(z), x_rep).neg();
             let log_w = log_px - dot.mul_scalar(kappa);
-            let log_w = log_w
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .expect("read-back");
+            let log_w = crate::output::read_back(log_w)?;
             for (i, row) in log_w.chunks(k).enumerate() {
                 for &lw in row {
                     acc[i] = log_add_exp(acc[i], f64::from(lw) + log_ratio_const);

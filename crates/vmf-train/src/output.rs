@@ -80,13 +80,21 @@ pub fn save_grid(
     })
 }
 
-/// The rows of a `[n, d]` tensor, read back to the host.
-pub fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
-    let [_, d] = t.dims();
-    let v = t
-        .into_data()
+/// The values of a tensor, read back to the host as f32. A device that fails here
+/// (out of memory, lost device) gives an error, not a panic.
+pub fn read_back<const N: usize>(t: Tensor<N>) -> Result<Vec<f32>, TrainError> {
+    let fail = |e: String| {
+        TrainError::Backend(format!("reading results back from the device failed: {e}"))
+    };
+    t.try_into_data()
+        .map_err(|e| fail(format!("{e:?}")))?
         .convert::<f32>()
         .try_to_vec::<f32>()
-        .expect("tensor read-back");
-    v.chunks(d).map(<[f32]>::to_vec).collect()
+        .map_err(|e| fail(format!("{e:?}")))
+}
+
+/// The rows of a `[n, d]` tensor, read back to the host.
+pub fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>, TrainError> {
+    let [_, d] = t.dims();
+    Ok(read_back(t)?.chunks(d).map(<[f32]>::to_vec).collect())
 }

@@ -50,14 +50,14 @@ impl Pictures {
     }
 
     /// Pixels of the images decoded from unit vectors `z` (rows of length d).
-    fn decode(&self, z: &[Vec<f64>]) -> Vec<Vec<f32>> {
+    fn decode(&self, z: &[Vec<f64>]) -> Result<Vec<Vec<f32>>, TrainError> {
         let flat: Vec<f32> = z.iter().flatten().map(|&v| v as f32).collect();
         let z = Tensor::<2>::from_data(TensorData::new(flat, [z.len(), self.dim]), &self.device);
         output::rows(sigmoid(self.model.decode(z)))
     }
 
     /// Mean directions of the first `n` test images.
-    fn mus(&self, n: usize) -> Vec<Vec<f64>> {
+    fn mus(&self, n: usize) -> Result<Vec<Vec<f64>>, TrainError> {
         let n = n.min(self.test.len());
         let x = Tensor::<2>::from_data(
             TensorData::new(
@@ -66,10 +66,10 @@ impl Pictures {
             ),
             &self.device,
         );
-        output::rows(self.model.encode(x))
+        Ok(output::rows(self.model.encode(x))?
             .into_iter()
             .map(|r| r.into_iter().map(f64::from).collect())
-            .collect()
+            .collect())
     }
 
     /// A `side` x `side` grid decoded from uniform samples on the sphere.
@@ -78,13 +78,13 @@ impl Pictures {
         let z: Vec<Vec<f64>> = (0..side * side)
             .map(|_| vmf_core::uniform_sphere(&mut rng, self.dim))
             .collect();
-        save_grid(out, &self.decode(&z), self.test.shape, side)
+        save_grid(out, &self.decode(&z)?, self.test.shape, side)
     }
 
     /// `n` test images (odd rows) over their reconstructions at z = mu (even rows).
     pub fn reconstruct(&self, out: &Path, n: usize) -> Result<(), TrainError> {
         let n = n.min(self.test.len());
-        let recon = self.decode(&self.mus(n));
+        let recon = self.decode(&self.mus(n)?)?;
         let cols = 10.min(n);
         let mut grid = Vec::new();
         for (start, chunk) in recon.chunks(cols).enumerate() {
@@ -101,18 +101,18 @@ impl Pictures {
     /// circle (slerp) from the first image's mu to the second's.
     pub fn interpolate(&self, out: &Path, pairs: usize, steps: usize) -> Result<(), TrainError> {
         let steps = steps.max(2);
-        let mus = self.mus(2 * pairs);
+        let mus = self.mus(2 * pairs)?;
         let mut z = Vec::new();
         for p in mus.chunks(2).filter(|p| p.len() == 2) {
             z.extend((0..steps).map(|s| slerp(&p[0], &p[1], s as f64 / (steps - 1) as f64)));
         }
-        save_grid(out, &self.decode(&z), self.test.shape, steps)
+        save_grid(out, &self.decode(&z)?, self.test.shape, steps)
     }
 
     /// The mu of the first `n` test images, coloured by label: for d = 3 the sphere seen
     /// from +z and from -z (orthographic), otherwise the first two principal components.
     pub fn latent(&self, out: &Path, n: usize) -> Result<(), TrainError> {
-        let mus = self.mus(n);
+        let mus = self.mus(n)?;
         let r = 250.0;
         let (w, h) = if self.dim == 3 {
             (2 * 520, 520)

@@ -264,7 +264,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 || state.step >= stop_at
                 || state.batch_in_epoch == per_epoch
             {
-                let mean = read_scalar(window.clone()) / window_steps as f32;
+                let mean = read_scalar(window.clone())? / window_steps as f32;
                 if !mean.is_finite() {
                     bar.abandon();
                     return Err(non_finite(state.step, mean, kappa, &last_checkpoint));
@@ -399,8 +399,8 @@ fn write_images(
         device,
     );
     let recon = sigmoid(model.decode(model.encode(x.clone())));
-    let mut grid = output::rows(x);
-    grid.extend(output::rows(recon));
+    let mut grid = output::rows(x)?;
+    grid.extend(output::rows(recon)?);
     output::save_grid(
         &dir.join(format!("recon-epoch-{epoch:03}.png")),
         &grid,
@@ -415,7 +415,7 @@ fn write_images(
         .map(|v| v as f32)
         .collect();
     let z = Tensor::<2>::from_data(TensorData::new(z, [100, d]), device);
-    let samples = output::rows(sigmoid(model.decode(z)));
+    let samples = output::rows(sigmoid(model.decode(z)))?;
     output::save_grid(
         &dir.join(format!("samples-epoch-{epoch:03}.png")),
         &samples,
