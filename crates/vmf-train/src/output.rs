@@ -84,7 +84,11 @@ pub fn save_grid(
 /// (out of memory, lost device) gives an error, not a panic.
 pub fn read_back<const N: usize>(t: Tensor<N>) -> Result<Vec<f32>, TrainError> {
     let fail = |e: String| {
-        TrainError::Backend(format!("reading results back from the device failed: {e}"))
+        TrainError::Backend(format!(
+            "reading results back from the device failed: {e}\n(the device may lack memory \
+             for the data, which is uploaded whole: try --backend flex or a smaller \
+             data.train_limit)"
+        ))
     };
     t.try_into_data()
         .map_err(|e| fail(format!("{e:?}")))?
