@@ -291,11 +291,13 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 window_start = Instant::now();
             }
             // kappa and KL are host constants: shown every step at no device cost.
-            let kl = reparam.stats().kl;
-            let loss_txt = last_loss.map_or("-".into(), |l| format!("{l:.2}"));
-            bar.set_message(format!(
-                "loss {loss_txt} kappa {kappa:.3} KL {kl:.3} {last_ips:.0} img/s"
-            ));
+            if opts.progress {
+                let kl = reparam.stats().kl;
+                let loss_txt = last_loss.map_or("-".into(), |l| format!("{l:.2}"));
+                bar.set_message(format!(
+                    "loss {loss_txt} kappa {kappa:.3} KL {kl:.3} {last_ips:.0} img/s"
+                ));
+            }
             bar.inc(1);
             if checkpoint_due || state.step >= stop_at {
                 last_checkpoint = Some(save(&model, &optim, &state)?);
