@@ -59,21 +59,12 @@ impl VmfReparam {
         self.sampler.rebuilds()
     }
 
-    /// z ~ vMF(mu, kappa) with noise from the device's RNG.
-    ///
-    /// # Shapes
-    /// - `mu`: `[batch, d]`, unit rows
-    /// - returns `[batch, d]`, unit rows
-    pub fn forward(&self, mu: Tensor<2>) -> Tensor<2> {
-        self.sampler.sample(mu)
-    }
-
     /// z ~ vMF(mu, kappa) with the noise given (see [`VmfNoise`]).
     ///
     /// # Shapes
     /// - `mu`: `[batch, d]`, unit rows
     /// - returns `[batch, d]`, unit rows
-    pub fn forward_with(&self, mu: Tensor<2>, noise: VmfNoise) -> Tensor<2> {
+    pub fn forward(&self, mu: Tensor<2>, noise: VmfNoise) -> Tensor<2> {
         self.sampler.sample_with(mu, noise.u, noise.e)
     }
 }

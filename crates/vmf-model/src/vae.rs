@@ -72,24 +72,13 @@ impl VmfVae {
         self.decoder.forward(z)
     }
 
-    /// Encode, sample z ~ vMF(mu, kappa) with the device's RNG, decode.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, input_dim]`
-    pub fn forward(&self, x: Tensor<2>, reparam: &VmfReparam) -> VaeOutput {
-        let mu = self.encode(x); // [batch, d]
-        let z = reparam.forward(mu.clone()); // [batch, d]
-        let logits = self.decode(z.clone()); // [batch, input_dim]
-        VaeOutput { mu, z, logits }
-    }
-
-    /// [`VmfVae::forward`] with the sampling noise given.
+    /// Encode, sample z ~ vMF(mu, kappa) with the given noise (see [`VmfNoise`]), decode.
     ///
     /// # Shapes
     /// - `x`: `[batch, input_dim]`; noise `u`: `[batch]`, `e`: `[batch, d]`
-    pub fn forward_with(&self, x: Tensor<2>, reparam: &VmfReparam, noise: VmfNoise) -> VaeOutput {
+    pub fn forward(&self, x: Tensor<2>, reparam: &VmfReparam, noise: VmfNoise) -> VaeOutput {
         let mu = self.encode(x); // [batch, d]
-        let z = reparam.forward_with(mu.clone(), noise); // [batch, d]
+        let z = reparam.forward(mu.clone(), noise); // [batch, d]
         let logits = self.decode(z.clone()); // [batch, input_dim]
         VaeOutput { mu, z, logits }
     }

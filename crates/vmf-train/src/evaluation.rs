@@ -56,7 +56,7 @@ pub fn evaluate(
         let [b, _] = x.dims();
         let mu = model.encode(x.clone());
         let noise = HostNoise::new(seed, "eval", i as u64).vmf(b, d, device);
-        let z = reparam.forward_with(mu.clone(), noise);
+        let z = reparam.forward(mu.clone(), noise);
         let r_s = reconstruction_per_example(config.model.loss, model.decode(z), x.clone()).sum();
         let r_m = reconstruction_per_example(config.model.loss, model.decode(mu), x).sum();
         sampled += f64::from(read_scalar(r_s)?);
@@ -125,7 +125,7 @@ pub fn log_likelihood(
                 .repeat_dim(1, k)
                 .reshape([b * k, features]);
             let noise = HostNoise::new(seed, "log-likelihood", counter).vmf(b * k, d, device);
-            let z = reparam.forward_with(mu_rep.clone(), noise); // [b * k, d]
+            let z = reparam.forward(mu_rep.clone(), noise); // [b * k, d]
             let dot = (mu_rep * z.clone()).sum_dim(1).squeeze_dim::<1>(1); // [b * k]
             let log_px =
                 reconstruction_per_example(config.model.loss, model.decode(z), x_rep).neg();

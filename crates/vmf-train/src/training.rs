@@ -247,7 +247,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
             if config.data.pixels == PixelMode::DynamicBinary {
                 x = noise.uniform(x.dims(), &ad).lower(x).float();
             }
-            let out = model.forward_with(x.clone(), &reparam, noise.vmf(batch, d, &ad));
+            let out = model.forward(x.clone(), &reparam, noise.vmf(batch, d, &ad));
             let loss = reconstruction_loss(config.model.loss, out.logits, x);
             window = window + loss.clone().detach();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
