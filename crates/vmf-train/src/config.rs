@@ -144,6 +144,15 @@ pub struct LoopConfig {
     /// Write PNG grids after each epoch.
     #[serde(default = "default_true")]
     pub images: bool,
+    /// Split each batch into this many shards whose forward and backward run in
+    /// parallel threads (data parallelism inside one process; see `step.rs`). Changes
+    /// the numbers only by rounding; not part of a run's identity.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+}
+
+fn default_shards() -> usize {
+    1
 }
 
 fn default_log_every() -> u64 {
@@ -249,6 +258,12 @@ impl TrainConfig {
         let t = &self.training;
         if t.batch_size == 0 {
             return Err("training.batch_size = 0: must be at least 1".into());
+        }
+        if t.shards == 0 || t.shards > t.batch_size {
+            return Err(format!(
+                "training.shards = {}: must be between 1 and training.batch_size = {}",
+                t.shards, t.batch_size
+            ));
         }
         if t.eval_batch_size == 0 {
             return Err("training.eval_batch_size = 0: must be at least 1".into());

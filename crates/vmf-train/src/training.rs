@@ -10,13 +10,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::AdamConfig;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use vmf_model::{VmfReparam, VmfVae, reconstruction_loss};
+use vmf_model::loss::reconstruction_per_example;
+use vmf_model::{VmfNoise, VmfReparam, VmfVae};
 
 use crate::backend::{self, Backend};
 use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, TrainState};
@@ -27,6 +28,7 @@ use crate::evaluation::{EvalMetrics, evaluate, read_scalar, test_inputs};
 use crate::output::{self, EVAL_HEADER, TRAIN_HEADER};
 use crate::seeds;
 use crate::seeds::HostNoise;
+use crate::step;
 
 /// Where to resume from.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,10 +249,18 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
             if config.data.pixels == PixelMode::DynamicBinary {
                 x = noise.uniform(x.dims(), &ad).lower(x).float();
             }
-            let out = model.forward(x.clone(), &reparam, noise.vmf(batch, d, &ad));
-            let loss = reconstruction_loss(config.model.loss, out.logits, x);
-            window = window + loss.clone().detach();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let vmf = noise.vmf(batch, d, &ad);
+            let (loss, grads) =
+                step::gradients(&model, batch, config.training.shards, |m, rows| {
+                    let xs = x.clone().slice(rows.clone());
+                    let noise = VmfNoise {
+                        u: vmf.u.clone().slice(rows.clone()),
+                        e: vmf.e.clone().slice(rows),
+                    };
+                    let out = m.forward(xs.clone(), &reparam, noise);
+                    reconstruction_per_example(config.model.loss, out.logits, xs).sum()
+                });
+            window = window + loss;
             model = optim.step(o.lr, model, grads);
             state.step += 1;
             state.batch_in_epoch += 1;

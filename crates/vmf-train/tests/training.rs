@@ -35,6 +35,8 @@ epochs = 3
 batch_size = 50
 log_every = 5
 images = false
+# As the shipped configs: the parallel step is what resumes exactly and learns here.
+shards = 2
 "#,
         run_dir.display()
     );
@@ -341,6 +343,11 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
             &["pixels", "unknown variant"],
         ),
         ("keep = 3", "keep = 0", &["checkpoint.keep = 0"]),
+        (
+            "shards = 2",
+            "shards = 101",
+            &["training.shards = 101", "training.batch_size = 100"],
+        ),
         (
             "schedule = \"constant\"\nvalue = 20.0",
             "schedule = \"piecewise\"\nsteps = [0, 10]\nvalues = [1.0]",

@@ -51,13 +51,30 @@ fn main() -> ExitCode {
             backend: cli.backend.as_deref().map(Backend::parse).transpose()?,
         };
         let s = train(&config, &opts)?;
-        if let Some(e) = s.last_eval {
-            println!(
-                "{}",
-                serde_json::json!({"steps": s.steps, "test": e, "images_per_sec": s.images_per_sec})
-            );
-        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "steps": s.steps,
+                "test": s.last_eval,
+                "images_per_sec": s.images_per_sec,
+                "peak_rss_mib": peak_rss_mib(),
+            })
+        );
         Ok(())
     };
     vmf_train::error::exit_code(run())
+}
+
+/// The process's peak resident memory (Linux's VmHWM), for the benchmark suite.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }

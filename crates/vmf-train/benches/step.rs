@@ -1,0 +1,122 @@
+//! Where a training step's time goes: forward + loss, backward, optimiser, for the
+//! default MNIST model (MLP 784-256-8-256-784, kappa 20) on random grey images.
+//!
+//! `cargo bench -p vmf-train --bench step [-- BACKEND [BATCH [SHARDS]]]`
+//! (BACKEND among those compiled in, default the CPU one; BATCH default 100), then
+//! the whole step as the loop runs it with 1..=SHARDS shards (default 2).
+//! Each phase is timed with a device sync after it, so on an asynchronous backend
+//! (wgpu) the figures include the wait for the kernels, not just their launch.
+
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::Device;
+use vmf_model::loss::reconstruction_per_example;
+use vmf_model::{ReconLoss, VmfNoise, VmfReparam, VmfVaeConfig, reconstruction_loss};
+use vmf_train::backend::{self, Backend};
+use vmf_train::seeds::HostNoise;
+use vmf_train::step;
+
+const WARMUP: usize = 30;
+const STEPS: usize = 300;
+
+fn sync(device: &Device) {
+    device.sync().expect("device sync");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    // `cargo bench` appends `--bench`; positional arguments are ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let backend = match args.first() {
+        Some(name) => Backend::parse(name).unwrap_or_else(|e| panic!("{e}")),
+        None => Backend::default_compiled(),
+    };
+    let batch: usize = args.get(1).map_or(100, |b| b.parse().expect("batch size"));
+    let max_shards: usize = args.get(2).map_or(2, |b| b.parse().expect("shards"));
+    let device = backend.device().unwrap_or_else(|e| panic!("{e}"));
+    println!("{}", backend::describe(backend, &device));
+    let ad = device.clone().autodiff();
+
+    let d = 8;
+    let mut model = VmfVaeConfig::new(784, vec![256], d).init(&ad);
+    let mut optim = AdamConfig::new().init();
+    let reparam = VmfReparam::new(d, 20.0, &ad).expect("table");
+    let x = HostNoise::new(0, "bench-data", 0).uniform([batch, 784], &ad);
+
+    let (mut fwd, mut bwd, mut opt, mut total) = (vec![], vec![], vec![], vec![]);
+    for step in 0..WARMUP + STEPS {
+        let mut noise = HostNoise::new(0, "bench-step", step as u64);
+        sync(&ad);
+        let t0 = Instant::now();
+        let out = model.forward(x.clone(), &reparam, noise.vmf(batch, d, &ad));
+        let loss = reconstruction_loss(ReconLoss::Bernoulli, out.logits, x.clone());
+        sync(&ad);
+        let t1 = Instant::now();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        sync(&ad);
+        let t2 = Instant::now();
+        model = optim.step(1e-3, model, grads);
+        sync(&ad);
+        let t3 = Instant::now();
+        if step >= WARMUP {
+            fwd.push((t1 - t0).as_secs_f64());
+            bwd.push((t2 - t1).as_secs_f64());
+            opt.push((t3 - t2).as_secs_f64());
+            total.push((t3 - t0).as_secs_f64());
+        }
+    }
+    let step = median(total);
+    println!("batch {batch}, median of {STEPS} steps:");
+    for (name, v) in [
+        ("forward + loss", fwd),
+        ("backward", bwd),
+        ("optimiser", opt),
+    ] {
+        let m = median(v);
+        println!("  {name:<15} {:7.3} ms  {:5.1}%", m * 1e3, 100.0 * m / step);
+    }
+    println!(
+        "  {:<15} {:7.3} ms  ({:.0} images/s)",
+        "step",
+        step * 1e3,
+        batch as f64 / step
+    );
+
+    // The whole step as the training loop runs it, for 1..=SHARDS shards.
+    for shards in 1..=max_shards {
+        let mut total = vec![];
+        for s in 0..WARMUP + STEPS {
+            let nz = HostNoise::new(0, "bench-step", s as u64).vmf(batch, d, &ad);
+            sync(&ad);
+            let t0 = Instant::now();
+            let (_, grads) = step::gradients(&model, batch, shards, |m, rows| {
+                let xs = x.clone().slice(rows.clone());
+                let noise = VmfNoise {
+                    u: nz.u.clone().slice(rows.clone()),
+                    e: nz.e.clone().slice(rows),
+                };
+                let out = m.forward(xs.clone(), &reparam, noise);
+                reconstruction_per_example(ReconLoss::Bernoulli, out.logits, xs).sum()
+            });
+            model = optim.step(1e-3, model, grads);
+            sync(&ad);
+            if s >= WARMUP {
+                total.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        let t = median(total);
+        println!(
+            "shards {shards}: step {:.3} ms ({:.0} images/s)",
+            t * 1e3,
+            batch as f64 / t
+        );
+    }
+}
