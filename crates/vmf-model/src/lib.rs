@@ -2,15 +2,20 @@
 //!
 //! Burn modules for the vMF-VAE: an MLP ([`mlp`]), the vMF reparameterisation layer
 //! ([`reparam`], on top of vmf-core's device sampler), reconstruction losses
-//! ([`loss`]) and the VAE that wires them ([`vae`]). Every module has a
-//! `#[derive(Config)]` twin whose `init(&device)` builds it.
+//! ([`loss`]), the VAE that wires them ([`vae`]), the Gaussian-VAE baseline
+//! ([`gaussian`]) and either of the two behind one interface ([`model`]). Every
+//! module has a config twin whose `init(&device)` builds it.
 
+pub mod gaussian;
 pub mod loss;
 pub mod mlp;
+pub mod model;
 pub mod reparam;
 pub mod vae;
 
+pub use gaussian::{GaussianVae, GaussianVaeConfig};
 pub use loss::{ReconLoss, reconstruction_loss};
 pub use mlp::{Mlp, MlpConfig};
-pub use reparam::{VmfNoise, VmfReparam};
+pub use model::{ModelKind, Posterior, PosteriorDraw, Vae, VaeConfig};
+pub use reparam::{LatentNoise, VmfReparam};
 pub use vae::{VaeOutput, VmfVae, VmfVaeConfig, l2_normalise};

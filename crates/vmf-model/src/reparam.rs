@@ -4,14 +4,25 @@
 use burn::tensor::{Device, Tensor};
 use vmf_core::{DeviceSampler, Result, VmfStats};
 
-/// The randomness of one draw per row: drawn by the caller (e.g. on the host from a
-/// counter-based seed, which makes runs identical across backends).
+/// The randomness of one posterior draw per row: drawn by the caller (e.g. on the
+/// host from a counter-based seed, which makes runs identical across backends).
 #[derive(Debug, Clone)]
-pub struct VmfNoise {
-    /// Uniforms in [0, 1) that pick the angle: `[batch]`.
+pub struct LatentNoise {
+    /// Uniforms in [0, 1) that pick the vMF angle: `[batch]` (unused by the Gaussian).
     pub u: Tensor<1>,
-    /// Standard normals that pick the direction orthogonal to mu: `[batch, d]`.
+    /// Standard normals: the direction orthogonal to mu (vMF) or eps (Gaussian):
+    /// `[batch, d]`.
     pub e: Tensor<2>,
+}
+
+impl LatentNoise {
+    /// The rows `rows` of the noise (a shard of the batch).
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Self {
+        Self {
+            u: self.u.clone().slice(rows.clone()),
+            e: self.e.clone().slice(rows),
+        }
+    }
 }
 
 /// Holds the table constant for the current kappa and rebuilds it only when kappa
@@ -59,12 +70,12 @@ impl VmfReparam {
         self.sampler.rebuilds()
     }
 
-    /// z ~ vMF(mu, kappa) with the noise given (see [`VmfNoise`]).
+    /// z ~ vMF(mu, kappa) with the noise given (see [`LatentNoise`]).
     ///
     /// # Shapes
     /// - `mu`: `[batch, d]`, unit rows
     /// - returns `[batch, d]`, unit rows
-    pub fn forward(&self, mu: Tensor<2>, noise: VmfNoise) -> Tensor<2> {
+    pub fn forward(&self, mu: Tensor<2>, noise: LatentNoise) -> Tensor<2> {
         self.sampler.sample_with(mu, noise.u, noise.e)
     }
 }

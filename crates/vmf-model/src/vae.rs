@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::mlp::{Mlp, MlpConfig};
-use crate::reparam::{VmfNoise, VmfReparam};
+use crate::reparam::{LatentNoise, VmfReparam};
 
 /// Rows with a norm below this are not rescaled further (keeps mu finite for a zero row).
 const NORM_EPS: f64 = 1e-12;
@@ -72,11 +72,11 @@ impl VmfVae {
         self.decoder.forward(z)
     }
 
-    /// Encode, sample z ~ vMF(mu, kappa) with the given noise (see [`VmfNoise`]), decode.
+    /// Encode, sample z ~ vMF(mu, kappa) with the given noise (see [`LatentNoise`]), decode.
     ///
     /// # Shapes
     /// - `x`: `[batch, input_dim]`; noise `u`: `[batch]`, `e`: `[batch, d]`
-    pub fn forward(&self, x: Tensor<2>, reparam: &VmfReparam, noise: VmfNoise) -> VaeOutput {
+    pub fn forward(&self, x: Tensor<2>, reparam: &VmfReparam, noise: LatentNoise) -> VaeOutput {
         let mu = self.encode(x); // [batch, d]
         let z = reparam.forward(mu.clone(), noise); // [batch, d]
         let logits = self.decode(z.clone()); // [batch, input_dim]

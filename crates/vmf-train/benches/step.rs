@@ -10,9 +10,9 @@
 use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use vmf_model::loss::reconstruction_per_example;
-use vmf_model::{ReconLoss, VmfNoise, VmfReparam, VmfVaeConfig, reconstruction_loss};
+use vmf_model::{ModelKind, ReconLoss, VaeConfig, VmfReparam, reconstruction_loss};
 use vmf_train::backend::{self, Backend};
 use vmf_train::seeds::HostNoise;
 use vmf_train::step;
@@ -46,7 +46,13 @@ fn main() {
     let ad = device.clone().autodiff();
 
     let d = 8;
-    let mut model = VmfVaeConfig::new(784, vec![256], d).init(&ad);
+    let mut model = VaeConfig {
+        kind: ModelKind::Vmf,
+        input_dim: 784,
+        hidden: vec![256],
+        latent_dim: d,
+    }
+    .init(&ad);
     let mut optim = AdamConfig::new().init();
     let reparam = VmfReparam::new(d, 20.0, &ad).expect("table");
     let x = HostNoise::new(0, "bench-data", 0).uniform([batch, 784], &ad);
@@ -56,8 +62,8 @@ fn main() {
         let mut noise = HostNoise::new(0, "bench-step", step as u64);
         sync(&ad);
         let t0 = Instant::now();
-        let out = model.forward(x.clone(), &reparam, noise.vmf(batch, d, &ad));
-        let loss = reconstruction_loss(ReconLoss::Bernoulli, out.logits, x.clone());
+        let draw = model.draw(x.clone(), noise.latent(batch, d, &ad), Some(&reparam));
+        let loss = reconstruction_loss(ReconLoss::Bernoulli, model.decode(draw.z), x.clone());
         sync(&ad);
         let t1 = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -94,17 +100,18 @@ fn main() {
     for shards in 1..=max_shards {
         let mut total = vec![];
         for s in 0..WARMUP + STEPS {
-            let nz = HostNoise::new(0, "bench-step", s as u64).vmf(batch, d, &ad);
+            let nz = HostNoise::new(0, "bench-step", s as u64).latent(batch, d, &ad);
             sync(&ad);
             let t0 = Instant::now();
             let (_, grads) = step::gradients(&model, batch, shards, |m, rows| {
+                // As the training loop's step.
                 let xs = x.clone().slice(rows.clone());
-                let noise = VmfNoise {
-                    u: nz.u.clone().slice(rows.clone()),
-                    e: nz.e.clone().slice(rows),
-                };
-                let out = m.forward(xs.clone(), &reparam, noise);
-                reconstruction_per_example(ReconLoss::Bernoulli, out.logits, xs).sum()
+                let draw = m.draw(xs.clone(), nz.rows(rows), Some(&reparam));
+                let recon =
+                    reconstruction_per_example(ReconLoss::Bernoulli, m.decode(draw.z), xs).sum();
+                let kl = draw.kl.sum();
+                let objective = recon.clone() + kl.clone();
+                (objective, Tensor::cat(vec![recon.detach(), kl.detach()], 0))
             });
             model = optim.step(1e-3, model, grads);
             sync(&ad);

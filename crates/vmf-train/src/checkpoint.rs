@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use burn::module::Module;
 use burn::tensor::Device;
-use vmf_model::VmfVae;
+use vmf_model::Vae;
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;
@@ -161,8 +161,8 @@ pub struct Opened {
 
 impl Opened {
     /// The model for inputs of `input_dim` features, on `device`.
-    pub fn model(&self, input_dim: usize, device: &Device) -> Result<VmfVae, TrainError> {
-        let model: VmfVae = self.config.vae_config(input_dim).init(device);
+    pub fn model(&self, input_dim: usize, device: &Device) -> Result<Vae, TrainError> {
+        let model: Vae = self.config.vae_config(input_dim).init(device);
         model
             .try_load_file(self.path.join(MODEL_FILE))
             .map_err(|e| TrainError::Checkpoint {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use vmf_model::ReconLoss;
+use vmf_model::{ModelKind, ReconLoss, VaeConfig};
 
 use crate::error::TrainError;
 use crate::schedule::Schedule;
@@ -23,8 +23,9 @@ pub struct TrainConfig {
     pub data: DataConfig,
     /// Model shape and likelihood.
     pub model: ModelConfig,
-    /// The kappa schedule.
-    pub kappa: Schedule,
+    /// The kappa schedule (vMF model only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kappa: Option<Schedule>,
     /// Adam settings.
     #[serde(default)]
     pub optimizer: OptimizerConfig,
@@ -86,13 +87,27 @@ fn default_pixels() -> PixelMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Ambient latent dimension d (z on S^(d-1)), 2..=4096.
+    /// `vmf` (the default) or `gaussian` (the baseline).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub kind: ModelKind,
+    /// Latent dimension d: ambient for vMF (z on S^(d-1), 2..=4096), or R^d for
+    /// the Gaussian (1..=4096).
     pub latent_dim: usize,
     /// Encoder hidden sizes (the decoder mirrors them).
     pub hidden: Vec<usize>,
     /// `bernoulli` or `gaussian`.
     #[serde(default = "default_loss")]
     pub loss: ReconLoss,
+    /// Gaussian only: the KL weight rises linearly from 1/N to 1 over the first N
+    /// steps (0: no warm-up).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub kl_warmup_steps: u64,
+}
+
+// Keys at their default are not written, so configs (and the identity hashes of
+// runs) from before a key existed stay valid.
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn default_loss() -> ReconLoss {
@@ -191,7 +206,7 @@ struct Identity<'a> {
     seed: u64,
     data: &'a DataConfig,
     model: &'a ModelConfig,
-    kappa: &'a Schedule,
+    kappa: &'a Option<Schedule>,
     optimizer: &'a OptimizerConfig,
     batch_size: usize,
 }
@@ -224,12 +239,37 @@ impl TrainConfig {
     /// Checks every value; the message names the key and the reason.
     pub fn validate(&self) -> Result<(), String> {
         let m = &self.model;
-        if !(vmf_core::DIM_MIN..=vmf_core::DIM_MAX).contains(&m.latent_dim) {
+        let min_dim = match m.kind {
+            ModelKind::Vmf => vmf_core::DIM_MIN,
+            ModelKind::Gaussian => 1,
+        };
+        if !(min_dim..=vmf_core::DIM_MAX).contains(&m.latent_dim) {
             return Err(format!(
-                "model.latent_dim = {}: must be between {} and {}",
+                "model.latent_dim = {}: must be between {min_dim} and {}",
                 m.latent_dim,
-                vmf_core::DIM_MIN,
                 vmf_core::DIM_MAX
+            ));
+        }
+        match (m.kind, &self.kappa) {
+            (ModelKind::Vmf, None) => {
+                return Err("no [kappa] section: the vMF model needs a kappa schedule \
+                            (e.g. [kappa] schedule = \"constant\" value = 20.0)"
+                    .into());
+            }
+            (ModelKind::Gaussian, Some(_)) => {
+                return Err(
+                    "[kappa] with model.kind = \"gaussian\": the Gaussian model \
+                            has no kappa; remove the [kappa] section"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if m.kind == ModelKind::Vmf && m.kl_warmup_steps > 0 {
+            return Err(format!(
+                "model.kl_warmup_steps = {}: only for model.kind = \"gaussian\" (the vMF \
+                 KL is a constant of kappa; schedule kappa instead)",
+                m.kl_warmup_steps
             ));
         }
         if let Some(i) = m.hidden.iter().position(|&h| h == 0) {
@@ -293,7 +333,10 @@ impl TrainConfig {
                 t.batch_size
             ));
         }
-        self.kappa.validate("kappa", m.latent_dim)
+        match &self.kappa {
+            Some(k) => k.validate("kappa", m.latent_dim),
+            None => Ok(()),
+        }
     }
 
     /// Hex SHA-256 of what defines the trajectory (see `Identity`).
@@ -311,8 +354,28 @@ impl TrainConfig {
     }
 
     /// The model this config describes, for inputs of `input_dim` features.
-    pub fn vae_config(&self, input_dim: usize) -> vmf_model::VmfVaeConfig {
-        vmf_model::VmfVaeConfig::new(input_dim, self.model.hidden.clone(), self.model.latent_dim)
+    pub fn vae_config(&self, input_dim: usize) -> VaeConfig {
+        VaeConfig {
+            kind: self.model.kind,
+            input_dim,
+            hidden: self.model.hidden.clone(),
+            latent_dim: self.model.latent_dim,
+        }
+    }
+
+    /// The kappa schedule of a vMF model (`None` for the Gaussian; validation makes
+    /// sure a vMF config has one).
+    pub fn kappa_schedule(&self) -> Option<&Schedule> {
+        self.kappa.as_ref()
+    }
+
+    /// The KL weight at `step`: the linear warm-up of the Gaussian model
+    /// (`model.kl_warmup_steps`), 1 otherwise.
+    pub fn kl_weight(&self, step: u64) -> f64 {
+        match self.model.kl_warmup_steps {
+            0 => 1.0,
+            w => ((step + 1) as f64 / w as f64).min(1.0),
+        }
     }
 
     /// The resolved config as TOML.

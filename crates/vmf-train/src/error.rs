@@ -33,7 +33,7 @@ pub enum TrainError {
     },
     /// The loss became NaN or infinite.
     #[error(
-        "the training loss became {value} at step {step} (kappa = {kappa}); {kept}. \
+        "the training loss became {value} at step {step} ({setting}); {kept}. \
          Lower optimizer.lr or check the data, then resume with --resume auto"
     )]
     NonFinite {
@@ -41,8 +41,8 @@ pub enum TrainError {
         step: u64,
         /// The value read back.
         value: f32,
-        /// kappa at that step.
-        kappa: f64,
+        /// The scheduled setting at that step (`kappa = ...` or `KL weight = ...`).
+        setting: String,
         /// Which checkpoint is the last good one.
         kept: String,
     },

@@ -1,7 +1,8 @@
 //! Test-set evaluation: reconstruction, KL and ELBO each epoch, and the
 //! importance-sampled marginal log-likelihood
 //! log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K,
-//! z_k ~ q(z|x) = vMF(mu(x), kappa), p(z) = uniform on the sphere.
+//! z_k ~ q(z|x): vMF(mu(x), kappa) with p(z) uniform on the sphere, or the Gaussian
+//! baseline's N(mean(x), sigma^2(x)) with p(z) = N(0, I) (see vmf_model::Vae::draw).
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
 use serde::Serialize;
 use vmf_model::loss::reconstruction_per_example;
-use vmf_model::{VmfReparam, VmfVae};
+use vmf_model::{Vae, VmfReparam};
 
 use crate::backend::Backend;
 use crate::checkpoint;
@@ -18,28 +19,37 @@ use crate::data::{self, ImageSet};
 use crate::error::TrainError;
 use crate::seeds::HostNoise;
 
-/// Reads a one-element tensor back to the host.
-pub(crate) fn read_scalar(t: Tensor<1>) -> Result<f32, TrainError> {
-    Ok(crate::output::read_back(t)?[0])
-}
-
 /// Test-set metrics (nats per image).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct EvalMetrics {
-    /// -log p(x|z) with z ~ vMF(mu(x), kappa).
+    /// -log p(x|z) with z ~ q(z|x).
     pub recon_sampled: f64,
-    /// -log p(x|z) at z = mu(x).
+    /// -log p(x|z) at the posterior's location (z = mu(x), or the mean).
     pub recon_mean: f64,
-    /// KL(vMF(mu, kappa) || uniform), a constant.
+    /// KL(q(z|x) || p(z)) averaged over the test set (for vMF a constant of kappa).
     pub kl: f64,
     /// ELBO = -(recon_sampled + KL).
     pub elbo: f64,
 }
 
-/// Test-set reconstruction (sampled z and z = mu), KL and ELBO, in nats per image,
-/// on inputs prepared by [`test_inputs`]; `seed` seeds the draws of z.
+/// The vMF layer a model needs at `kappa` (None for the Gaussian).
+fn reparam_for(
+    model: &Vae,
+    d: usize,
+    kappa: f64,
+    device: &Device,
+) -> Result<Option<VmfReparam>, TrainError> {
+    Ok(match model.kind() {
+        vmf_model::ModelKind::Vmf => Some(VmfReparam::new(d, kappa, device)?),
+        vmf_model::ModelKind::Gaussian => None,
+    })
+}
+
+/// Test-set reconstruction (sampled z and at the posterior's location), KL and ELBO,
+/// in nats per image, on inputs prepared by [`test_inputs`]; `seed` seeds the draws.
+/// `kappa` is ignored by the Gaussian model.
 pub fn evaluate(
-    model: &VmfVae,
+    model: &Vae,
     test_x: &Tensor<2>,
     config: &TrainConfig,
     kappa: f64,
@@ -47,22 +57,25 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<EvalMetrics, TrainError> {
     let d = config.model.latent_dim;
-    let reparam = VmfReparam::new(d, kappa, device)?;
+    let reparam = reparam_for(model, d, kappa, device)?;
     let [n, _] = test_x.dims();
     let bs = config.training.eval_batch_size;
-    let (mut sampled, mut mean) = (0.0f64, 0.0f64);
+    let (mut sampled, mut mean, mut kl) = (0.0f64, 0.0f64, 0.0f64);
     for (i, start) in (0..n).step_by(bs).enumerate() {
         let x = test_x.clone().slice(start..(start + bs).min(n));
         let [b, _] = x.dims();
-        let mu = model.encode(x.clone());
-        let noise = HostNoise::new(seed, "eval", i as u64).vmf(b, d, device);
-        let z = reparam.forward(mu.clone(), noise);
-        let r_s = reconstruction_per_example(config.model.loss, model.decode(z), x.clone()).sum();
-        let r_m = reconstruction_per_example(config.model.loss, model.decode(mu), x).sum();
-        sampled += f64::from(read_scalar(r_s)?);
-        mean += f64::from(read_scalar(r_m)?);
+        let noise = HostNoise::new(seed, "eval", i as u64).latent(b, d, device);
+        let draw = model.draw(x.clone(), noise, reparam.as_ref());
+        let r_s = reconstruction_per_example(config.model.loss, model.decode(draw.z), x.clone());
+        let r_m = reconstruction_per_example(config.model.loss, model.decode(draw.location), x);
+        let sums = Tensor::cat(vec![r_s.sum(), r_m.sum(), draw.kl.sum()], 0);
+        let sums = crate::output::read_back(sums)?;
+        sampled += f64::from(sums[0]);
+        mean += f64::from(sums[1]);
+        kl += f64::from(sums[2]);
     }
-    let kl = reparam.stats().kl;
+    // vMF: the exact constant rather than its f32 sum over the test set.
+    let kl = reparam.as_ref().map_or(kl / n as f64, |r| r.stats().kl);
     let recon_sampled = sampled / n as f64;
     Ok(EvalMetrics {
         recon_sampled,
@@ -76,9 +89,8 @@ pub fn evaluate(
 const LL_ROWS_PER_CALL: usize = 10_000;
 
 /// Importance-sampled log p(x) per row of `x` (nats), with `samples` draws
-/// z_k ~ vMF(mu(x), kappa) per image:
-/// logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K, where
-/// log p(z) - log q(z|x) = log C_d(0) - log C_d(kappa) - kappa <mu, z> (vmf-core).
+/// z_k ~ q(z|x) per image: logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)]
+/// - log K, the density ratio from [`Vae::draw`] (for vMF: vmf-core's log C_d).
 ///
 /// Deterministic for a given (seed, samples, rows of x). With the Gaussian loss,
 /// log p(x|z) omits its constant -D/2 log(2 pi), so the figure is up to that constant.
@@ -86,7 +98,7 @@ const LL_ROWS_PER_CALL: usize = 10_000;
 /// # Shapes
 /// - `x`: `[n, features]` (already binarised if the model expects binary pixels)
 pub fn log_likelihood(
-    model: &VmfVae,
+    model: &Vae,
     x: &Tensor<2>,
     config: &TrainConfig,
     kappa: f64,
@@ -95,9 +107,7 @@ pub fn log_likelihood(
     device: &Device,
 ) -> Result<Vec<f64>, TrainError> {
     let d = config.model.latent_dim;
-    let reparam = VmfReparam::new(d, kappa, device)?;
-    let log_ratio_const =
-        vmf_core::log_normaliser_uniform(d)? - vmf_core::log_normaliser(d, kappa)?;
+    let reparam = reparam_for(model, d, kappa, device)?;
     let samples = samples.max(1);
     let chunk = samples.min(LL_ROWS_PER_CALL); // samples per call
     let per_call = (LL_ROWS_PER_CALL / chunk).max(1); // images per call
@@ -106,7 +116,7 @@ pub fn log_likelihood(
     for (call, start) in (0..n).step_by(per_call).enumerate() {
         let b = per_call.min(n - start);
         let xb = x.clone().slice(start..start + b); // [b, features]
-        let mu = model.encode(xb.clone()); // [b, d]
+        let posterior = model.posterior(xb.clone());
         // Running logsumexp per image, in f64 on the host.
         let mut acc = vec![f64::NEG_INFINITY; b];
         let mut done = 0;
@@ -114,26 +124,19 @@ pub fn log_likelihood(
         while done < samples {
             let k = chunk.min(samples - done);
             let counter = ((call as u64) << 32) | part;
-            let mu_rep = mu
-                .clone()
-                .unsqueeze_dim::<3>(1)
-                .repeat_dim(1, k)
-                .reshape([b * k, d]);
             let x_rep = xb
                 .clone()
                 .unsqueeze_dim::<3>(1)
                 .repeat_dim(1, k)
                 .reshape([b * k, features]);
-            let noise = HostNoise::new(seed, "log-likelihood", counter).vmf(b * k, d, device);
-            let z = reparam.forward(mu_rep.clone(), noise); // [b * k, d]
-            let dot = (mu_rep * z.clone()).sum_dim(1).squeeze_dim::<1>(1); // [b * k]
+            let noise = HostNoise::new(seed, "log-likelihood", counter).latent(b * k, d, device);
+            let draw = posterior.repeat_rows(k).draw(noise, reparam.as_ref()); // [b * k, d]
             let log_px =
-                reconstruction_per_example(config.model.loss, model.decode(z), x_rep).neg();
-            let log_w = log_px - dot.mul_scalar(kappa);
-            let log_w = crate::output::read_back(log_w)?;
+                reconstruction_per_example(config.model.loss, model.decode(draw.z), x_rep).neg();
+            let log_w = crate::output::read_back(log_px + draw.log_ratio)?;
             for (i, row) in log_w.chunks(k).enumerate() {
                 for &lw in row {
-                    acc[i] = log_add_exp(acc[i], f64::from(lw) + log_ratio_const);
+                    acc[i] = log_add_exp(acc[i], f64::from(lw));
                 }
             }
             done += k;

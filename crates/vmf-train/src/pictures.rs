@@ -1,6 +1,7 @@
-//! Pictures of a trained model (PNG): decoded samples from the uniform prior, test
-//! reconstructions, great-circle interpolations between test images, and the test
-//! set's mean directions coloured by label.
+//! Pictures of a trained model (PNG): decoded samples from the prior, test
+//! reconstructions, interpolations between test images (great circles for vMF,
+//! straight lines for the Gaussian), and the test set's posterior locations coloured
+//! by label.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::{Rgb, RgbImage};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use vmf_model::VmfVae;
+use vmf_model::{ModelKind, Vae};
 
 use crate::backend::Backend;
 use crate::checkpoint;
@@ -20,7 +21,7 @@ use crate::seeds;
 
 /// A checkpoint's model with its test set, ready to draw.
 pub struct Pictures {
-    model: VmfVae,
+    model: Vae,
     dim: usize,
     test: ImageSet,
     device: Device,
@@ -49,14 +50,14 @@ impl Pictures {
         })
     }
 
-    /// Pixels of the images decoded from unit vectors `z` (rows of length d).
+    /// Pixels of the images decoded from latents `z` (rows of length d).
     fn decode(&self, z: &[Vec<f64>]) -> Result<Vec<Vec<f32>>, TrainError> {
         let flat: Vec<f32> = z.iter().flatten().map(|&v| v as f32).collect();
         let z = Tensor::<2>::from_data(TensorData::new(flat, [z.len(), self.dim]), &self.device);
         output::rows(sigmoid(self.model.decode(z)))
     }
 
-    /// Mean directions of the first `n` test images.
+    /// Posterior locations (mu, or the Gaussian mean) of the first `n` test images.
     fn mus(&self, n: usize) -> Result<Vec<Vec<f64>>, TrainError> {
         let n = n.min(self.test.len());
         let x = Tensor::<2>::from_data(
@@ -66,17 +67,19 @@ impl Pictures {
             ),
             &self.device,
         );
-        Ok(output::rows(self.model.encode(x))?
+        Ok(output::rows(self.model.locate(x))?
             .into_iter()
             .map(|r| r.into_iter().map(f64::from).collect())
             .collect())
     }
 
-    /// A `side` x `side` grid decoded from uniform samples on the sphere.
+    /// A `side` x `side` grid decoded from samples of the prior (uniform on the
+    /// sphere, or N(0, I)).
     pub fn sample(&self, out: &Path, side: usize, seed: u64) -> Result<(), TrainError> {
         let mut rng = StdRng::seed_from_u64(seeds::derive(seed, "picture-samples", 0));
+        let kind = self.model.kind();
         let z: Vec<Vec<f64>> = (0..side * side)
-            .map(|_| vmf_core::uniform_sphere(&mut rng, self.dim))
+            .map(|_| kind.prior_sample(&mut rng, self.dim))
             .collect();
         save_grid(out, &self.decode(&z)?, self.test.shape, side)
     }
@@ -97,30 +100,39 @@ impl Pictures {
         save_grid(out, &grid, self.test.shape, cols)
     }
 
-    /// One row per pair of consecutive test images: `steps` points on the great
-    /// circle (slerp) from the first image's mu to the second's.
+    /// One row per pair of consecutive test images: `steps` points from the first
+    /// image's location to the second's, on the great circle (slerp) for vMF, on the
+    /// straight line for the Gaussian.
     pub fn interpolate(&self, out: &Path, pairs: usize, steps: usize) -> Result<(), TrainError> {
         let steps = steps.max(2);
         let mus = self.mus(2 * pairs)?;
         let mut z = Vec::new();
         for p in mus.chunks(2).filter(|p| p.len() == 2) {
-            z.extend((0..steps).map(|s| slerp(&p[0], &p[1], s as f64 / (steps - 1) as f64)));
+            z.extend((0..steps).map(|s| {
+                let t = s as f64 / (steps - 1) as f64;
+                if self.model.kind().on_sphere() {
+                    slerp(&p[0], &p[1], t)
+                } else {
+                    p[0].iter()
+                        .zip(&p[1])
+                        .map(|(a, b)| a + t * (b - a))
+                        .collect()
+                }
+            }));
         }
         save_grid(out, &self.decode(&z)?, self.test.shape, steps)
     }
 
-    /// The mu of the first `n` test images, coloured by label: for d = 3 the sphere seen
-    /// from +z and from -z (orthographic), otherwise the first two principal components.
+    /// The locations of the first `n` test images, coloured by label: for a vMF model
+    /// with d = 3 the sphere seen from +z and from -z (orthographic), otherwise the
+    /// first two principal components (the value itself for d = 1).
     pub fn latent(&self, out: &Path, n: usize) -> Result<(), TrainError> {
         let mus = self.mus(n)?;
         let r = 250.0;
-        let (w, h) = if self.dim == 3 {
-            (2 * 520, 520)
-        } else {
-            (520, 520)
-        };
+        let sphere = self.dim == 3 && self.model.kind() == ModelKind::Vmf;
+        let (w, h) = if sphere { (2 * 520, 520) } else { (520, 520) };
         let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-        let points: Vec<(f64, f64)> = if self.dim == 3 {
+        let points: Vec<(f64, f64)> = if sphere {
             for c in 0..2 {
                 for a in 0..2000 {
                     let t = a as f64 * std::f64::consts::TAU / 2000.0;
@@ -143,7 +155,11 @@ impl Pictures {
                 })
                 .collect()
         } else {
-            let proj = principal_plane(&mus);
+            let proj = if self.dim == 1 {
+                mus.iter().map(|m| (m[0], 0.0)).collect()
+            } else {
+                principal_plane(&mus)
+            };
             let scale = proj
                 .iter()
                 .flat_map(|p| [p.0.abs(), p.1.abs()])

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_distr::StandardNormal;
-use vmf_model::VmfNoise;
+use vmf_model::LatentNoise;
 
 /// A 64-bit seed for `purpose` at `counter` (SplitMix64 finaliser over the inputs).
 pub fn derive(seed: u64, purpose: &str, counter: u64) -> u64 {
@@ -48,13 +48,13 @@ impl HostNoise {
         Tensor::from_data(TensorData::new(v, [rows, cols]), device)
     }
 
-    /// Noise for `batch` vMF draws in dimension `dim`.
-    pub fn vmf(&mut self, batch: usize, dim: usize, device: &Device) -> VmfNoise {
+    /// Noise for `batch` posterior draws in dimension `dim` (see [`LatentNoise`]).
+    pub fn latent(&mut self, batch: usize, dim: usize, device: &Device) -> LatentNoise {
         let u: Vec<f32> = (0..batch).map(|_| self.rng.random::<f32>()).collect();
         let e: Vec<f32> = (0..batch * dim)
             .map(|_| self.rng.sample(StandardNormal))
             .collect();
-        VmfNoise {
+        LatentNoise {
             u: Tensor::from_data(TensorData::new(u, [batch]), device),
             e: Tensor::from_data(TensorData::new(e, [batch, dim]), device),
         }

@@ -26,46 +26,49 @@ pub fn shard_rows(batch: usize, shards: usize, k: usize) -> Range<usize> {
     k * batch / shards..(k + 1) * batch / shards
 }
 
-/// The mean loss over the batch (detached, `[1]`) and its gradients with respect to
-/// `model`'s parameters.
+/// Gradients of the batch-mean objective with respect to `model`'s parameters, and
+/// the batch means of the reported quantities (detached).
 ///
-/// `loss_sum(model, rows)` must return the *sum* of the per-example losses of those
-/// rows of the batch (`[1]`), computed with `model`; the mean is taken here.
+/// `sums(model, rows)` computes, with `model`, for those rows of the batch: the *sum*
+/// of the per-example objective (`[1]`, tracked) and the sums of whatever is to be
+/// reported (`[k]`, detached); the means are taken here.
 pub fn gradients<M, F>(
     model: &M,
     batch: usize,
     shards: usize,
-    loss_sum: F,
+    sums: F,
 ) -> (Tensor<1>, GradientsParams)
 where
     M: Module + Sync,
-    F: Fn(&M, Range<usize>) -> Tensor<1> + Sync,
+    F: Fn(&M, Range<usize>) -> (Tensor<1>, Tensor<1>) + Sync,
 {
     let scale = 1.0 / batch as f64;
     if shards <= 1 {
-        let loss = loss_sum(model, 0..batch).mul_scalar(scale);
-        let grads = GradientsParams::from_grads(loss.backward(), model);
-        return (loss.detach(), grads);
+        let (objective, report) = sums(model, 0..batch);
+        let grads = GradientsParams::from_grads(objective.mul_scalar(scale).backward(), model);
+        return (report.mul_scalar(scale), grads);
     }
     let parts: Vec<(Tensor<1>, GradientsParams)> = (0..shards)
         .into_par_iter()
         .map(|k| {
             let leaves = model.valid().train();
-            let loss = loss_sum(&leaves, shard_rows(batch, shards, k)).mul_scalar(scale);
-            let grads = GradientsParams::from_grads(loss.backward(), &leaves);
-            (loss.detach(), grads)
+            let (objective, report) = sums(&leaves, shard_rows(batch, shards, k));
+            let grads =
+                GradientsParams::from_grads(objective.mul_scalar(scale).backward(), &leaves);
+            (report, grads)
         })
         .collect();
     let mut acc = GradientsAccumulator::<M>::new();
     let mut total: Option<Tensor<1>> = None;
-    for (loss, grads) in parts {
+    for (report, grads) in parts {
         acc.accumulate(model, grads);
         total = Some(match total {
-            Some(t) => t + loss,
-            None => loss,
+            Some(t) => t + report,
+            None => report,
         });
     }
-    (total.expect("at least one shard"), acc.grads())
+    let total = total.expect("at least one shard");
+    (total.mul_scalar(scale), acc.grads())
 }
 
 #[cfg(test)]
@@ -73,7 +76,7 @@ mod tests {
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::{Device, Tensor};
     use vmf_model::loss::reconstruction_per_example;
-    use vmf_model::{ReconLoss, VmfNoise, VmfReparam, VmfVae, VmfVaeConfig};
+    use vmf_model::{ModelKind, ReconLoss, Vae, VaeConfig, VmfReparam};
 
     use super::*;
     use crate::seeds::HostNoise;
@@ -91,25 +94,23 @@ mod tests {
         }
     }
 
-    fn run(model: &VmfVae, shards: usize) -> (f32, Vec<Vec<f32>>) {
+    fn run(model: &Vae, shards: usize) -> (f32, Vec<Vec<f32>>) {
         let device = Device::flex().autodiff();
         let batch = 10;
         let mut noise = HostNoise::new(3, "test", 0);
         let x = noise.uniform([batch, 12], &device);
-        let vmf = noise.vmf(batch, 3, &device);
+        let latent = noise.latent(batch, 3, &device);
         let reparam = VmfReparam::new(3, 5.0, &device).unwrap();
-        let (loss, grads) = gradients(model, batch, shards, |m, rows| {
+        let (report, grads) = gradients(model, batch, shards, |m, rows| {
             let xs = x.clone().slice(rows.clone());
-            let n = VmfNoise {
-                u: vmf.u.clone().slice(rows.clone()),
-                e: vmf.e.clone().slice(rows),
-            };
-            let out = m.forward(xs.clone(), &reparam, n);
-            reconstruction_per_example(ReconLoss::Bernoulli, out.logits, xs).sum()
+            let draw = m.draw(xs.clone(), latent.rows(rows), Some(&reparam));
+            let recon = reconstruction_per_example(ReconLoss::Bernoulli, m.decode(draw.z), xs);
+            let objective = recon.sum() + draw.kl.sum();
+            (objective.clone(), objective.detach())
         });
         let mut c = Collect(&grads, vec![]);
         model.visit(&mut c);
-        (loss.into_scalar(), c.1)
+        (report.into_scalar(), c.1)
     }
 
     #[test]
@@ -124,9 +125,21 @@ mod tests {
 
     #[test]
     fn sharded_gradients_equal_the_whole_batch_ones() {
+        for kind in [ModelKind::Vmf, ModelKind::Gaussian] {
+            check_shards(kind);
+        }
+    }
+
+    fn check_shards(kind: ModelKind) {
         let device = Device::flex().autodiff();
         device.seed(1);
-        let model = VmfVaeConfig::new(12, vec![6], 3).init(&device);
+        let model = VaeConfig {
+            kind,
+            input_dim: 12,
+            hidden: vec![6],
+            latent_dim: 3,
+        }
+        .init(&device);
         let (loss1, g1) = run(&model, 1);
         assert_eq!(
             g1.len(),
@@ -142,7 +155,10 @@ mod tests {
             for (a, b) in g1.iter().zip(&g) {
                 let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 for (x, y) in a.iter().zip(b) {
-                    assert!((x - y).abs() <= 1e-5 * scale, "{shards} shards: {y} vs {x}");
+                    assert!(
+                        (x - y).abs() <= 1e-5 * scale,
+                        "{kind:?}, {shards} shards: {y} vs {x}"
+                    );
                 }
             }
         }

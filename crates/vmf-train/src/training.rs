@@ -17,14 +17,14 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use vmf_model::loss::reconstruction_per_example;
-use vmf_model::{VmfNoise, VmfReparam, VmfVae};
+use vmf_model::{Vae, VmfReparam};
 
 use crate::backend::{self, Backend};
 use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, TrainState};
 use crate::config::{PixelMode, TrainConfig};
 use crate::data::{self, ImageSet};
 use crate::error::TrainError;
-use crate::evaluation::{EvalMetrics, evaluate, read_scalar, test_inputs};
+use crate::evaluation::{EvalMetrics, evaluate, test_inputs};
 use crate::output::{self, EVAL_HEADER, TRAIN_HEADER};
 use crate::seeds;
 use crate::seeds::HostNoise;
@@ -105,7 +105,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     let model_cfg = config.vae_config(splits.train.dim);
     // Initialised on the host device from the seed, then moved: the same initial
     // weights on every backend.
-    let mut model: VmfVae = {
+    let mut model: Vae = {
         // Burn's initialisers draw from the device RNG, one stream per device and
         // process: hold it while seeding and drawing, against concurrent runs.
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -130,7 +130,10 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         step: 0,
         epoch: 0,
         batch_in_epoch: 0,
-        kappa: config.kappa.value_at(0, d)?,
+        kappa: match config.kappa_schedule() {
+            Some(k) => k.value_at(0, d)?,
+            None => 0.0,
+        },
         config_hash: hash.clone(),
         model_sha256: String::new(),
         optim_sha256: String::new(),
@@ -203,19 +206,25 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     let per_epoch = splits.train.len() / batch;
     let max_steps = config.training.max_steps.unwrap_or(u64::MAX);
     let stop_at = opts.stop_at_step.unwrap_or(u64::MAX).min(max_steps);
-    let mut reparam = VmfReparam::new(d, config.kappa.value_at(state.step, d)?, &ad)?;
+    // The vMF table (None for the Gaussian model).
+    let mut reparam = match config.kappa_schedule() {
+        Some(k) => Some(VmfReparam::new(d, k.value_at(state.step, d)?, &ad)?),
+        None => None,
+    };
     let log_every = config.training.log_every;
     let mut kl_memo = None;
 
-    let mut window = Tensor::<1>::zeros([1], &ad);
+    // Sums of [reconstruction, KL] per step, read back every log_every steps.
+    let mut window = Tensor::<1>::zeros([2], &ad);
     let mut window_steps = 0u64;
     let mut window_start = Instant::now();
     let (mut trained_images, mut train_secs) = (0u64, 0.0f64);
     let mut last_loss = None;
     let mut last_ips = 0.0;
+    let mut last_kl = f64::NAN;
     let mut last_eval = None;
 
-    let save = |model: &VmfVae, optim: &burn::optim::ModuleOptimizer, state: &TrainState| {
+    let save = |model: &Vae, optim: &burn::optim::ModuleOptimizer, state: &TrainState| {
         checkpoint::save(&run_dir, state.clone(), config.checkpoint.keep, |tmp| {
             model
                 .clone()
@@ -241,26 +250,34 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 break 'epochs;
             }
             let mut noise = HostNoise::new(config.seed, "step", state.step);
-            let kappa = config.kappa.kappa_at(state.step, d, &mut kl_memo)?;
-            reparam.set_kappa(kappa)?;
+            let kappa = match (config.kappa_schedule(), reparam.as_mut()) {
+                (Some(k), Some(r)) => {
+                    let kappa = k.kappa_at(state.step, d, &mut kl_memo)?;
+                    r.set_kappa(kappa)?;
+                    kappa
+                }
+                _ => 0.0,
+            };
+            let beta = config.kl_weight(state.step);
             let b = state.batch_in_epoch;
             let idx = order.clone().slice(b * batch..(b + 1) * batch);
             let mut x = train_x.clone().select(0, idx); // [batch, pixels]
             if config.data.pixels == PixelMode::DynamicBinary {
                 x = noise.uniform(x.dims(), &ad).lower(x).float();
             }
-            let vmf = noise.vmf(batch, d, &ad);
-            let (loss, grads) =
+            let latent = noise.latent(batch, d, &ad);
+            let (sums, grads) =
                 step::gradients(&model, batch, config.training.shards, |m, rows| {
                     let xs = x.clone().slice(rows.clone());
-                    let noise = VmfNoise {
-                        u: vmf.u.clone().slice(rows.clone()),
-                        e: vmf.e.clone().slice(rows),
-                    };
-                    let out = m.forward(xs.clone(), &reparam, noise);
-                    reconstruction_per_example(config.model.loss, out.logits, xs).sum()
+                    let draw = m.draw(xs.clone(), latent.rows(rows), reparam.as_ref());
+                    let recon =
+                        reconstruction_per_example(config.model.loss, m.decode(draw.z), xs).sum();
+                    let kl = draw.kl.sum();
+                    // The vMF KL is a constant: it shifts the objective, not the gradient.
+                    let objective = recon.clone() + kl.clone().mul_scalar(beta);
+                    (objective, Tensor::cat(vec![recon.detach(), kl.detach()], 0))
                 });
-            window = window + loss;
+            window = window + sums;
             model = optim.step(o.lr, model, grads);
             state.step += 1;
             state.batch_in_epoch += 1;
@@ -274,38 +291,48 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 || state.step >= stop_at
                 || state.batch_in_epoch == per_epoch
             {
-                let mean = read_scalar(window.clone())? / window_steps as f32;
-                if !mean.is_finite() {
+                let sums = output::read_back(window.clone())?;
+                let (mean, kl) = (sums[0] / window_steps as f32, sums[1] / window_steps as f32);
+                let setting = setting(reparam.is_some(), kappa, beta);
+                if !(mean.is_finite() && kl.is_finite()) {
                     bar.abandon();
-                    return Err(non_finite(state.step, mean, kappa, &last_checkpoint));
+                    let bad = if mean.is_finite() { kl } else { mean };
+                    return Err(non_finite(state.step, bad, setting, &last_checkpoint));
                 }
+                let kl = f64::from(kl);
                 let secs = window_start.elapsed().as_secs_f64();
                 let ips = (window_steps as usize * batch) as f64 / secs.max(1e-9);
                 trained_images += window_steps * batch as u64;
                 train_secs += secs;
-                let kl = reparam.stats().kl;
+                // The Gaussian model has no kappa: its column stays empty.
+                let kappa_txt = reparam
+                    .as_ref()
+                    .map_or(String::new(), |_| kappa.to_string());
                 output::append_csv(
                     &run_dir.join("metrics.csv"),
                     TRAIN_HEADER,
                     &format!(
-                        "{},{},{kappa},{kl},{mean},{},{ips:.1}",
+                        "{},{},{kappa_txt},{kl},{mean},{},{ips:.1}",
                         state.step,
                         state.epoch,
                         -(f64::from(mean) + kl)
                     ),
                 )?;
                 last_loss = Some(f64::from(mean));
+                last_kl = kl;
                 last_ips = ips;
-                window = Tensor::<1>::zeros([1], &ad);
+                window = Tensor::<1>::zeros([2], &ad);
                 window_steps = 0;
                 window_start = Instant::now();
             }
-            // kappa and KL are host constants: shown every step at no device cost.
+            // The vMF KL is a host constant, shown every step at no device cost; the
+            // Gaussian's is that of the last logged window.
             if opts.progress {
-                let kl = reparam.stats().kl;
+                let kl = reparam.as_ref().map_or(last_kl, |r| r.stats().kl);
                 let loss_txt = last_loss.map_or("-".into(), |l| format!("{l:.2}"));
                 bar.set_message(format!(
-                    "loss {loss_txt} kappa {kappa:.3} KL {kl:.3} {last_ips:.0} img/s"
+                    "loss {loss_txt} {} KL {kl:.3} {last_ips:.0} img/s",
+                    setting(reparam.is_some(), kappa, beta)
                 ));
             }
             bar.inc(1);
@@ -365,7 +392,16 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     })
 }
 
-fn non_finite(step: u64, value: f32, kappa: f64, last: &Option<PathBuf>) -> TrainError {
+/// What the schedule set at a step, for messages.
+fn setting(vmf: bool, kappa: f64, beta: f64) -> String {
+    if vmf {
+        format!("kappa = {kappa:.4}")
+    } else {
+        format!("KL weight = {beta:.4}")
+    }
+}
+
+fn non_finite(step: u64, value: f32, setting: String, last: &Option<PathBuf>) -> TrainError {
     let kept = match last {
         Some(p) => format!("the last good checkpoint is {} (kept)", p.display()),
         None => "no checkpoint had been written yet".to_string(),
@@ -373,7 +409,7 @@ fn non_finite(step: u64, value: f32, kappa: f64, last: &Option<PathBuf>) -> Trai
     TrainError::NonFinite {
         step,
         value,
-        kappa,
+        setting,
         kept,
     }
 }
@@ -394,10 +430,10 @@ fn progress_bar(show: bool, len: usize, epoch: usize) -> ProgressBar {
     bar
 }
 
-/// `images/recon-epoch-E.png` (test images over their reconstructions at z = mu) and
-/// `images/samples-epoch-E.png` (decoded uniform samples on the sphere).
+/// `images/recon-epoch-E.png` (test images over their reconstructions at the
+/// posterior's location) and `images/samples-epoch-E.png` (decoded prior samples).
 fn write_images(
-    model: &VmfVae,
+    model: &Vae,
     test: &ImageSet,
     config: &TrainConfig,
     epoch: usize,
@@ -410,7 +446,7 @@ fn write_images(
         TensorData::new(test.pixels[..k * test.dim].to_vec(), [k, test.dim]),
         device,
     );
-    let recon = sigmoid(model.decode(model.encode(x.clone())));
+    let recon = sigmoid(model.decode(model.locate(x.clone())));
     let mut grid = output::rows(x)?;
     grid.extend(output::rows(recon)?);
     output::save_grid(
@@ -423,7 +459,7 @@ fn write_images(
     let d = config.model.latent_dim;
     let mut rng = StdRng::seed_from_u64(seeds::derive(config.seed, "prior-samples", 0));
     let z: Vec<f32> = (0..100)
-        .flat_map(|_| vmf_core::uniform_sphere(&mut rng, d))
+        .flat_map(|_| model.kind().prior_sample(&mut rng, d))
         .map(|v| v as f32)
         .collect();
     let z = Tensor::<2>::from_data(TensorData::new(z, [100, d]), device);

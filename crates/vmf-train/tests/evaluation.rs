@@ -1,4 +1,4 @@
-//! The importance-sampled log-likelihood of a trained checkpoint.
+//! The importance-sampled log-likelihood of a trained checkpoint, for both model kinds.
 
 use std::path::Path;
 
@@ -6,13 +6,27 @@ use vmf_train::evaluation::evaluate_checkpoint;
 use vmf_train::{TrainConfig, TrainOptions, checkpoint, train};
 
 #[test]
-fn importance_sampled_log_likelihood_bounds_and_limits() {
-    let dir = std::env::temp_dir().join(format!("vmf-eval-test-{}", std::process::id()));
+fn importance_sampled_log_likelihood_bounds_and_limits_vmf() {
+    check(
+        "vmf",
+        "[model]\nlatent_dim = 5\nhidden = [128]\n[kappa]\nschedule = \"constant\"\nvalue = 15.0\n",
+    );
+}
+
+#[test]
+fn importance_sampled_log_likelihood_bounds_and_limits_gaussian() {
+    check(
+        "gaussian",
+        "[model]\nkind = \"gaussian\"\nlatent_dim = 4\nhidden = [128]\n",
+    );
+}
+
+fn check(name: &str, model: &str) {
+    let dir = std::env::temp_dir().join(format!("vmf-eval-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let text = format!(
         "seed = 2\nrun_dir = \"{}\"\n[data]\ndataset = \"mnist\"\npixels = \"dynamic_binary\"\ntrain_limit = 2000\ntest_limit = 300\n\
-         [model]\nlatent_dim = 5\nhidden = [128]\n[kappa]\nschedule = \"constant\"\nvalue = 15.0\n\
-         [training]\nepochs = 2\nbatch_size = 50\nimages = false\n",
+         {model}[training]\nepochs = 2\nbatch_size = 50\nimages = false\n",
         dir.display()
     );
     let config = TrainConfig::parse(&text, Path::new("eval-test.toml")).unwrap();

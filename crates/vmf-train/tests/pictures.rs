@@ -1,4 +1,5 @@
-//! The picture subcommands on a small trained model with d = 3 (the sphere view).
+//! The picture subcommands on small trained models with d = 3 (vMF: the sphere view;
+//! Gaussian: a principal plane).
 
 use std::path::Path;
 
@@ -45,5 +46,32 @@ fn every_picture_is_written_with_its_layout() {
     assert!(
         coloured >= 100,
         "the points are drawn ({coloured} coloured pixels)"
+    );
+}
+
+#[test]
+fn the_gaussian_model_draws_its_latents_in_a_plane() {
+    let dir = std::env::temp_dir().join(format!("vmf-pictures-gauss-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "run_dir = \"{}\"\n[data]\ndataset = \"mnist\"\ntrain_limit = 500\ntest_limit = 100\n\
+         [model]\nkind = \"gaussian\"\nlatent_dim = 3\nhidden = [32]\n\
+         [training]\nepochs = 1\nbatch_size = 50\nimages = false\n",
+        dir.display()
+    );
+    train(
+        &TrainConfig::parse(&text, Path::new("pictures.toml")).unwrap(),
+        &TrainOptions::default(),
+    )
+    .unwrap();
+    let p = Pictures::open(&checkpoint::list(&dir).pop().unwrap()).unwrap();
+    p.sample(&dir.join("s.png"), 3, 0).unwrap();
+    p.interpolate(&dir.join("i.png"), 2, 5).unwrap();
+    p.latent(&dir.join("l.png"), 100).unwrap();
+    let img = image::open(dir.join("l.png")).unwrap().to_rgb8();
+    assert_eq!(
+        img.dimensions(),
+        (520, 520),
+        "R^3: a principal plane, not a sphere"
     );
 }

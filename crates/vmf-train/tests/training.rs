@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
-use vmf_model::{VmfVae, VmfVaeConfig};
+use vmf_model::{ModelKind, VaeConfig};
 use vmf_train::checkpoint;
 use vmf_train::{Resume, TrainConfig, TrainError, TrainOptions, train};
 
@@ -100,17 +100,69 @@ fn training_learns_and_fills_the_run_folder() {
     }
 }
 
+#[test]
+fn the_gaussian_baseline_learns_with_its_kl_warmup() {
+    let dir = tmp_dir("gaussian");
+    let text = format!(
+        "run_dir = \"{}\"\n[data]\ndataset = \"mnist\"\ntrain_limit = 1000\ntest_limit = 500\n\
+         [model]\nkind = \"gaussian\"\nlatent_dim = 4\nhidden = [64]\nkl_warmup_steps = 40\n\
+         [training]\nepochs = 3\nbatch_size = 50\nlog_every = 5\nimages = true\nshards = 2\n",
+        dir.display()
+    );
+    let config = TrainConfig::parse(&text, Path::new("gaussian.toml")).unwrap();
+    let summary = train(&config, &quiet()).unwrap();
+    assert_eq!(summary.steps, 60);
+
+    // No kappa: its column is empty; the KL is the model's own, positive and moving.
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(2) == Some(""))
+    );
+    let kl = csv_column(&dir.join("metrics.csv"), "kl");
+    assert!(
+        kl.iter().all(|&k| k > 0.0) && kl.windows(2).any(|w| w[0] != w[1]),
+        "{kl:?}"
+    );
+    let recon = csv_column(&dir.join("eval.csv"), "recon_sampled");
+    assert!(
+        recon[0] < 520.0 && recon[2] < recon[0] - 20.0,
+        "test recon per epoch: {recon:?}"
+    );
+    let e = summary.last_eval.unwrap();
+    assert!(
+        e.kl > 0.1 && (e.elbo + e.recon_sampled + e.kl).abs() < 1e-9,
+        "{e:?}"
+    );
+
+    // The warm-up is part of the trajectory: without it the run differs.
+    let mut no_warmup = config.clone();
+    no_warmup.model.kl_warmup_steps = 0;
+    no_warmup.run_dir = tmp_dir("gaussian-no-warmup");
+    no_warmup.training.images = false;
+    let other = train(&no_warmup, &quiet()).unwrap();
+    assert_ne!(other.last_loss, summary.last_loss);
+}
+
 /// Decoder output for a fixed input, to compare weights bit for bit.
 fn fingerprint(checkpoint: &Path) -> Vec<f32> {
     let device = burn::tensor::Device::flex();
-    let model: VmfVae = VmfVaeConfig::new(784, vec![64], 8).init(&device);
+    let model = VaeConfig {
+        kind: ModelKind::Vmf,
+        input_dim: 784,
+        hidden: vec![64],
+        latent_dim: 8,
+    }
+    .init(&device);
     let model = model.load_file(checkpoint.join("model.bpk"));
     let x: Vec<f32> = (0..2 * 784)
         .map(|i| ((i * 37) % 255) as f32 / 255.0)
         .collect();
     let x = Tensor::<2>::from_data(TensorData::new(x, [2, 784]), &device);
     model
-        .decode(model.encode(x))
+        .decode(model.locate(x))
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
@@ -123,11 +175,11 @@ fn resume_continues_exactly_also_mid_epoch() {
     let extra = "pixels = \"dynamic_binary\"";
     let a_dir = tmp_dir("resume-a");
     let mut a = small_config(&a_dir, extra);
-    a.kappa = vmf_train::schedule::Schedule::Linear {
+    a.kappa = Some(vmf_train::schedule::Schedule::Linear {
         start: 5.0,
         end: 30.0,
         steps: 50,
-    };
+    });
     let full = train(&a, &quiet()).unwrap();
 
     let b_dir = tmp_dir("resume-b");
@@ -218,7 +270,7 @@ fn checkpoints_from_another_config_or_corrupt_are_refused_with_a_reason() {
     train(&short, &quiet()).unwrap();
     // Another kappa: refused, naming what to do.
     let mut other = config.clone();
-    other.kappa = vmf_train::schedule::Schedule::Constant { value: 10.0 };
+    other.kappa = Some(vmf_train::schedule::Schedule::Constant { value: 10.0 });
     let err = train(
         &other,
         &TrainOptions {
@@ -343,6 +395,21 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
             &["pixels", "unknown variant"],
         ),
         ("keep = 3", "keep = 0", &["checkpoint.keep = 0"]),
+        (
+            "[kappa]\nschedule = \"constant\"\nvalue = 20.0",
+            "",
+            &["no [kappa] section", "vMF"],
+        ),
+        (
+            "latent_dim = 8",
+            "latent_dim = 8\nkind = \"gaussian\"",
+            &["[kappa]", "gaussian", "remove"],
+        ),
+        (
+            "latent_dim = 8",
+            "latent_dim = 8\nkl_warmup_steps = 100",
+            &["model.kl_warmup_steps = 100", "gaussian"],
+        ),
         (
             "shards = 2",
             "shards = 101",

@@ -1,0 +1,122 @@
+//! The posterior draws of both model kinds against f64 oracles: the Gaussian's KL and
+//! log-density ratio from the normal density written out, the vMF's ratio from
+//! vmf-core's log-density.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use vmf_model::{LatentNoise, Posterior, VmfReparam};
+
+fn tensor2(v: &[f64], rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+    Tensor::from_data(TensorData::new(v, [rows, cols]), device)
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+/// log N(z; m, diag exp(lv)), written out.
+fn log_normal(z: &[f64], m: &[f64], lv: &[f64]) -> f64 {
+    z.iter()
+        .zip(m)
+        .zip(lv)
+        .map(|((z, m), lv)| {
+            -0.5 * ((2.0 * std::f64::consts::PI).ln() + lv + (z - m).powi(2) / lv.exp())
+        })
+        .sum()
+}
+
+#[test]
+fn gaussian_kl_and_density_ratio_match_the_normal_density() {
+    let device = Device::flex();
+    let (rows, d) = (3, 4);
+    let mean = [
+        0.0, 0.5, -1.2, 2.0, 0.1, 0.0, 0.3, -0.7, 1.5, -2.5, 0.0, 0.4,
+    ];
+    let logvar = [
+        0.0, -1.0, 0.7, -3.0, 0.2, 1.1, -0.4, 0.0, -2.0, 0.5, 0.9, -0.1,
+    ];
+    let eps = [
+        0.3, -1.1, 0.0, 2.2, -0.5, 0.8, 1.3, -0.2, 0.05, -1.7, 0.6, 1.0,
+    ];
+    let posterior = Posterior::Gaussian {
+        mean: tensor2(&mean, rows, d, &device),
+        logvar: tensor2(&logvar, rows, d, &device),
+    };
+    let noise = LatentNoise {
+        u: Tensor::zeros([rows], &device),
+        e: tensor2(&eps, rows, d, &device),
+    };
+    let draw = posterior.draw(noise, None);
+    let (z, kl, ratio) = (to_vec(draw.z), to_vec(draw.kl), to_vec(draw.log_ratio));
+    for r in 0..rows {
+        let s = r * d..(r + 1) * d;
+        let (m, lv, e) = (&mean[s.clone()], &logvar[s.clone()], &eps[s.clone()]);
+        let want_z: Vec<f64> = (0..d).map(|i| m[i] + (0.5 * lv[i]).exp() * e[i]).collect();
+        for i in 0..d {
+            assert!((z[r * d + i] - want_z[i]).abs() < 1e-5);
+        }
+        let want_kl: f64 = (0..d)
+            .map(|i| 0.5 * (m[i] * m[i] + lv[i].exp() - 1.0 - lv[i]))
+            .sum();
+        assert!(
+            (kl[r] - want_kl).abs() < 1e-5 * want_kl.max(1.0),
+            "{} vs {want_kl}",
+            kl[r]
+        );
+        let want_ratio = log_normal(&want_z, &[0.0; 4], &[0.0; 4]) - log_normal(&want_z, m, lv);
+        assert!(
+            (ratio[r] - want_ratio).abs() < 1e-4,
+            "{} vs {want_ratio}",
+            ratio[r]
+        );
+    }
+}
+
+#[test]
+fn vmf_density_ratio_matches_vmf_core_log_density() {
+    let device = Device::flex();
+    let d = 5;
+    for kappa in [0.5, 20.0, 1e3] {
+        let reparam = VmfReparam::new(d, kappa, &device).unwrap();
+        let mu_rows: Vec<Vec<f64>> = vec![
+            vec![1.0, 0.0, 0.0, 0.0, 0.0],
+            vec![0.0, 0.6, 0.0, -0.8, 0.0],
+        ];
+        let flat: Vec<f64> = mu_rows.iter().flatten().copied().collect();
+        let posterior = Posterior::Vmf {
+            mu: tensor2(&flat, 2, d, &device),
+        };
+        let noise = LatentNoise {
+            u: Tensor::from_data(TensorData::new(vec![0.3f32, 0.9], [2]), &device),
+            e: tensor2(
+                &[0.2, -1.0, 0.4, 0.1, 0.7, 1.2, 0.3, -0.6, 0.5, 0.0],
+                2,
+                d,
+                &device,
+            ),
+        };
+        let draw = posterior.draw(noise, Some(&reparam));
+        let z = to_vec(draw.z);
+        let ratio = to_vec(draw.log_ratio);
+        let kl = to_vec(draw.kl);
+        for (r, mu) in mu_rows.iter().enumerate() {
+            let zr = &z[r * d..(r + 1) * d];
+            let want = vmf_core::log_normaliser_uniform(d).unwrap()
+                - vmf_core::log_density(mu, zr, kappa).unwrap();
+            // f32 z: <mu, z> carries ~1e-7, times kappa.
+            let tol = 1e-5 + 3e-7 * kappa;
+            assert!(
+                (ratio[r] - want).abs() < tol,
+                "kappa {kappa}: {} vs {want}",
+                ratio[r]
+            );
+            let want_kl = vmf_core::kl_to_uniform(d, kappa).unwrap();
+            assert!((kl[r] - want_kl).abs() < 1e-5 * want_kl);
+        }
+    }
+}
