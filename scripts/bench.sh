@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The benchmark suite: training throughput of the default MNIST config per backend at
+# batch 100 and 1024, time per epoch, peak memory, the dev profile against release,
+# PyTorch on the same model when it is installed, where a step's time goes, and the
+# sampler's table build and throughput. Prints one markdown report and writes it to
+# BENCHMARKS.md.
+#
+#   scripts/bench.sh            # CPU backends (flex, ndarray)
+#   scripts/bench.sh --wgpu     # also wgpu (first build with it: ~15 min)
+#
+# STEPS (default 1200) sets the steps of a batch-100 run; batch 1024 runs the same
+# number of images. PYTHON (default python3) is the interpreter tried for PyTorch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+steps=${STEPS:-1200}
+python=${PYTHON:-python3}
+backends=(flex ndarray)
+features=ndarray
+if [ "${1:-}" = "--wgpu" ]; then
+  backends+=(wgpu)
+  features=ndarray,wgpu
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+report="$work/report.md"
+
+echo "building (release, features: default + $features) ..." >&2
+cargo build --release -p vmf-train --features "$features" --bins -q
+cp target/release/train "$work/train-release"
+echo "building (dev profile, as \`cargo test --workspace --all-features\` does) ..." >&2
+cargo build --workspace --all-features --bins -q
+cp target/debug/train "$work/train-dev"
+
+# A copy of configs/mnist.toml with another batch size (and no PNGs).
+config_for() {
+  sed -e "s/^batch_size = .*/batch_size = $1/" -e "s/^images = .*/images = false/" \
+    configs/mnist.toml > "$work/mnist-$1.toml"
+  echo "$work/mnist-$1.toml"
+}
+
+# run BINARY BACKEND BATCH -> "images/s peak_rss_mib"
+run() {
+  local bin=$1 backend=$2 batch=$3
+  local n=$((steps * 100 / batch))
+  rm -rf "$work/run"
+  "$bin" --config "$(config_for "$batch")" --run-dir "$work/run" --max-steps "$n" \
+    --backend "$backend" 2> "$work/stderr" | tail -n 1 > "$work/summary.json" || {
+    cat "$work/stderr" >&2
+    return 1
+  }
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(f"{d[\"images_per_sec\"]:.0f} {d[\"peak_rss_mib\"]:.0f}")' \
+    "$work/summary.json"
+}
+
+row() { # label ips rss
+  printf '| %s | %s | %.1f s | %s MiB |\n' "$1" "$2" "$(python3 -c "print(60000/$2)")" "$3"
+}
+
+{
+  echo "# Benchmarks"
+  echo
+  echo "Made by \`scripts/bench.sh $*\` on $(date -u +%F) at commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)')."
+  echo "Machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB;" \
+    "$(rustc -V); Burn 0.22.1. Shared machine: run-to-run noise is about +-10%, so compare"
+  echo "rows of one report, not figures of different reports."
+  echo
+  echo "## Training throughput: default MNIST config (MLP 784-256-8-256-784, kappa 20, shards = 2)"
+  echo
+  echo "$steps steps at batch 100 (the same number of images at 1024); images/s over the"
+  echo "training steps only (the per-epoch test evaluation is not counted); an epoch is"
+  echo "60,000 images at that rate; peak RSS of the whole process (data set included)."
+  echo
+  echo "| run | images/s | epoch (steps) | peak RSS |"
+  echo "|---|---|---|---|"
+} > "$report"
+
+for backend in "${backends[@]}"; do
+  for batch in 100 1024; do
+    echo "train: $backend, batch $batch ..." >&2
+    read -r ips rss < <(run "$work/train-release" "$backend" "$batch")
+    row "$backend, batch $batch, release" "$ips" "$rss" >> "$report"
+    [ "$backend" = flex ] && [ "$batch" = 100 ] && flex100=$ips
+  done
+done
+echo "train: flex, batch 100, dev profile ..." >&2
+read -r ips rss < <(run "$work/train-dev" flex 100)
+row "flex, batch 100, dev profile (\`cargo run\`)" "$ips" "$rss" >> "$report"
+dev100=$ips
+
+if "$python" -c 'import torch, numpy' 2>/dev/null; then
+  echo "PyTorch ..." >&2
+  torch_json=$("$python" scripts/bench_pytorch.py --batch 100 --threads "$(nproc)" --steps "$steps")
+  read -r tips tver < <(echo "$torch_json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"images_per_sec\"]:.0f} {d[\"torch\"]}")')
+  printf '| PyTorch %s, batch 100, %s threads (scripts/bench_pytorch.py) | %s | %.1f s | - |\n' \
+    "$tver" "$(nproc)" "$tips" "$(python3 -c "print(60000/$tips)")" >> "$report"
+else
+  tips=""
+fi
+
+{
+  echo
+  python3 - "$flex100" "$dev100" "$tips" <<'EOF'
+import sys
+flex, dev = float(sys.argv[1]), float(sys.argv[2])
+print(f"- release / dev profile (flex, batch 100): {flex / dev:.2f}x (target: <= 2x)")
+if sys.argv[3]:
+    torch = float(sys.argv[3])
+    print(f"- flex / PyTorch (batch 100): {flex / torch:.2f}x (target: >= 1.5x)")
+else:
+    print("- PyTorch: not installed for this run (PYTHON=... with torch and numpy adds it)")
+# 2 * (784*256 + 256*8 + 8*256 + 256*784) multiply-adds forward, x3 with the backward.
+flop = 3 * 2 * (784 * 256 + 256 * 8 + 8 * 256 + 256 * 784)
+print(f"- flex at batch 100: {flex * flop / 1e9:.0f} GFLOP/s in the matmuls ({flop / 1e6:.1f} MFLOP per image and step)")
+EOF
+  echo
+  echo "## Where a step's time goes (\`cargo bench -p vmf-train --bench step\`, flex, batch 100)"
+  echo
+  echo '```'
+  cargo bench -q -p vmf-train --bench step 2>/dev/null
+  echo '```'
+  echo
+  echo "## Sampler (\`cargo bench -p vmf-core --bench sampler\`)"
+  echo
+  cargo bench -q -p vmf-core --bench sampler 2>/dev/null | sed "s/^## /### /"
+} >> "$report"
+
+cp "$report" BENCHMARKS.md
+cat BENCHMARKS.md
