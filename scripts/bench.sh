@@ -49,8 +49,11 @@ run() {
     cat "$work/stderr" >&2
     return 1
   }
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(f"{d[\"images_per_sec\"]:.0f} {d[\"peak_rss_mib\"]:.0f}")' \
-    "$work/summary.json"
+  python3 - "$work/summary.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(round(d["images_per_sec"]), round(d["peak_rss_mib"]))
+EOF
 }
 
 row() { # label ips rss
@@ -91,7 +94,10 @@ dev100=$ips
 if "$python" -c 'import torch, numpy' 2>/dev/null; then
   echo "PyTorch ..." >&2
   torch_json=$("$python" scripts/bench_pytorch.py --batch 100 --threads "$(nproc)" --steps "$steps")
-  read -r tips tver < <(echo "$torch_json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"images_per_sec\"]:.0f} {d[\"torch\"]}")')
+  read -r tips tver < <(echo "$torch_json" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(round(d["images_per_sec"]), d["torch"])')
   printf '| PyTorch %s, batch 100, %s threads (scripts/bench_pytorch.py) | %s | %.1f s | - |\n' \
     "$tver" "$(nproc)" "$tips" "$(python3 -c "print(60000/$tips)")" >> "$report"
 else
