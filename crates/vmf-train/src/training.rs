@@ -69,11 +69,11 @@ pub struct TrainSummary {
     pub images_per_sec: f64,
 }
 
-fn upload(set: &ImageSet, device: &Device) -> Tensor<2> {
-    Tensor::from_data(
-        TensorData::new(set.pixels.clone(), [set.len(), set.dim]),
-        device,
-    )
+/// Moves the pixels of `set` to `device` (the host copy is not kept: 188 MB for
+/// MNIST's training set); labels and shape stay.
+fn upload(set: &mut ImageSet, device: &Device) -> Tensor<2> {
+    let pixels = std::mem::take(&mut set.pixels);
+    Tensor::from_data(TensorData::new(pixels, [set.len(), set.dim]), device)
 }
 
 /// The order of epoch `epoch` (a pure function of seed and epoch).
@@ -99,7 +99,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     let ad = device.clone().autodiff();
     eprintln!("{}", backend::describe(backend, &device));
 
-    let splits = data::load(&config.data, config.seed)?;
+    let mut splits = data::load(&config.data, config.seed)?;
 
     let d = config.model.latent_dim;
     let model_cfg = config.vae_config(splits.train.dim);
@@ -200,7 +200,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     let cfg_path = run_dir.join("config.toml");
     fs::write(&cfg_path, config.to_toml()).map_err(TrainError::io("writing", &cfg_path))?;
 
-    let train_x = upload(&splits.train, &ad);
+    let train_x = upload(&mut splits.train, &ad);
     let test_x = test_inputs(&splits.test, config, config.seed, &device);
     let batch = config.training.batch_size;
     let per_epoch = splits.train.len() / batch;
