@@ -89,36 +89,58 @@ done
 echo "train: flex, batch 100, dev profile ..." >&2
 read -r ips rss < <(run "$work/train-dev" flex 100)
 row "flex, batch 100, dev profile (\`cargo run\`)" "$ips" "$rss" >> "$report"
-dev100=$ips
 
+have_torch=0
 if "$python" -c 'import torch, numpy' 2>/dev/null; then
+  have_torch=1
+  torch_ips() {
+    "$python" scripts/bench_pytorch.py --batch 100 --threads "$(nproc)" --steps "$steps" |
+      python3 -c 'import json, sys; d = json.load(sys.stdin); print(round(d["images_per_sec"]), d["torch"])'
+  }
   echo "PyTorch ..." >&2
-  torch_json=$("$python" scripts/bench_pytorch.py --batch 100 --threads "$(nproc)" --steps "$steps")
-  read -r tips tver < <(echo "$torch_json" | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print(round(d["images_per_sec"]), d["torch"])')
+  read -r tips tver < <(torch_ips)
   printf '| PyTorch %s, batch 100, %s threads (scripts/bench_pytorch.py) | %s | %.1f s | - |\n' \
     "$tver" "$(nproc)" "$tips" "$(python3 -c "print(60000/$tips)")" >> "$report"
-else
-  tips=""
 fi
 
+# The ratios, from interleaved pairs so that both sides see the same machine load.
+pairs=${PAIRS:-3}
 {
   echo
-  python3 - "$flex100" "$dev100" "$tips" <<'EOF'
-import sys
-flex, dev = float(sys.argv[1]), float(sys.argv[2])
-print(f"- release / dev profile (flex, batch 100): {flex / dev:.2f}x (target: <= 2x)")
-if sys.argv[3]:
-    torch = float(sys.argv[3])
-    print(f"- flex / PyTorch (batch 100): {flex / torch:.2f}x (target: >= 1.5x)")
+  echo "Ratios from $pairs interleaved pairs (flex release at batch 100 against the other side,"
+  echo "run back to back; the median pair ratio counts):"
+  echo
+  echo "| pair | flex release | dev profile | release / dev | PyTorch | flex / PyTorch |"
+  echo "|---|---|---|---|---|---|"
+} >> "$report"
+rel=() dev=() tor=()
+for i in $(seq "$pairs"); do
+  echo "pair $i ..." >&2
+  read -r r _ < <(run "$work/train-release" flex 100)
+  read -r v _ < <(run "$work/train-dev" flex 100)
+  t=""
+  [ "$have_torch" = 1 ] && read -r t _ < <(torch_ips)
+  rel+=("$r") dev+=("$v") tor+=("${t:-nan}")
+done
+python3 - "${rel[*]}" "${dev[*]}" "${tor[*]}" >> "$report" <<'EOF'
+import statistics, sys
+rel, dev, tor = ([float(v) for v in a.split()] for a in sys.argv[1:4])
+for i, (r, v, t) in enumerate(zip(rel, dev, tor), 1):
+    ts = "- | -" if t != t else f"{t:.0f} | {r / t:.2f}x"
+    print(f"| {i} | {r:.0f} | {v:.0f} | {r / v:.2f}x | {ts} |")
+print()
+print(f"- release / dev profile: {statistics.median(r / v for r, v in zip(rel, dev)):.2f}x (target: <= 2x)")
+if all(t == t for t in tor):
+    print(f"- flex / PyTorch: {statistics.median(r / t for r, t in zip(rel, tor)):.2f}x (target: >= 1.5x)")
 else:
     print("- PyTorch: not installed for this run (PYTHON=... with torch and numpy adds it)")
 # 2 * (784*256 + 256*8 + 8*256 + 256*784) multiply-adds forward, x3 with the backward.
 flop = 3 * 2 * (784 * 256 + 256 * 8 + 8 * 256 + 256 * 784)
-print(f"- flex at batch 100: {flex * flop / 1e9:.0f} GFLOP/s in the matmuls ({flop / 1e6:.1f} MFLOP per image and step)")
+print(f"- flex at batch 100: {statistics.median(rel) * flop / 1e9:.0f} GFLOP/s in the matmuls "
+      f"({flop / 1e6:.1f} MFLOP per image and step)")
 EOF
+
+{
   echo
   echo "## Where a step's time goes (\`cargo bench -p vmf-train --bench step\`, flex, batch 100)"
   echo
