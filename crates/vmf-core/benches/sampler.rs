@@ -1,5 +1,6 @@
 //! vmf-core benchmark: table build time, host and device sampling throughput.
-//! Prints a markdown table. Run: `cargo bench -p vmf-core --bench sampler`.
+//! Prints markdown tables. Run: `cargo bench -p vmf-core --bench sampler`; `scripts/bench.sh`
+//! puts them into BENCHMARKS.md.
 
 use std::time::Instant;
 
