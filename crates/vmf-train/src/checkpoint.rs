@@ -1,7 +1,8 @@
 //! Checkpoints: `checkpoints/step-XXXXXXXX/` with the model and optimiser records
 //! (burnpack) and `state.json` (position, schedule, config hash, file checksums).
 //! Written into a temporary folder and renamed, so a crash never leaves a
-//! half-written checkpoint under a valid name; the newest `keep` are retained.
+//! half-written checkpoint under a valid name; the newest `keep` are retained, and
+//! the best on the validation set when there is one.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,20 @@ pub struct TrainState {
     pub model_sha256: String,
     /// SHA-256 of the optimiser file.
     pub optim_sha256: String,
+    /// Best validation ELBO so far (with `data.validation`).
+    #[serde(default)]
+    pub best_valid_elbo: Option<f64>,
+    /// The step of the checkpoint that had it (kept from pruning).
+    #[serde(default)]
+    pub best_step: Option<u64>,
+    /// Epochs since the validation ELBO last improved (for `training.patience`).
+    #[serde(default)]
+    pub epochs_since_best: usize,
+}
+
+/// The name of the checkpoint folder of `step`.
+pub fn folder_name(step: u64) -> String {
+    format!("step-{step:08}")
 }
 
 fn sha256_file(path: &Path) -> Result<String, TrainError> {
@@ -63,7 +78,8 @@ pub fn save(
 ) -> Result<PathBuf, TrainError> {
     let root = dir(run_dir);
     fs::create_dir_all(&root).map_err(TrainError::io("creating", &root))?;
-    let name = format!("step-{:08}", state.step);
+    let name = folder_name(state.step);
+    let protect = state.best_step.map(folder_name);
     let final_dir = root.join(&name);
     let tmp = root.join(format!(".{name}.tmp"));
     if tmp.exists() {
@@ -83,7 +99,7 @@ pub fn save(
         fs::remove_dir_all(&final_dir).map_err(TrainError::io("removing", &final_dir))?;
     }
     fs::rename(&tmp, &final_dir).map_err(TrainError::io("renaming", &tmp))?;
-    prune(&root, keep)?;
+    prune(&root, keep, protect.as_deref())?;
     Ok(final_dir)
 }
 
@@ -105,9 +121,12 @@ pub fn list(run_dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn prune(root: &Path, keep: usize) -> Result<(), TrainError> {
+/// Removes all but the newest `keep` checkpoints, and never the one named `protect`
+/// (the best on the validation set).
+fn prune(root: &Path, keep: usize, protect: Option<&str>) -> Result<(), TrainError> {
     let all = list(root.parent().expect("checkpoints has a parent"));
-    for old in all.iter().take(all.len().saturating_sub(keep)) {
+    let old = all.iter().take(all.len().saturating_sub(keep));
+    for old in old.filter(|p| p.file_name().and_then(|n| n.to_str()) != protect) {
         fs::remove_dir_all(old).map_err(TrainError::io("removing", old))?;
     }
     Ok(())

@@ -77,6 +77,10 @@ pub struct DataConfig {
     /// Use only the first N test images.
     #[serde(default)]
     pub test_limit: Option<usize>,
+    /// Hold out the last N training images as a validation set (evaluated every
+    /// epoch into `valid.csv`; early stopping with `training.patience`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub validation: usize,
 }
 
 fn default_pixels() -> PixelMode {
@@ -164,6 +168,10 @@ pub struct LoopConfig {
     /// the numbers only by rounding; not part of a run's identity.
     #[serde(default = "default_shards")]
     pub shards: usize,
+    /// Stop when the validation ELBO has not improved for this many epochs (0: never;
+    /// needs `data.validation`). The best checkpoint is kept either way.
+    #[serde(default)]
+    pub patience: usize,
 }
 
 fn default_shards() -> usize {
@@ -298,6 +306,13 @@ impl TrainConfig {
         let t = &self.training;
         if t.batch_size == 0 {
             return Err("training.batch_size = 0: must be at least 1".into());
+        }
+        if t.patience > 0 && self.data.validation == 0 {
+            return Err(format!(
+                "training.patience = {}: early stopping needs a validation set; set \
+                 data.validation to the number of training images to hold out",
+                t.patience
+            ));
         }
         if t.shards == 0 || t.shards > t.batch_size {
             return Err(format!(

@@ -112,6 +112,16 @@ impl ImageSet {
         self.labels.len()
     }
 
+    /// Removes the images from `at` on and returns them.
+    pub fn split_off(&mut self, at: usize) -> ImageSet {
+        ImageSet {
+            pixels: self.pixels.split_off(at * self.dim),
+            labels: self.labels.split_off(at),
+            dim: self.dim,
+            shape: self.shape,
+        }
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
@@ -143,6 +153,9 @@ impl Dataset<ImageItem> for ImageSet {
 pub struct Splits {
     /// Training images.
     pub train: ImageSet,
+    /// Validation images: the last `data.validation` of the training file's images
+    /// (after `train_limit`), held out of training.
+    pub valid: Option<ImageSet>,
     /// Test images.
     pub test: ImageSet,
 }
@@ -254,5 +267,19 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, TrainError> {
                 .for_each(|p| *p = f32::from(u8::from(rng.random::<f32>() < *p)));
         }
     }
-    Ok(Splits { train, test })
+    let valid = match config.validation {
+        0 => None,
+        n if n >= train.len() => {
+            return Err(TrainError::Data {
+                file: dir.clone(),
+                message: format!(
+                    "data.validation = {n} leaves no training images (the training split has {}); \
+                     hold out fewer",
+                    train.len()
+                ),
+            });
+        }
+        n => Some(train.split_off(train.len() - n)),
+    };
+    Ok(Splits { train, valid, test })
 }

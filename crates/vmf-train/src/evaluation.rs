@@ -162,8 +162,8 @@ fn log_add_exp(a: f64, b: f64) -> f64 {
 pub struct CheckpointEval {
     /// The checkpoint's step.
     pub step: u64,
-    /// kappa at that step.
-    pub kappa: f64,
+    /// kappa at that step (`None` for the Gaussian model).
+    pub kappa: Option<f64>,
     /// Test images evaluated.
     pub test_images: usize,
     /// Reconstruction, KL and ELBO.
@@ -215,7 +215,7 @@ pub fn evaluate_checkpoint(
     let var = ll.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
     Ok(CheckpointEval {
         step: state.step,
-        kappa: state.kappa,
+        kappa: (config.model.kind == vmf_model::ModelKind::Vmf).then_some(state.kappa),
         test_images: ll.len(),
         metrics,
         samples,

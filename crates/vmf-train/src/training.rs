@@ -65,6 +65,8 @@ pub struct TrainSummary {
     pub last_eval: Option<EvalMetrics>,
     /// The last checkpoint written.
     pub last_checkpoint: Option<PathBuf>,
+    /// The checkpoint with the best validation ELBO (with `data.validation`).
+    pub best_checkpoint: Option<PathBuf>,
     /// Training throughput over the run (images per second, steps only).
     pub images_per_sec: f64,
 }
@@ -137,6 +139,9 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         config_hash: hash.clone(),
         model_sha256: String::new(),
         optim_sha256: String::new(),
+        best_valid_elbo: None,
+        best_step: None,
+        epochs_since_best: 0,
     };
 
     let resume_from = match &opts.resume {
@@ -188,6 +193,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         );
         output::truncate_csv_after(&run_dir.join("metrics.csv"), st.step)?;
         output::truncate_csv_after(&run_dir.join("eval.csv"), st.step)?;
+        output::truncate_csv_after(&run_dir.join("valid.csv"), st.step)?;
         state = TrainState {
             config_hash: hash.clone(),
             ..st
@@ -202,6 +208,10 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
 
     let train_x = upload(&mut splits.train, &ad);
     let test_x = test_inputs(&splits.test, config, config.seed, &device);
+    let valid_x = splits
+        .valid
+        .as_ref()
+        .map(|v| test_inputs(v, config, seeds::derive(config.seed, "valid", 0), &device));
     let batch = config.training.batch_size;
     let per_epoch = splits.train.len() / batch;
     let max_steps = config.training.max_steps.unwrap_or(u64::MAX);
@@ -344,6 +354,15 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         state.epoch += 1;
         state.batch_in_epoch = 0;
         let eval_model = model.valid();
+        let kappa_txt = reparam
+            .as_ref()
+            .map_or(String::new(), |_| state.kappa.to_string());
+        let row = |m: &EvalMetrics| {
+            format!(
+                "{},{},{kappa_txt},{},{},{},{}",
+                state.step, state.epoch, m.kl, m.recon_sampled, m.recon_mean, m.elbo
+            )
+        };
         let metrics = evaluate(
             &eval_model,
             &test_x,
@@ -352,22 +371,10 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
             seeds::derive(config.seed, "eval", state.epoch as u64),
             &device,
         )?;
-        output::append_csv(
-            &run_dir.join("eval.csv"),
-            EVAL_HEADER,
-            &format!(
-                "{},{},{},{},{},{},{}",
-                state.step,
-                state.epoch,
-                state.kappa,
-                metrics.kl,
-                metrics.recon_sampled,
-                metrics.recon_mean,
-                metrics.elbo
-            ),
-        )?;
+        output::append_csv(&run_dir.join("eval.csv"), EVAL_HEADER, &row(&metrics))?;
         eprintln!(
-            "epoch {} step {}: test recon {:.3} (at z = mu {:.3}), KL {:.3}, ELBO {:.3}",
+            "epoch {} step {}: test recon {:.3} (at the posterior's location {:.3}), KL {:.3}, \
+             ELBO {:.3}",
             state.epoch,
             state.step,
             metrics.recon_sampled,
@@ -375,12 +382,45 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
             metrics.kl,
             metrics.elbo
         );
+        if let Some(valid_x) = &valid_x {
+            let v = evaluate(
+                &eval_model,
+                valid_x,
+                config,
+                state.kappa,
+                seeds::derive(config.seed, "eval-valid", state.epoch as u64),
+                &device,
+            )?;
+            output::append_csv(&run_dir.join("valid.csv"), EVAL_HEADER, &row(&v))?;
+            if state.best_valid_elbo.is_none_or(|best| v.elbo > best) {
+                state.best_valid_elbo = Some(v.elbo);
+                state.best_step = Some(state.step); // the checkpoint saved below
+                state.epochs_since_best = 0;
+            } else {
+                state.epochs_since_best += 1;
+            }
+            eprintln!(
+                "  validation ELBO {:.3} (best {:.3} at step {})",
+                v.elbo,
+                state.best_valid_elbo.unwrap_or(f64::NAN),
+                state.best_step.unwrap_or(0)
+            );
+        }
         if config.training.images {
             write_images(&eval_model, &splits.test, config, state.epoch, &device)?;
         }
         last_eval = Some(metrics);
         last_checkpoint = Some(save(&model, &optim, &state)?);
         window_start = Instant::now();
+        let patience = config.training.patience;
+        if patience > 0 && state.epochs_since_best >= patience {
+            eprintln!(
+                "early stop: no better validation ELBO in {patience} epochs; the best checkpoint \
+                 is step {}",
+                state.best_step.unwrap_or(0)
+            );
+            break;
+        }
     }
 
     Ok(TrainSummary {
@@ -388,6 +428,9 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         last_loss,
         last_eval,
         last_checkpoint,
+        best_checkpoint: state
+            .best_step
+            .map(|s| checkpoint::dir(&run_dir).join(checkpoint::folder_name(s))),
         images_per_sec: trained_images as f64 / train_secs.max(1e-9),
     })
 }

@@ -74,7 +74,29 @@ fn config(dir: &Path) -> DataConfig {
         pixels: PixelMode::Grey,
         train_limit: None,
         test_limit: None,
+        validation: 0,
     }
+}
+
+#[test]
+fn the_validation_set_is_the_tail_of_the_training_file() {
+    let mnist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/mnist");
+    let mut c = config(&mnist);
+    c.train_limit = Some(1000);
+    let whole = load(&c, 0).unwrap();
+    c.validation = 200;
+    let split = load(&c, 0).unwrap();
+    let valid = split.valid.unwrap();
+    assert_eq!((split.train.len(), valid.len()), (800, 200));
+    assert_eq!(split.train.pixels[..], whole.train.pixels[..800 * 784]);
+    assert_eq!(valid.pixels[..], whole.train.pixels[800 * 784..]);
+    assert_eq!(valid.labels[..], whole.train.labels[800..]);
+    c.validation = 1000;
+    let e = load(&c, 0).unwrap_err().to_string();
+    assert!(
+        e.contains("data.validation = 1000") && e.contains("no training images"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -146,6 +146,45 @@ fn the_gaussian_baseline_learns_with_its_kl_warmup() {
     assert_ne!(other.last_loss, summary.last_loss);
 }
 
+#[test]
+fn early_stopping_on_the_validation_elbo_keeps_the_best_checkpoint() {
+    let dir = tmp_dir("early-stop");
+    // A large learning rate makes the validation ELBO wobble: patience 2 must stop it.
+    let mut config = small_config(&dir, "validation = 200");
+    config.optimizer.lr = 2e-2;
+    config.training.epochs = 40;
+    config.training.patience = 2;
+    config.checkpoint.keep = 1;
+    let summary = train(&config, &quiet()).unwrap();
+
+    let elbo = csv_column(&dir.join("valid.csv"), "elbo");
+    let steps = csv_column(&dir.join("valid.csv"), "step");
+    // 1000 training images minus 200 held out, 50 per batch: 16 steps per epoch.
+    assert_eq!(summary.steps, 16 * elbo.len() as u64);
+    assert!(elbo.len() < 40, "stopped early: {elbo:?}");
+    let best = (0..elbo.len()).fold(0, |b, i| if elbo[i] > elbo[b] { i } else { b });
+    assert_eq!(
+        best,
+        elbo.len() - 3,
+        "two epochs without improvement after the best"
+    );
+    // The best checkpoint survives keep = 1 and is the one the state names.
+    let best_ckpt = summary.best_checkpoint.unwrap();
+    let state = checkpoint::load_state(&best_ckpt).unwrap();
+    assert_eq!(state.step as f64, steps[best]);
+    assert_eq!(state.best_valid_elbo, Some(elbo[best]));
+    assert_eq!(checkpoint::list(&dir).len(), 2, "the newest and the best");
+
+    // Early stopping without a validation set is a config error naming both keys.
+    let mut bad = small_config(&tmp_dir("early-stop-bad"), "");
+    bad.training.patience = 2;
+    let e = train(&bad, &quiet()).unwrap_err().to_string();
+    assert!(
+        e.contains("training.patience") && e.contains("data.validation"),
+        "{e}"
+    );
+}
+
 /// Decoder output for a fixed input, to compare weights bit for bit.
 fn fingerprint(checkpoint: &Path) -> Vec<f32> {
     let device = burn::tensor::Device::flex();

@@ -41,12 +41,18 @@ fn main() -> ExitCode {
             e.test_images
         );
         println!("|---|---|");
-        println!("| reconstruction, z = mu | {:.3} |", e.metrics.recon_mean);
+        println!(
+            "| reconstruction, z at the posterior's location | {:.3} |",
+            e.metrics.recon_mean
+        );
         println!(
             "| reconstruction, z ~ q(z|x) | {:.3} |",
             e.metrics.recon_sampled
         );
-        println!("| KL (kappa = {}) | {:.3} |", e.kappa, e.metrics.kl);
+        match e.kappa {
+            Some(kappa) => println!("| KL (kappa = {kappa}) | {:.3} |", e.metrics.kl),
+            None => println!("| KL | {:.3} |", e.metrics.kl),
+        }
         println!("| ELBO | {:.3} |", e.metrics.elbo);
         println!(
             "| log p(x), K = {} | {:.3} +- {:.3} |",

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
                 "test": s.last_eval,
                 "images_per_sec": s.images_per_sec,
                 "peak_rss_mib": peak_rss_mib(),
+                "best_checkpoint": s.best_checkpoint,
             })
         );
         Ok(())
