@@ -1,18 +1,19 @@
 //! The picture subcommands on small trained models with d = 3 (vMF: the sphere view;
 //! Gaussian: a principal plane).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use vmf_train::pictures::Pictures;
 use vmf_train::{TrainConfig, TrainOptions, checkpoint, train};
 
-#[test]
-fn every_picture_is_written_with_its_layout() {
-    let dir = std::env::temp_dir().join(format!("vmf-pictures-test-{}", std::process::id()));
+/// Trains one epoch of a d = 3 model on a slice of MNIST (`model`: its `[model]` and,
+/// for vMF, `[kappa]` sections) and opens its checkpoint.
+fn trained(name: &str, model: &str) -> (PathBuf, Pictures) {
+    let dir = std::env::temp_dir().join(format!("vmf-pictures-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let text = format!(
-        "run_dir = \"{}\"\n[data]\ndataset = \"mnist\"\ntrain_limit = 500\ntest_limit = 100\n[model]\nlatent_dim = 3\nhidden = [32]\n\
-         [kappa]\nschedule = \"constant\"\nvalue = 10.0\n[training]\nepochs = 1\nbatch_size = 50\nimages = false\n",
+        "run_dir = \"{}\"\n[data]\ndataset = \"mnist\"\ntrain_limit = 500\ntest_limit = 100\n\
+         {model}[training]\nepochs = 1\nbatch_size = 50\nimages = false\n",
         dir.display()
     );
     train(
@@ -21,6 +22,15 @@ fn every_picture_is_written_with_its_layout() {
     )
     .unwrap();
     let p = Pictures::open(&checkpoint::list(&dir).pop().unwrap()).unwrap();
+    (dir, p)
+}
+
+#[test]
+fn every_picture_is_written_with_its_layout() {
+    let (dir, p) = trained(
+        "vmf",
+        "[model]\nlatent_dim = 3\nhidden = [32]\n[kappa]\nschedule = \"constant\"\nvalue = 10.0\n",
+    );
     let size = |f: &str| {
         let img = image::open(dir.join(f)).unwrap();
         (img.width(), img.height())
@@ -51,20 +61,10 @@ fn every_picture_is_written_with_its_layout() {
 
 #[test]
 fn the_gaussian_model_draws_its_latents_in_a_plane() {
-    let dir = std::env::temp_dir().join(format!("vmf-pictures-gauss-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = format!(
-        "run_dir = \"{}\"\n[data]\ndataset = \"mnist\"\ntrain_limit = 500\ntest_limit = 100\n\
-         [model]\nkind = \"gaussian\"\nlatent_dim = 3\nhidden = [32]\n\
-         [training]\nepochs = 1\nbatch_size = 50\nimages = false\n",
-        dir.display()
+    let (dir, p) = trained(
+        "gaussian",
+        "[model]\nkind = \"gaussian\"\nlatent_dim = 3\nhidden = [32]\n",
     );
-    train(
-        &TrainConfig::parse(&text, Path::new("pictures.toml")).unwrap(),
-        &TrainOptions::default(),
-    )
-    .unwrap();
-    let p = Pictures::open(&checkpoint::list(&dir).pop().unwrap()).unwrap();
     p.sample(&dir.join("s.png"), 3, 0).unwrap();
     p.interpolate(&dir.join("i.png"), 2, 5).unwrap();
     p.latent(&dir.join("l.png"), 100).unwrap();
