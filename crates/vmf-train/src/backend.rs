@@ -145,6 +145,22 @@ fn wgpu_device() -> Result<Device, TrainError> {
     }
 }
 
+/// Makes `backend` Burn's default device for this process (the `BURN_DEVICE` variable),
+/// unless the user set one. Burn creates some state on `Device::default()` before
+/// moving it (the optimiser record on resume), and its default prefers wgpu whenever
+/// wgpu is compiled in: a CPU run of a wgpu-enabled build would open, or fail to open,
+/// a GPU adapter it never uses.
+///
+/// # Safety
+/// Sets an environment variable: call it at the start of `main`, before any thread is
+/// spawned.
+pub unsafe fn pin_default_device(backend: Backend) {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the caller guarantees no other thread exists yet.
+        unsafe { std::env::set_var("BURN_DEVICE", backend.to_string()) };
+    }
+}
+
 /// A description of the device for the log's first line.
 pub fn describe(backend: Backend, device: &Device) -> String {
     format!("backend: {backend}, device: {device:?}")

@@ -50,6 +50,12 @@ fn main() -> ExitCode {
             progress: true,
             backend: cli.backend.as_deref().map(Backend::parse).transpose()?,
         };
+        // SAFETY: no thread has been spawned yet (training starts below).
+        unsafe {
+            vmf_train::backend::pin_default_device(
+                opts.backend.unwrap_or_else(Backend::default_compiled),
+            )
+        };
         let s = train(&config, &opts)?;
         println!(
             "{}",
