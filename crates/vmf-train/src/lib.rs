@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod curves;
 pub mod data;
 pub mod error;
 pub mod evaluation;

@@ -28,6 +28,24 @@ pub fn append_csv(path: &Path, header: &str, row: &str) -> Result<(), TrainError
     writeln!(f, "{row}").map_err(TrainError::io("writing", path))
 }
 
+/// The column `name` of the CSV at `path` (with a header row); empty or unparsable
+/// fields are `None` (the Gaussian model's empty kappa).
+pub fn read_csv_column(path: &Path, name: &str) -> Result<Vec<Option<f64>>, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(TrainError::io("reading", path))?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split(',')
+        .position(|h| h == name)
+        .ok_or_else(|| TrainError::Data {
+            file: path.to_path_buf(),
+            message: format!("no column {name:?} in the header {header:?}"),
+        })?;
+    Ok(lines
+        .map(|l| l.split(',').nth(col).and_then(|v| v.parse().ok()))
+        .collect())
+}
+
 /// Drops rows of a CSV whose first column (the step) is above `step`, so a resumed
 /// run does not duplicate what it is about to write again.
 pub fn truncate_csv_after(path: &Path, step: u64) -> Result<(), TrainError> {

@@ -75,3 +75,19 @@ fn the_gaussian_model_draws_its_latents_in_a_plane() {
         "R^3: a principal plane, not a sphere"
     );
 }
+
+#[test]
+fn loss_curves_are_drawn_from_the_run_csv_files() {
+    let (dir, _) = trained(
+        "curves",
+        "[model]\nlatent_dim = 3\nhidden = [32]\n[kappa]\nschedule = \"constant\"\nvalue = 10.0\n",
+    );
+    let out = dir.join("curves.svg");
+    vmf_train::curves::loss_curves(&dir, &out).unwrap();
+    let svg = std::fs::read_to_string(&out).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("-ELBO") && svg.contains("KL"));
+    // Train and test in both panels, each a line and a legend entry.
+    assert!(svg.matches("<polyline").count() >= 8, "{svg}");
+    let e = vmf_train::curves::loss_curves(&dir.join("checkpoints"), &out).unwrap_err();
+    assert!(e.to_string().contains("metrics.csv"), "{e}");
+}

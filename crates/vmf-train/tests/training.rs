@@ -49,16 +49,10 @@ fn quiet() -> TrainOptions {
 
 /// The values of the column named `name` in a CSV file with a header.
 fn csv_column(path: &Path, name: &str) -> Vec<f64> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let col = lines
-        .next()
+    vmf_train::output::read_csv_column(path, name)
         .unwrap()
-        .split(',')
-        .position(|h| h == name)
-        .unwrap();
-    lines
-        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .into_iter()
+        .map(|v| v.expect("a number"))
         .collect()
 }
 

@@ -1,4 +1,5 @@
-//! `pictures <sample|reconstruct|interpolate|latent> --checkpoint DIR --out FILE.png`
+//! `pictures <sample|reconstruct|interpolate|latent> --checkpoint DIR --out FILE.png`,
+//! `pictures curves --checkpoint DIR --out FILE.svg` (the run's loss curves)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,13 +11,13 @@ use vmf_train::pictures::Pictures;
 #[command(
     name = "pictures",
     version,
-    about = "PNG pictures of a trained vMF-VAE checkpoint"
+    about = "Pictures of a trained checkpoint (PNG) and its run's loss curves (SVG)"
 )]
 struct Cli {
     /// Checkpoint folder (RUN/checkpoints/step-N).
     #[arg(long, global = true)]
     checkpoint: Option<PathBuf>,
-    /// Output PNG file.
+    /// Output file (PNG; SVG for `curves`).
     #[arg(long, global = true)]
     out: Option<PathBuf>,
     #[command(subcommand)]
@@ -25,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum What {
-    /// A grid decoded from uniform samples on the sphere.
+    /// A grid decoded from prior samples (uniform on the sphere, or N(0, I)).
     Sample {
         /// Grid side.
         #[arg(long, default_value_t = 10)]
@@ -34,13 +35,14 @@ enum What {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Test images above their reconstructions at z = mu.
+    /// Test images above their reconstructions at the posterior's location.
     Reconstruct {
         /// Number of test images.
         #[arg(short = 'n', default_value_t = 30)]
         n: usize,
     },
-    /// Great-circle paths between the mu of pairs of test images.
+    /// Paths between the posterior locations of pairs of test images (great
+    /// circles for vMF, straight lines for the Gaussian).
     Interpolate {
         /// Number of pairs (rows).
         #[arg(long, default_value_t = 8)]
@@ -49,12 +51,16 @@ enum What {
         #[arg(long, default_value_t = 10)]
         steps: usize,
     },
-    /// The test set's mu coloured by label (d = 3: the sphere from both sides).
+    /// The test set's posterior locations coloured by label (vMF with d = 3: the
+    /// sphere from both sides; otherwise two principal components).
     Latent {
         /// Number of test images.
         #[arg(short = 'n', default_value_t = 5000)]
         n: usize,
     },
+    /// The -ELBO (train, test, validation) and KL of the checkpoint's run against
+    /// the step, from its CSV files (SVG).
+    Curves,
 }
 
 fn main() -> ExitCode {
@@ -62,12 +68,23 @@ fn main() -> ExitCode {
     let run = || -> Result<(), String> {
         let ckpt = cli.checkpoint.clone().ok_or("--checkpoint is required")?;
         let out = cli.out.clone().ok_or("--out is required")?;
+        if let What::Curves = cli.what {
+            // RUN/checkpoints/step-N -> RUN
+            let run_dir = ckpt
+                .parent()
+                .and_then(|p| p.parent())
+                .ok_or("--checkpoint must be a folder RUN/checkpoints/step-N")?;
+            vmf_train::curves::loss_curves(run_dir, &out).map_err(|e| e.to_string())?;
+            eprintln!("wrote {}", out.display());
+            return Ok(());
+        }
         let p = Pictures::open(&ckpt).map_err(|e| e.to_string())?;
         match cli.what {
             What::Sample { side, seed } => p.sample(&out, side, seed),
             What::Reconstruct { n } => p.reconstruct(&out, n),
             What::Interpolate { pairs, steps } => p.interpolate(&out, pairs, steps),
             What::Latent { n } => p.latent(&out, n),
+            What::Curves => unreachable!("handled above"),
         }
         .map_err(|e| e.to_string())?;
         eprintln!("wrote {}", out.display());

@@ -1,0 +1,118 @@
+//! Loss curves of a run, drawn from its CSV files into an SVG (plotters; SVG text
+//! needs no font files, unlike its bitmap backend): the negative ELBO of training
+//! (`metrics.csv`), the test set (`eval.csv`) and the validation set (`valid.csv`, if
+//! any), and the KL, against the step.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::TrainError;
+use crate::output::read_csv_column;
+
+/// One line of a panel: its label, colour and (step, value) points.
+type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
+
+/// Reads `(step, value)` pairs of column `name` of `file` in `run_dir`; a missing file
+/// gives no points.
+fn points(
+    run_dir: &Path,
+    file: &str,
+    name: &str,
+    sign: f64,
+) -> Result<Vec<(f64, f64)>, TrainError> {
+    let path = run_dir.join(file);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let steps = read_csv_column(&path, "step")?;
+    let values = read_csv_column(&path, name)?;
+    Ok(steps
+        .into_iter()
+        .zip(values)
+        .filter_map(|(s, v)| Some((s?, sign * v?)))
+        .collect())
+}
+
+/// Writes the curves of the run in `run_dir` to `out` (SVG).
+pub fn loss_curves(run_dir: &Path, out: &Path) -> Result<(), TrainError> {
+    let elbo: Vec<Series> = vec![
+        ("train", BLUE, points(run_dir, "metrics.csv", "elbo", -1.0)?),
+        ("test", RED, points(run_dir, "eval.csv", "elbo", -1.0)?),
+        (
+            "validation",
+            GREEN,
+            points(run_dir, "valid.csv", "elbo", -1.0)?,
+        ),
+    ];
+    let kl: Vec<Series> = vec![
+        ("train", BLUE, points(run_dir, "metrics.csv", "kl", 1.0)?),
+        ("test", RED, points(run_dir, "eval.csv", "kl", 1.0)?),
+    ];
+    if elbo[0].2.is_empty() {
+        return Err(TrainError::Data {
+            file: run_dir.join("metrics.csv"),
+            message: "no training metrics to plot: is this a run folder?".into(),
+        });
+    }
+    let plot_err = |e: String| TrainError::Io {
+        what: "drawing",
+        path: out.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    let root = SVGBackend::new(out, (900, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(e.to_string()))?;
+    let (upper, lower) = root.split_vertically(380);
+    panel(&upper, "-ELBO (nats per image)", &elbo).map_err(plot_err)?;
+    panel(&lower, "KL (nats per image)", &kl).map_err(plot_err)?;
+    root.present().map_err(|e| plot_err(e.to_string()))
+}
+
+/// One chart of `series` against the step. The first 5% of the steps are left out
+/// of the value range: the untrained start (~540 nats) would flatten the rest.
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    series: &[Series],
+) -> Result<(), String> {
+    let all = || series.iter().flat_map(|s| s.2.iter().copied());
+    let x_max = all().map(|p| p.0).fold(1.0, f64::max);
+    let settled = || all().filter(|p| p.0 >= 0.05 * x_max).map(|p| p.1);
+    let lo = settled().fold(f64::INFINITY, f64::min);
+    let hi = settled().fold(f64::NEG_INFINITY, f64::max);
+    // At least 2% of the magnitude tall: a constant (the vMF KL at fixed kappa, logged
+    // in f32 and f64) is a flat line, not rounding noise blown up.
+    let half = (0.55 * (hi - lo))
+        .max(0.01 * hi.abs().max(lo.abs()))
+        .max(0.5);
+    let mid = 0.5 * (hi + lo);
+    let (lo, hi) = (mid - half, mid + half);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..x_max, lo..hi)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (label, colour, pts) in series.iter().filter(|s| !s.2.is_empty()) {
+        let colour = *colour;
+        let inside = pts.iter().copied().filter(|p| p.1 >= lo && p.1 <= hi);
+        chart
+            .draw_series(LineSeries::new(inside, colour.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
+}
