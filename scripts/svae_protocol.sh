@@ -8,19 +8,23 @@
 #   scripts/svae_protocol.sh [EPOCHS [SAMPLES]]
 #
 # EPOCHS: the epoch budget per run (default 1000: in effect only early stopping, as the
-# protocol). SAMPLES: K (default 500). DIMS="2 5" restricts the rows; RUNS (default
-# runs/svae) is where the runs go (each run starts fresh).
+# protocol). SAMPLES: K (default 500). DIMS="2 5" restricts the rows, KINDS="vmf" the
+# models; RUNS (default runs/svae) is where the runs go (each run starts fresh); OUT
+# (default docs/svae-protocol.md) the table.
 #
-# The vMF model's kappa follows a KL budget (kl_target) of min(4 d, 30) nats, reached
-# linearly over the first 10 epochs. That rule is a first guess, not a tuned setting.
+# The vMF model's kappa follows a KL budget (kl_target), reached linearly over the
+# first 10 epochs: BUDGETS="6 12 19 20 21" gives one per entry of DIMS, else the rule
+# min(4 d, 30) nats, a first guess.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 epochs=${1:-1000}
 samples=${2:-500}
 dims=${DIMS:-"2 5 10 20 40"}
+kinds=${KINDS:-"gaussian vmf"}
+read -r -a budgets <<< "${BUDGETS:-}"
 runs=${RUNS:-runs/svae}
-out=docs/svae-protocol.md
+out=${OUT:-docs/svae-protocol.md}
 mkdir -p "$runs/configs" docs
 
 cargo build --release -q -p vmf-train --bins
@@ -31,17 +35,16 @@ declare -A published=(
   [20]="-88.90 -89.02" [40]="-88.93 -90.87"
 )
 
-# run KIND D -> prints "LL SE EPOCHS BEST_EPOCH KL"
+# run KIND D BUDGET -> prints "LL SE EPOCHS BEST_EPOCH KL"
 run() {
-  local kind=$1 d=$2 latent dir cfg
+  local kind=$1 d=$2 budget=$3 latent dir cfg
   if [ "$kind" = vmf ]; then latent=$((d + 1)); else latent=$d; fi
   dir="$runs/$kind-d$d"
   cfg="$runs/configs/$kind-d$d.toml"
-  local budget=$((4 * d < 30 ? 4 * d : 30))
   sed -e "s|^run_dir = .*|run_dir = \"$dir\"|" \
     -e "s|^latent_dim = .*|latent_dim = $latent|" \
     -e "s|^epochs = .*|epochs = $epochs|" \
-    -e "s|end = 8.0|end = $budget.0|" \
+    -e "s|end = 8.0|end = $budget|" \
     "configs/svae-$kind.toml" > "$cfg"
   rm -rf "$dir"
   echo "train $kind d = $d (latent_dim $latent) ..." >&2
@@ -68,16 +71,26 @@ EOF
   echo "ELBO with patience 10 inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
   echo "Dynamically binarised MNIST, MLP 784-256-128-d, batch 64, Adam 1e-3. The vMF model"
-  echo "schedules kappa by a KL budget of min(4 d, 30) nats (S-VAE learns kappa per example)."
+  echo "schedules kappa by a KL budget (nats; ${BUDGETS:+BUDGETS=\"$BUDGETS\", otherwise }min(4 d, 30)); S-VAE learns kappa per example."
   echo
   echo "| d | N-VAE (paper) | Gaussian here | epochs (best) | KL | S-VAE (paper) | vMF here | epochs (best) | KL |"
   echo "|---|---|---|---|---|---|---|---|---|"
 } > "$runs/table.md"
+i=0
 for d in $dims; do
+  budget=${budgets[$i]:-$((4 * d < 30 ? 4 * d : 30))}
+  i=$((i + 1))
   read -r n_paper s_paper <<< "${published[$d]}"
-  read -r gll gse gep gbest gkl < <(run gaussian "$d")
-  read -r vll vse vep vbest vkl < <(run vmf "$d")
-  echo "| $d | $n_paper | $gll +- $gse | $gep ($gbest) | $gkl | $s_paper | $vll +- $vse | $vep ($vbest) | $vkl |" >> "$runs/table.md"
+  g="- | - | -" v="- | - | -"
+  if [[ " $kinds " == *" gaussian "* ]]; then
+    read -r ll se ep best kl < <(run gaussian "$d" "$budget")
+    g="$ll +- $se | $ep ($best) | $kl"
+  fi
+  if [[ " $kinds " == *" vmf "* ]]; then
+    read -r ll se ep best kl < <(run vmf "$d" "$budget")
+    v="$ll +- $se | $ep ($best) | $kl"
+  fi
+  echo "| $d | $n_paper | $g | $s_paper | $v |" >> "$runs/table.md"
 done
 cp "$runs/table.md" "$out"
 cat "$out"
