@@ -249,7 +249,10 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         0 => usize::MAX,
         e => e,
     };
-    'epochs: while state.epoch < epochs && state.step < stop_at {
+    // A run that stopped early stays stopped when resumed.
+    let patience = config.training.patience;
+    let stopped_early = |st: &TrainState| patience > 0 && st.epochs_since_best >= patience;
+    'epochs: while state.epoch < epochs && state.step < stop_at && !stopped_early(&state) {
         let order = epoch_order(config.seed, state.epoch, splits.train.len());
         let order = Tensor::<1, Int>::from_data(TensorData::new(order, [splits.train.len()]), &ad);
         let bar = progress_bar(opts.progress, per_epoch, state.epoch);
@@ -412,8 +415,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         last_eval = Some(metrics);
         last_checkpoint = Some(save(&model, &optim, &state)?);
         window_start = Instant::now();
-        let patience = config.training.patience;
-        if patience > 0 && state.epochs_since_best >= patience {
+        if stopped_early(&state) {
             eprintln!(
                 "early stop: no better validation ELBO in {patience} epochs; the best checkpoint \
                  is step {}",

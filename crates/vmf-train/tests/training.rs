@@ -168,6 +168,16 @@ fn early_stopping_on_the_validation_elbo_keeps_the_best_checkpoint() {
     assert_eq!(state.step as f64, steps[best]);
     assert_eq!(state.best_valid_elbo, Some(elbo[best]));
     assert_eq!(checkpoint::list(&dir).len(), 2, "the newest and the best");
+    // Resuming an early-stopped run trains nothing more.
+    let again = train(
+        &config,
+        &TrainOptions {
+            resume: Some(Resume::Auto),
+            ..quiet()
+        },
+    )
+    .unwrap();
+    assert_eq!(again.steps, summary.steps);
 
     // Early stopping without a validation set is a config error naming both keys.
     let mut bad = small_config(&tmp_dir("early-stop-bad"), "");
