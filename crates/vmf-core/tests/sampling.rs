@@ -160,6 +160,14 @@ fn uniform_points_are_uniform() {
     assert!(mean.iter().all(|m| m.abs() < 4.0 * se), "{mean:?}");
 }
 
+/// Burn's device RNG is one stream per device and process, shared by the tests of
+/// this binary, which run in parallel: each test that seeds and draws from it holds
+/// this lock, so its draws are the same on every run.
+fn device_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn rows(t: Tensor<2>) -> Vec<Vec<f64>> {
     let [n, d] = t.dims();
     let v = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
@@ -186,6 +194,7 @@ fn ks2(mut a: Vec<f64>, mut b: Vec<f64>) -> f64 {
 
 #[test]
 fn device_samples_are_unit_finite_and_distributed_like_the_host_sampler() {
+    let _rng = device_rng();
     let device = Device::flex();
     device.seed(5);
     let mut rng = StdRng::seed_from_u64(5);
@@ -224,7 +233,7 @@ fn device_samples_are_unit_finite_and_distributed_like_the_host_sampler() {
                 "d={d} k={k}: non-finite row {r}"
             );
             let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
-            assert!((norm - 1.0).abs() < 1e-5, "d={d} k={k}: |z| = {norm}");
+            assert!((norm - 1.0).abs() < 2e-6, "d={d} k={k}: |z| = {norm}");
             let mu_r = &mus[r * d..(r + 1) * d];
             let w = row
                 .iter()
@@ -250,6 +259,7 @@ fn device_samples_are_unit_finite_and_distributed_like_the_host_sampler() {
 
 #[test]
 fn device_w_matches_the_table_distribution() {
+    let _rng = device_rng();
     let device = Device::flex();
     device.seed(9);
     let table = QuantileTable::new(16, 20.0).unwrap();
@@ -283,6 +293,7 @@ fn device_w_matches_the_table_distribution() {
 
 #[test]
 fn gradients_reach_mu_and_the_table_is_rebuilt_only_when_kappa_changes() {
+    let _rng = device_rng();
     let device = Device::flex().autodiff();
     device.seed(1);
     let mut sampler = DeviceSampler::new(8, 20.0, &device).unwrap();
