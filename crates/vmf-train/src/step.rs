@@ -4,8 +4,9 @@
 //! Why shards: on a CPU backend the matmuls of this model are small (100 x 784 x 256
 //! at batch 100), so splitting each one over threads costs more in wake-ups than it
 //! gains (measured: one rayon thread is faster than two). Running the forward and
-//! backward of two half-batches side by side keeps both cores busy instead: 1.6-1.75x
-//! the images/s at batch 100 on 2 cores (`cargo bench -p vmf-train --bench step`).
+//! backward of two half-batches side by side keeps both cores busy instead: 1.3-1.75x
+//! the images/s at batch 100 on 2 cores over several runs (`cargo bench -p vmf-train
+//! --bench step`; `train`, 1200 steps: 16.5-17.6k -> 23.2-23.8k images/s).
 //! Each shard works on its own copy of the parameter leaves (`valid().train()`, same
 //! `ParamId`s, shared storage), because Burn's autodiff merges graphs that share
 //! leaves under one lock and would run the backwards one after the other.
