@@ -18,4 +18,4 @@ pub use loss::{ReconLoss, reconstruction_loss};
 pub use mlp::{Mlp, MlpConfig};
 pub use model::{ModelKind, Posterior, PosteriorDraw, Vae, VaeConfig};
 pub use reparam::{LatentNoise, VmfReparam};
-pub use vae::{VaeOutput, VmfVae, VmfVaeConfig, l2_normalise};
+pub use vae::{VmfVae, VmfVaeConfig, l2_normalise};

@@ -101,8 +101,41 @@ pub struct PosteriorDraw {
     pub z: Tensor<2>,
     /// KL(q(z | x) || p(z)) per row (a constant for vMF at fixed kappa): `[batch]`.
     pub kl: Tensor<1>,
+    /// What [`PosteriorDraw::log_ratio`] needs beyond location and z.
+    ratio: RatioParts,
+}
+
+/// Only the importance-sampled evaluation needs log p(z) - log q(z|x): it is
+/// computed on demand, not on the training step.
+// One per draw, short-lived: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+enum RatioParts {
+    /// kappa and the f64 constant log C_d(0) - log C_d(kappa) - kappa.
+    Vmf { kappa: f64, constant: f64 },
+    /// The standard normals of the draw and the log-variances.
+    Gaussian { eps: Tensor<2>, logvar: Tensor<2> },
+}
+
+impl PosteriorDraw {
     /// log p(z) - log q(z | x) per row: `[batch]`.
-    pub log_ratio: Tensor<1>,
+    pub fn log_ratio(&self) -> Tensor<1> {
+        match &self.ratio {
+            // log C_d(0) - log C_d(kappa) - kappa <mu, z>
+            //   = [f64 constant - kappa] + kappa (1 - <mu, z>):
+            // the large terms cancel in f64 on the host, not in f32 on the device.
+            RatioParts::Vmf { kappa, constant } => (self.location.clone() * self.z.clone())
+                .sum_dim(1)
+                .squeeze_dim::<1>(1)
+                .neg()
+                .add_scalar(1.0)
+                .mul_scalar(*kappa)
+                .add_scalar(*constant),
+            RatioParts::Gaussian { eps, logvar } => {
+                gaussian_log_ratio(self.z.clone(), eps.clone(), logvar.clone())
+            }
+        }
+    }
 }
 
 fn repeat_rows(t: Tensor<2>, k: usize) -> Tensor<2> {
@@ -145,31 +178,28 @@ impl Posterior {
                 let [batch, _] = mu.dims();
                 let z = reparam.forward(mu.clone(), noise);
                 let stats = reparam.stats();
-                // log p(z) - log q(z|x) = log C_d(0) - log C_d(kappa) - kappa <mu, z>
-                //                       = [f64 constant - kappa] + kappa (1 - <mu, z>):
-                // the large terms cancel in f64 on the host, not in f32 on the device.
                 let log_c0 = vmf_core::log_normaliser_uniform(stats.dim)
                     .expect("d was checked when the layer was built");
-                let dot = (mu.clone() * z.clone()).sum_dim(1).squeeze_dim::<1>(1);
-                let log_ratio = dot
-                    .neg()
-                    .add_scalar(1.0)
-                    .mul_scalar(stats.kappa)
-                    .add_scalar(log_c0 - stats.log_normaliser - stats.kappa);
                 PosteriorDraw {
                     kl: Tensor::full([batch], stats.kl, &mu.device()),
                     location: mu.clone(),
                     z,
-                    log_ratio,
+                    ratio: RatioParts::Vmf {
+                        kappa: stats.kappa,
+                        constant: log_c0 - stats.log_normaliser - stats.kappa,
+                    },
                 }
             }
             Self::Gaussian { mean, logvar } => {
                 let z = gaussian_sample(mean.clone(), logvar.clone(), noise.e.clone());
                 PosteriorDraw {
                     kl: gaussian_kl(mean.clone(), logvar.clone()),
-                    log_ratio: gaussian_log_ratio(z.clone(), noise.e, logvar.clone()),
                     location: mean.clone(),
                     z,
+                    ratio: RatioParts::Gaussian {
+                        eps: noise.e,
+                        logvar: logvar.clone(),
+                    },
                 }
             }
         }

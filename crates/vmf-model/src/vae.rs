@@ -1,11 +1,11 @@
-//! The vMF-VAE: encoder -> L2-normalise -> mu; z ~ vMF(mu, kappa); decoder -> logits.
+//! The vMF-VAE modules: encoder -> L2-normalise -> mu, decoder -> logits. Drawing z ~
+//! vMF(mu, kappa) is [`crate::model::Posterior::draw`].
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::mlp::{Mlp, MlpConfig};
-use crate::reparam::{LatentNoise, VmfReparam};
 
 /// Rows with a norm below this are not rescaled further (keeps mu finite for a zero row).
 const NORM_EPS: f64 = 1e-12;
@@ -42,17 +42,6 @@ pub struct VmfVae {
     decoder: Mlp,
 }
 
-/// What [`VmfVae::forward`] returns.
-#[derive(Debug, Clone)]
-pub struct VaeOutput {
-    /// Mean directions: `[batch, d]`, unit rows.
-    pub mu: Tensor<2>,
-    /// Sampled latents: `[batch, d]`, unit rows.
-    pub z: Tensor<2>,
-    /// Decoder logits: `[batch, input_dim]`.
-    pub logits: Tensor<2>,
-}
-
 impl VmfVae {
     /// mu(x) = normalise(encoder(x)).
     ///
@@ -70,17 +59,6 @@ impl VmfVae {
     /// - returns `[batch, input_dim]`
     pub fn decode(&self, z: Tensor<2>) -> Tensor<2> {
         self.decoder.forward(z)
-    }
-
-    /// Encode, sample z ~ vMF(mu, kappa) with the given noise (see [`LatentNoise`]), decode.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, input_dim]`; noise `u`: `[batch]`, `e`: `[batch, d]`
-    pub fn forward(&self, x: Tensor<2>, reparam: &VmfReparam, noise: LatentNoise) -> VaeOutput {
-        let mu = self.encode(x); // [batch, d]
-        let z = reparam.forward(mu.clone(), noise); // [batch, d]
-        let logits = self.decode(z.clone()); // [batch, input_dim]
-        VaeOutput { mu, z, logits }
     }
 }
 

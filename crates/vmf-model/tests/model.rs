@@ -52,7 +52,8 @@ fn gaussian_kl_and_density_ratio_match_the_normal_density() {
         e: tensor2(&eps, rows, d, &device),
     };
     let draw = posterior.draw(noise, None);
-    let (z, kl, ratio) = (to_vec(draw.z), to_vec(draw.kl), to_vec(draw.log_ratio));
+    let ratio = to_vec(draw.log_ratio());
+    let (z, kl) = (to_vec(draw.z), to_vec(draw.kl));
     for r in 0..rows {
         let s = r * d..(r + 1) * d;
         let (m, lv, e) = (&mean[s.clone()], &logvar[s.clone()], &eps[s.clone()]);
@@ -101,8 +102,8 @@ fn vmf_density_ratio_matches_vmf_core_log_density() {
             ),
         };
         let draw = posterior.draw(noise, Some(&reparam));
+        let ratio = to_vec(draw.log_ratio());
         let z = to_vec(draw.z);
-        let ratio = to_vec(draw.log_ratio);
         let kl = to_vec(draw.kl);
         for (r, mu) in mu_rows.iter().enumerate() {
             let zr = &z[r * d..(r + 1) * d];

@@ -10,9 +10,8 @@
 use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Tensor};
-use vmf_model::loss::reconstruction_per_example;
-use vmf_model::{ModelKind, ReconLoss, VaeConfig, VmfReparam, reconstruction_loss};
+use burn::tensor::Device;
+use vmf_model::{ModelKind, ReconLoss, VaeConfig, VmfReparam};
 use vmf_train::backend::{self, Backend};
 use vmf_train::seeds::HostNoise;
 use vmf_train::step;
@@ -62,8 +61,16 @@ fn main() {
         let mut noise = HostNoise::new(0, "bench-step", step as u64);
         sync(&ad);
         let t0 = Instant::now();
-        let draw = model.draw(x.clone(), noise.latent(batch, d, &ad), Some(&reparam));
-        let loss = reconstruction_loss(ReconLoss::Bernoulli, model.decode(draw.z), x.clone());
+        let noise = noise.latent(batch, d, &ad);
+        let (objective, _) = step::vae_sums(
+            &model,
+            x.clone(),
+            noise,
+            Some(&reparam),
+            ReconLoss::Bernoulli,
+            1.0,
+        );
+        let loss = objective.div_scalar(batch as f64);
         sync(&ad);
         let t1 = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -103,15 +110,17 @@ fn main() {
             let nz = HostNoise::new(0, "bench-step", s as u64).latent(batch, d, &ad);
             sync(&ad);
             let t0 = Instant::now();
+            // As the training loop's step.
             let (_, grads) = step::gradients(&model, batch, shards, |m, rows| {
-                // As the training loop's step.
                 let xs = x.clone().slice(rows.clone());
-                let draw = m.draw(xs.clone(), nz.rows(rows), Some(&reparam));
-                let recon =
-                    reconstruction_per_example(ReconLoss::Bernoulli, m.decode(draw.z), xs).sum();
-                let kl = draw.kl.sum();
-                let objective = recon.clone() + kl.clone();
-                (objective, Tensor::cat(vec![recon.detach(), kl.detach()], 0))
+                step::vae_sums(
+                    m,
+                    xs,
+                    nz.rows(rows),
+                    Some(&reparam),
+                    ReconLoss::Bernoulli,
+                    1.0,
+                )
             });
             model = optim.step(1e-3, model, grads);
             sync(&ad);

@@ -23,7 +23,7 @@ pub struct TrainConfig {
     pub data: DataConfig,
     /// Model shape and likelihood.
     pub model: ModelConfig,
-    /// The kappa schedule (vMF model only).
+    /// The kappa schedule: required for the vMF model, refused for the Gaussian.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kappa: Option<Schedule>,
     /// Adam settings.
@@ -376,12 +376,6 @@ impl TrainConfig {
             hidden: self.model.hidden.clone(),
             latent_dim: self.model.latent_dim,
         }
-    }
-
-    /// The kappa schedule of a vMF model (`None` for the Gaussian; validation makes
-    /// sure a vMF config has one).
-    pub fn kappa_schedule(&self) -> Option<&Schedule> {
-        self.kappa.as_ref()
     }
 
     /// The KL weight at `step`: the linear warm-up of the Gaussian model

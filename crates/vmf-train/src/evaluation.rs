@@ -131,9 +131,10 @@ pub fn log_likelihood(
                 .reshape([b * k, features]);
             let noise = HostNoise::new(seed, "log-likelihood", counter).latent(b * k, d, device);
             let draw = posterior.repeat_rows(k).draw(noise, reparam.as_ref()); // [b * k, d]
+            let log_ratio = draw.log_ratio();
             let log_px =
                 reconstruction_per_example(config.model.loss, model.decode(draw.z), x_rep).neg();
-            let log_w = crate::output::read_back(log_px + draw.log_ratio)?;
+            let log_w = crate::output::read_back(log_px + log_ratio)?;
             for (i, row) in log_w.chunks(k).enumerate() {
                 for &lw in row {
                     acc[i] = log_add_exp(acc[i], f64::from(lw));

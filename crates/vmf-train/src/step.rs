@@ -21,10 +21,30 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
+use vmf_model::loss::reconstruction_per_example;
+use vmf_model::{LatentNoise, ReconLoss, Vae, VmfReparam};
 
 /// Rows of shard `k` of `shards` over `batch` rows (sizes differ by at most one).
 pub fn shard_rows(batch: usize, shards: usize, k: usize) -> Range<usize> {
     k * batch / shards..(k + 1) * batch / shards
+}
+
+/// The VAE objective over the rows `x`, in the form [`gradients`] takes: the sum of
+/// -log p(x|z) + beta KL (tracked) and the sums of [-log p(x|z), KL] (detached). The
+/// vMF KL is a constant of kappa: it shifts the objective, not the gradient.
+pub fn vae_sums(
+    model: &Vae,
+    x: Tensor<2>,
+    noise: LatentNoise,
+    reparam: Option<&VmfReparam>,
+    loss: ReconLoss,
+    beta: f64,
+) -> (Tensor<1>, Tensor<1>) {
+    let draw = model.draw(x.clone(), noise, reparam);
+    let recon = reconstruction_per_example(loss, model.decode(draw.z), x).sum();
+    let kl = draw.kl.sum();
+    let objective = recon.clone() + kl.clone().mul_scalar(beta);
+    (objective, Tensor::cat(vec![recon.detach(), kl.detach()], 0))
 }
 
 /// Gradients of the batch-mean objective with respect to `model`'s parameters, and
@@ -76,8 +96,7 @@ where
 mod tests {
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::{Device, Tensor};
-    use vmf_model::loss::reconstruction_per_example;
-    use vmf_model::{ModelKind, ReconLoss, Vae, VaeConfig, VmfReparam};
+    use vmf_model::{ModelKind, VaeConfig};
 
     use super::*;
     use crate::seeds::HostNoise;
@@ -104,14 +123,13 @@ mod tests {
         let reparam = VmfReparam::new(3, 5.0, &device).unwrap();
         let (report, grads) = gradients(model, batch, shards, |m, rows| {
             let xs = x.clone().slice(rows.clone());
-            let draw = m.draw(xs.clone(), latent.rows(rows), Some(&reparam));
-            let recon = reconstruction_per_example(ReconLoss::Bernoulli, m.decode(draw.z), xs);
-            let objective = recon.sum() + draw.kl.sum();
-            (objective.clone(), objective.detach())
+            let noise = latent.rows(rows);
+            vae_sums(m, xs, noise, Some(&reparam), ReconLoss::Bernoulli, 1.0)
         });
         let mut c = Collect(&grads, vec![]);
         model.visit(&mut c);
-        (report.into_scalar(), c.1)
+        // Mean reconstruction + mean KL.
+        (report.sum().into_scalar(), c.1)
     }
 
     #[test]

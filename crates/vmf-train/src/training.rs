@@ -16,7 +16,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use vmf_model::loss::reconstruction_per_example;
 use vmf_model::{Vae, VmfReparam};
 
 use crate::backend::{self, Backend};
@@ -132,7 +131,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         step: 0,
         epoch: 0,
         batch_in_epoch: 0,
-        kappa: match config.kappa_schedule() {
+        kappa: match config.kappa.as_ref() {
             Some(k) => k.value_at(0, d)?,
             None => 0.0,
         },
@@ -217,7 +216,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     let max_steps = config.training.max_steps.unwrap_or(u64::MAX);
     let stop_at = opts.stop_at_step.unwrap_or(u64::MAX).min(max_steps);
     // The vMF table (None for the Gaussian model).
-    let mut reparam = match config.kappa_schedule() {
+    let mut reparam = match config.kappa.as_ref() {
         Some(k) => Some(VmfReparam::new(d, k.value_at(state.step, d)?, &ad)?),
         None => None,
     };
@@ -263,7 +262,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 break 'epochs;
             }
             let mut noise = HostNoise::new(config.seed, "step", state.step);
-            let kappa = match (config.kappa_schedule(), reparam.as_mut()) {
+            let kappa = match (config.kappa.as_ref(), reparam.as_mut()) {
                 (Some(k), Some(r)) => {
                     let kappa = k.kappa_at(state.step, d, &mut kl_memo)?;
                     r.set_kappa(kappa)?;
@@ -282,13 +281,8 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
             let (sums, grads) =
                 step::gradients(&model, batch, config.training.shards, |m, rows| {
                     let xs = x.clone().slice(rows.clone());
-                    let draw = m.draw(xs.clone(), latent.rows(rows), reparam.as_ref());
-                    let recon =
-                        reconstruction_per_example(config.model.loss, m.decode(draw.z), xs).sum();
-                    let kl = draw.kl.sum();
-                    // The vMF KL is a constant: it shifts the objective, not the gradient.
-                    let objective = recon.clone() + kl.clone().mul_scalar(beta);
-                    (objective, Tensor::cat(vec![recon.detach(), kl.detach()], 0))
+                    let noise = latent.rows(rows);
+                    step::vae_sums(m, xs, noise, reparam.as_ref(), config.model.loss, beta)
                 });
             window = window + sums;
             model = optim.step(o.lr, model, grads);
@@ -306,10 +300,10 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
             {
                 let sums = output::read_back(window.clone())?;
                 let (mean, kl) = (sums[0] / window_steps as f32, sums[1] / window_steps as f32);
-                let setting = setting(reparam.is_some(), kappa, beta);
                 if !(mean.is_finite() && kl.is_finite()) {
                     bar.abandon();
                     let bad = if mean.is_finite() { kl } else { mean };
+                    let setting = setting(reparam.is_some(), kappa, beta);
                     return Err(non_finite(state.step, bad, setting, &last_checkpoint));
                 }
                 let kl = f64::from(kl);
@@ -317,10 +311,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 let ips = (window_steps as usize * batch) as f64 / secs.max(1e-9);
                 trained_images += window_steps * batch as u64;
                 train_secs += secs;
-                // The Gaussian model has no kappa: its column stays empty.
-                let kappa_txt = reparam
-                    .as_ref()
-                    .map_or(String::new(), |_| kappa.to_string());
+                let kappa_txt = kappa_column(reparam.is_some(), kappa);
                 output::append_csv(
                     &run_dir.join("metrics.csv"),
                     TRAIN_HEADER,
@@ -357,9 +348,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         state.epoch += 1;
         state.batch_in_epoch = 0;
         let eval_model = model.valid();
-        let kappa_txt = reparam
-            .as_ref()
-            .map_or(String::new(), |_| state.kappa.to_string());
+        let kappa_txt = kappa_column(reparam.is_some(), state.kappa);
         let row = |m: &EvalMetrics| {
             format!(
                 "{},{},{kappa_txt},{},{},{},{}",
@@ -435,6 +424,15 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
             .map(|s| checkpoint::dir(&run_dir).join(checkpoint::folder_name(s))),
         images_per_sec: trained_images as f64 / train_secs.max(1e-9),
     })
+}
+
+/// The kappa column of the CSV files: empty for the Gaussian model, which has none.
+fn kappa_column(vmf: bool, kappa: f64) -> String {
+    if vmf {
+        kappa.to_string()
+    } else {
+        String::new()
+    }
 }
 
 /// What the schedule set at a step, for messages.
