@@ -9,7 +9,11 @@
 #
 # EPOCHS: the epoch budget per run (default 1000: in effect only early stopping, as the
 # protocol). SAMPLES: K (default 500). DIMS="2 5" restricts the rows, KINDS="vmf" the
-# models; RUNS (default runs/svae) is where the runs go (each run starts fresh); OUT
+# models; RUNS (default runs/svae) is where the runs go (each run starts fresh, unless
+# FROM names the RUNS of an earlier, shorter budget: then each run is a copy of that
+# one, resumed from its last checkpoint up to the new budget, which gives the same run
+# as training from scratch since the epoch budget is no part of a run's identity and
+# resume is exact; an early-stopped run stays stopped); OUT
 # (default docs/svae-protocol.md) the table. JOBS=2 trains two runs at a time, each on one
 # shard (training.shards = 1): at batch 64 a step is too small for two shards to pay, and
 # two one-shard processes train ~2x the images per second of one two-shard process on
@@ -54,8 +58,14 @@ run() {
     "configs/svae-$kind.toml" > "$cfg"
   if [ "$jobs" -gt 1 ]; then sed -i -e "s|^shards = .*|shards = 1|" "$cfg"; fi
   rm -rf "$dir"
-  echo "train $kind d = $d (latent_dim $latent) ..." >&2
-  target/release/train --config "$cfg" 2> "$runs/$kind-d$d.log" | tail -n 1 > "$runs/$kind-d$d.json"
+  local resume=()
+  if [ -n "${FROM:-}" ]; then
+    cp -r "$FROM/$kind-d$d" "$dir"
+    resume=(--resume auto)
+  fi
+  echo "train $kind d = $d (latent_dim $latent) ${FROM:+from $FROM }..." >&2
+  target/release/train --config "$cfg" "${resume[@]}" 2> "$runs/$kind-d$d.log" |
+    tail -n 1 > "$runs/$kind-d$d.json"
   local best
   best=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["best_checkpoint"])' \
     "$runs/$kind-d$d.json")
@@ -98,7 +108,7 @@ row() {
 {
   echo "# The S-VAE MNIST protocol"
   echo
-  echo "Made by \`${JOBS:+JOBS=$JOBS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
+  echo "Made by \`${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${FROM:+FROM=$FROM }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
   echo "ELBO with patience 10 inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
