@@ -18,9 +18,10 @@
 # shard (training.shards = 1): at batch 64 a step is too small for two shards to pay, and
 # two one-shard processes train ~2x the images per second of one two-shard process on
 # a 2-core machine (measured: 2 x 10.5k vs 9.4k images/s, d = 10). SEED (default 0, the
-# configs' seed) seeds the trainings, for the run-to-run spread; PATIENCE (default 10)
-# is the early stopping's patience in epochs (with FROM, a larger one restarts runs
-# that stopped: patience does not change the training before the stop).
+# configs' seed) seeds the trainings, for the run-to-run spread; PATIENCE (default 50,
+# the S-VAE authors' look-ahead) is the early stopping's patience in epochs (with FROM,
+# a larger one restarts runs that stopped: patience does not change the training
+# before the stop).
 #
 # The vMF model's kappa follows a constant KL budget (kl_target) from the first step:
 # BUDGETS="6 12 19 20 21" gives one per entry of DIMS, else the best budget of the
@@ -56,7 +57,7 @@ run() {
   cfg="$runs/configs/$kind-d$d.toml"
   sed -e "s|^run_dir = .*|run_dir = \"$dir\"|" \
     -e "s|^seed = .*|seed = ${SEED:-0}|" \
-    -e "s|^patience = .*|patience = ${PATIENCE:-10}|" \
+    -e "s|^patience = .*|patience = ${PATIENCE:-50}|" \
     -e "s|^latent_dim = .*|latent_dim = $latent|" \
     -e "s|^epochs = .*|epochs = $epochs|" \
     -e "s|value = 8.0 }|value = $budget }|" \
@@ -115,7 +116,7 @@ row() {
   echo
   echo "Made by \`${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
-  echo "ELBO with patience ${PATIENCE:-10} inside it), test log-likelihood of the best checkpoint with"
+  echo "ELBO with patience ${PATIENCE:-50} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
   echo "Dynamically binarised MNIST, MLP 784-256-128-d, batch 64, Adam 1e-3. The vMF model"
   echo "schedules kappa by a KL budget (nats, in the KL column; ${BUDGETS:+BUDGETS=\"$BUDGETS\", otherwise }the best of a 20-epoch search); S-VAE learns kappa per example."
