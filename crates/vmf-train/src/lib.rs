@@ -4,12 +4,13 @@
 //! ([`data`]), the kappa schedule ([`schedule`]), the loop ([`training`]),
 //! evaluation and the importance-sampled log-likelihood ([`evaluation`]),
 //! checkpoints ([`checkpoint`]), the data-parallel step ([`step`]), run outputs
-//! ([`output`]) and the backend choice
+//! ([`output`]), CPU thread setup ([`cpu`]: denormals) and the backend choice
 //! ([`backend`], the only module that knows which backend runs).
 
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu;
 pub mod curves;
 pub mod data;
 pub mod error;

@@ -65,6 +65,7 @@ enum What {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    vmf_train::cpu::flush_denormals();
     let run = || -> Result<(), String> {
         let ckpt = cli.checkpoint.clone().ok_or("--checkpoint is required")?;
         let out = cli.out.clone().ok_or("--out is required")?;

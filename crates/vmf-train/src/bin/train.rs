@@ -56,6 +56,8 @@ fn main() -> ExitCode {
                 opts.backend.unwrap_or_else(Backend::default_compiled),
             )
         };
+        // After the line above: it builds rayon's worker threads.
+        eprintln!("{}", vmf_train::cpu::flush_denormals());
         let s = train(&config, &opts)?;
         println!(
             "{}",
