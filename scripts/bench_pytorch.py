@@ -4,9 +4,10 @@
 table, Bernoulli loss, Adam lr 1e-3), same batch, same thread count, the loss read back
 every step. Prints one JSON line: {"images_per_sec": ..., "torch": ..., "threads": ...}.
 
-Needs torch and numpy (any CPU build; timings in BENCHMARKS.md say which). Usage:
+Needs torch and numpy (timings in BENCHMARKS.md say which build). Usage:
 
     python3 scripts/bench_pytorch.py --batch 100 --threads 2 --steps 1200
+    python3 scripts/bench_pytorch.py --device cuda --batch 1024 --steps 3000   # eager on a GPU
 """
 import argparse
 import gzip
@@ -47,11 +48,11 @@ class Vae(torch.nn.Module):
     def forward(self, x, table):
         mu = torch.nn.functional.normalize(self.enc(x), dim=1)
         n, d = mu.shape
-        pos = torch.rand(n) * (table.numel() - 1)
+        pos = torch.rand(n, device=mu.device) * (table.numel() - 1)
         i = pos.floor().long().clamp(0, table.numel() - 2)
         frac = pos - i
         w = (table[i] + frac * (table[i + 1] - table[i])).unsqueeze(1)
-        e = torch.randn(n, d)
+        e = torch.randn(n, d, device=mu.device)
         nu = torch.nn.functional.normalize(e - (e * mu).sum(1, keepdim=True) * mu, dim=1)
         z = w * mu + torch.sqrt(torch.clamp(1 - w * w, min=0)) * nu
         return self.dec(z)
@@ -62,14 +63,16 @@ def main():
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for PyTorch eager on a GPU")
     ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "datasets", "mnist"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    x_all = torch.tensor(read_images(os.path.join(args.data, "train-images-idx3-ubyte.gz")), dtype=torch.float32) / 255
-    table = w_table(8, 20.0)
-    model = Vae(8)
+    dev = torch.device(args.device)
+    x_all = torch.tensor(read_images(os.path.join(args.data, "train-images-idx3-ubyte.gz")), dtype=torch.float32).to(dev) / 255
+    table = w_table(8, 20.0).to(dev)
+    model = Vae(8).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
     per_epoch = x_all.shape[0] // args.batch
 
@@ -83,13 +86,13 @@ def main():
         opt.step()
         return loss.item()  # a read-back every step, as the reference figure had
 
-    order = torch.randperm(x_all.shape[0])
+    order = torch.randperm(x_all.shape[0], device=dev)
     for k in range(50):  # warm-up
         step(k, order)
     t0 = time.perf_counter()
     for k in range(args.steps):
         if k % per_epoch == 0:
-            order = torch.randperm(x_all.shape[0])
+            order = torch.randperm(x_all.shape[0], device=dev)
         loss = step(k, order)
     secs = time.perf_counter() - t0
     assert math.isfinite(loss)
@@ -97,6 +100,7 @@ def main():
         "images_per_sec": args.steps * args.batch / secs,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "last_loss": loss,
     }))
 

@@ -1,71 +1,7 @@
-//! The Gaussian-VAE baseline: encoder -> (mean, log-variance), z = mean + sigma * eps,
-//! standard normal prior, analytic KL. The reference the vMF model is compared with.
+//! The Gaussian latent of the baseline: z = mean + sigma * eps, standard normal prior,
+//! analytic KL. The reference the vMF model is compared with.
 
-use burn::config::Config;
-use burn::module::Module;
-use burn::tensor::{Device, Tensor};
-
-use crate::mlp::{Mlp, MlpConfig};
-
-/// A Gaussian VAE with MLP encoder `input -> hidden... -> 2 * latent` (mean and
-/// log-variance) and decoder `latent -> hidden reversed -> input`.
-#[derive(Config, Debug)]
-pub struct GaussianVaeConfig {
-    /// Input features (784 for MNIST).
-    pub input_dim: usize,
-    /// Hidden layer sizes of the encoder; the decoder uses them reversed.
-    pub hidden: Vec<usize>,
-    /// Latent dimension d: z in R^d.
-    pub latent_dim: usize,
-}
-
-impl GaussianVaeConfig {
-    /// Builds the model on `device`.
-    pub fn init(&self, device: &Device) -> GaussianVae {
-        let mut enc = vec![self.input_dim];
-        enc.extend(&self.hidden);
-        enc.push(2 * self.latent_dim);
-        let mut dec = vec![self.latent_dim];
-        dec.extend(self.hidden.iter().rev());
-        dec.push(self.input_dim);
-        GaussianVae {
-            encoder: MlpConfig::new(enc).init(device),
-            decoder: MlpConfig::new(dec).init(device),
-        }
-    }
-}
-
-/// See [`GaussianVaeConfig`].
-#[derive(Module, Debug)]
-pub struct GaussianVae {
-    encoder: Mlp,
-    decoder: Mlp,
-}
-
-impl GaussianVae {
-    /// The posterior's mean and log-variance.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, input_dim]`
-    /// - returns two `[batch, d]`
-    pub fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let h = self.encoder.forward(x);
-        let [batch, two_d] = h.dims();
-        let d = two_d / 2;
-        (
-            h.clone().slice([0..batch, 0..d]),
-            h.slice([0..batch, d..two_d]),
-        )
-    }
-
-    /// Decoder logits for latents `z`.
-    ///
-    /// # Shapes
-    /// - `z`: `[batch, d]` -> `[batch, input_dim]`
-    pub fn decode(&self, z: Tensor<2>) -> Tensor<2> {
-        self.decoder.forward(z)
-    }
-}
+use burn::tensor::Tensor;
 
 /// z = mean + exp(logvar / 2) * eps.
 pub fn gaussian_sample(mean: Tensor<2>, logvar: Tensor<2>, eps: Tensor<2>) -> Tensor<2> {

@@ -1,77 +1,62 @@
-//! The vMF-VAE modules: encoder -> L2-normalise -> mu, decoder -> logits. Drawing z ~
-//! vMF(mu, kappa) is [`crate::model::Posterior::draw`].
+//! What a VAE of any data kind offers the training loop and the evaluation: q(z | x)
+//! for a batch, and -log p(x | z) per example. The objective, the sharded step, the
+//! evaluation and the importance-sampled log-likelihood are written once against
+//! [`VaeModel`]; a data kind brings a model and a batch type that implement it.
 
-use burn::config::Config;
-use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use std::ops::Range;
 
-use crate::mlp::{Mlp, MlpConfig};
+use burn::tensor::Tensor;
 
-/// Rows with a norm below this are not rescaled further (keeps mu finite for a zero row).
-const NORM_EPS: f64 = 1e-12;
+use crate::latent::{ModelKind, Posterior};
 
-/// A VAE with MLP encoder `input -> hidden... -> latent` and the mirrored decoder.
-#[derive(Config, Debug)]
-pub struct VmfVaeConfig {
-    /// Input features (784 for MNIST).
-    pub input_dim: usize,
-    /// Hidden layer sizes of the encoder; the decoder uses them reversed.
-    pub hidden: Vec<usize>,
-    /// Ambient latent dimension d: z lies on S^(d-1).
-    pub latent_dim: usize,
+/// A batch whose examples are rows: shards take row ranges, importance sampling
+/// repeats each row k times.
+pub trait Rows: Clone + Send + Sync {
+    /// Number of examples.
+    fn rows(&self) -> usize;
+    /// The examples `rows`, in order.
+    fn slice_rows(&self, rows: Range<usize>) -> Self;
+    /// Each example repeated `k` times in place (row i becomes rows i k .. i k + k - 1).
+    fn repeat_rows(&self, k: usize) -> Self;
 }
 
-impl VmfVaeConfig {
-    /// Builds the model on `device`.
-    pub fn init(&self, device: &Device) -> VmfVae {
-        let mut enc = vec![self.input_dim];
-        enc.extend(&self.hidden);
-        enc.push(self.latent_dim);
-        let dec: Vec<usize> = enc.iter().rev().copied().collect();
-        VmfVae {
-            encoder: MlpConfig::new(enc).init(device),
-            decoder: MlpConfig::new(dec).init(device),
-        }
+impl Rows for Tensor<2> {
+    fn rows(&self) -> usize {
+        self.dims()[0]
+    }
+
+    fn slice_rows(&self, rows: Range<usize>) -> Self {
+        self.clone().slice(rows)
+    }
+
+    fn repeat_rows(&self, k: usize) -> Self {
+        let [b, d] = self.dims();
+        self.clone()
+            .unsqueeze_dim::<3>(1)
+            .repeat_dim(1, k)
+            .reshape([b * k, d])
     }
 }
 
-/// See [`VmfVaeConfig`].
-#[derive(Module, Debug)]
-pub struct VmfVae {
-    encoder: Mlp,
-    decoder: Mlp,
-}
+/// A VAE over batches of [`VaeModel::Batch`]: an encoder that gives q(z | x) of the
+/// model's latent family and a decoder that scores x given z.
+pub trait VaeModel {
+    /// The inputs of one batch (pixels; token ids with their mask).
+    type Batch: Rows;
 
-impl VmfVae {
-    /// mu(x) = normalise(encoder(x)).
+    /// The latent family.
+    fn kind(&self) -> ModelKind;
+
+    /// Latent dimension d (ambient dimension of the sphere for vMF).
+    fn latent_dim(&self) -> usize;
+
+    /// q(z | x) for the rows of `x`.
+    fn posterior(&self, x: &Self::Batch) -> Posterior;
+
+    /// -log p(x | z) per example (nats), differentiable in the parameters and in z.
     ///
     /// # Shapes
-    /// - `x`: `[batch, input_dim]`
-    /// - returns `[batch, d]`
-    pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
-        l2_normalise(self.encoder.forward(x))
-    }
-
-    /// Decoder logits for latents `z`.
-    ///
-    /// # Shapes
-    /// - `z`: `[batch, d]`
-    /// - returns `[batch, input_dim]`
-    pub fn decode(&self, z: Tensor<2>) -> Tensor<2> {
-        self.decoder.forward(z)
-    }
-}
-
-/// Divides each row by its L2 norm (Burn has no normalise op).
-///
-/// # Shapes
-/// - `x`: `[batch, d]` -> `[batch, d]`
-pub fn l2_normalise(x: Tensor<2>) -> Tensor<2> {
-    let norm = x
-        .clone()
-        .powi_scalar(2)
-        .sum_dim(1)
-        .sqrt()
-        .clamp_min(NORM_EPS); // [batch, 1]
-    x / norm
+    /// - `z`: `[rows, d]`, one latent per row of `x`
+    /// - returns `[rows]`
+    fn neg_log_likelihood(&self, x: &Self::Batch, z: Tensor<2>) -> Tensor<1>;
 }

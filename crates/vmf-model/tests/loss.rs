@@ -4,7 +4,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use vmf_model::ReconLoss;
-use vmf_model::loss::reconstruction_per_example;
+use vmf_model::image::loss::reconstruction_per_example;
 
 const ROWS: usize = 4;
 const COLS: usize = 9;

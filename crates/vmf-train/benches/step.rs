@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
-use vmf_model::{ModelKind, ReconLoss, VaeConfig, VmfReparam};
+use vmf_model::{ImageVaeConfig, ModelKind, ReconLoss, Rows, VmfReparam};
 use vmf_train::backend::{self, Backend};
 use vmf_train::seeds::HostNoise;
 use vmf_train::step;
@@ -46,11 +46,12 @@ fn main() {
     let ad = device.clone().autodiff();
 
     let d = 8;
-    let mut model = VaeConfig {
+    let mut model = ImageVaeConfig {
         kind: ModelKind::Vmf,
         input_dim: 784,
         hidden: vec![256],
         latent_dim: d,
+        loss: ReconLoss::Bernoulli,
     }
     .init(&ad);
     let mut optim = AdamConfig::new().init();
@@ -63,14 +64,7 @@ fn main() {
         sync(&ad);
         let t0 = Instant::now();
         let noise = noise.latent(batch, d, &ad);
-        let (objective, _) = step::vae_sums(
-            &model,
-            x.clone(),
-            noise,
-            Some(&reparam),
-            ReconLoss::Bernoulli,
-            1.0,
-        );
+        let (objective, _) = step::vae_sums(&model, &x, noise, Some(&reparam), 1.0);
         let loss = objective.div_scalar(batch as f64);
         sync(&ad);
         let t1 = Instant::now();
@@ -113,15 +107,8 @@ fn main() {
             let t0 = Instant::now();
             // As the training loop's step.
             let (_, grads) = step::gradients(&model, batch, shards, |m, rows| {
-                let xs = x.clone().slice(rows.clone());
-                step::vae_sums(
-                    m,
-                    xs,
-                    nz.rows(rows),
-                    Some(&reparam),
-                    ReconLoss::Bernoulli,
-                    1.0,
-                )
+                let xs = x.slice_rows(rows.clone());
+                step::vae_sums(m, &xs, nz.rows(rows), Some(&reparam), 1.0)
             });
             model = optim.step(1e-3, model, grads);
             sync(&ad);

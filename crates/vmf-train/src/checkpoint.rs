@@ -11,8 +11,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use burn::module::Module;
-use burn::tensor::Device;
-use vmf_model::Vae;
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;
@@ -179,10 +177,9 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// The model for inputs of `input_dim` features, on `device`.
-    pub fn model(&self, input_dim: usize, device: &Device) -> Result<Vae, TrainError> {
-        let model: Vae = self.config.vae_config(input_dim).init(device);
-        model
+    /// `fresh` (a model built from the run's config) with the checkpoint's weights.
+    pub fn load_model<M: Module>(&self, fresh: M) -> Result<M, TrainError> {
+        fresh
             .try_load_file(self.path.join(MODEL_FILE))
             .map_err(|e| TrainError::Checkpoint {
                 path: self.path.clone(),

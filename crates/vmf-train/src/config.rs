@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use vmf_model::{ModelKind, ReconLoss, VaeConfig};
+use vmf_model::{ModelKind, ReconLoss};
 
+use crate::data::text::LongSentences;
 use crate::error::TrainError;
 use crate::schedule::Schedule;
 
@@ -36,7 +37,7 @@ pub struct TrainConfig {
     pub checkpoint: CheckpointConfig,
 }
 
-/// Which images.
+/// Which data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetKind {
@@ -44,6 +45,17 @@ pub enum DatasetKind {
     Mnist,
     /// Fashion-MNIST (Debian package `dataset-fashion-mnist`).
     FashionMnist,
+    /// The Penn Treebank sentences (shipped in `datasets/ptb`).
+    Ptb,
+    /// Your own sentences: `data.dir` holds train.txt, valid.txt and test.txt.
+    Text,
+}
+
+impl DatasetKind {
+    /// Whether the examples are sentences (else images).
+    pub fn is_text(self) -> bool {
+        matches!(self, Self::Ptb | Self::Text)
+    }
 }
 
 /// How pixels become model inputs.
@@ -78,10 +90,27 @@ pub struct DataConfig {
     #[serde(default)]
     pub test_limit: Option<usize>,
     /// Hold out the last N training images as a validation set (evaluated every
-    /// epoch into `valid.csv`; early stopping with `training.patience`).
+    /// epoch into `valid.csv`; early stopping with `training.patience`). Images only:
+    /// text data sets have their own validation file.
     #[serde(default, skip_serializing_if = "is_default")]
     pub validation: usize,
+    /// Text: keep at most this many word types, the most frequent of the training
+    /// split (default: all that pass `min_count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    /// Text: keep word types seen at least this often in the training split (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_count: Option<usize>,
+    /// Text: the longest sentence in words, end token not counted (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// Text: `truncate` (default) or `drop` sentences longer than `max_length`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_sentences: Option<LongSentences>,
 }
+
+/// Default of `data.max_length`.
+pub const DEFAULT_MAX_LENGTH: usize = 100;
 
 fn default_pixels() -> PixelMode {
     PixelMode::Grey
@@ -106,6 +135,16 @@ pub struct ModelConfig {
     /// steps (0: no warm-up).
     #[serde(default, skip_serializing_if = "is_default")]
     pub kl_warmup_steps: u64,
+    /// Text: word embedding size (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed_dim: Option<usize>,
+    /// Text: the recurrent cell of encoder and decoder, `lstm` (default) or `gru`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<vmf_model::text::Cell>,
+    /// Text: probability that a decoder input word is replaced by the unknown token
+    /// (0 = Standard, 1 = Inputless).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub word_dropout: f64,
 }
 
 // Keys at their default are not written, so configs (and the identity hashes of
@@ -307,7 +346,7 @@ impl TrainConfig {
         if t.batch_size == 0 {
             return Err("training.batch_size = 0: must be at least 1".into());
         }
-        if t.patience > 0 && self.data.validation == 0 {
+        if t.patience > 0 && self.data.validation == 0 && !self.data.dataset.is_text() {
             return Err(format!(
                 "training.patience = {}: early stopping needs a validation set; set \
                  data.validation to the number of training images to hold out",
@@ -348,8 +387,86 @@ impl TrainConfig {
                 t.batch_size
             ));
         }
+        if self.data.dataset.is_text() {
+            self.validate_text()?;
+        } else {
+            self.validate_images()?;
+        }
         match &self.kappa {
             Some(k) => k.validate("kappa", m.latent_dim),
+            None => Ok(()),
+        }
+    }
+
+    /// The keys of the text data kind.
+    fn validate_text(&self) -> Result<(), String> {
+        let (d, m) = (&self.data, &self.model);
+        if d.dataset == DatasetKind::Text && d.dir.is_none() {
+            return Err(
+                "data.dataset = \"text\" needs data.dir: a folder with train.txt, \
+                        valid.txt and test.txt (one sentence per line)"
+                    .into(),
+            );
+        }
+        if d.pixels != PixelMode::Grey {
+            return Err("data.pixels is for images; remove it from a text config".into());
+        }
+        if d.validation != 0 {
+            return Err(format!(
+                "data.validation = {}: text data sets have their own validation file \
+                 (valid.txt); remove the key",
+                d.validation
+            ));
+        }
+        if m.loss != ReconLoss::Bernoulli {
+            return Err(
+                "model.loss is for images (text uses the token cross-entropy); \
+                        remove it"
+                    .into(),
+            );
+        }
+        if m.hidden.len() != 1 || m.hidden[0] == 0 {
+            return Err(format!(
+                "model.hidden = {:?}: a text model has one recurrent layer, e.g. hidden = [400]",
+                m.hidden
+            ));
+        }
+        for (key, v) in [
+            ("data.vocab_size", d.vocab_size),
+            ("data.min_count", d.min_count),
+            ("data.max_length", d.max_length),
+            ("model.embed_dim", m.embed_dim),
+        ] {
+            if v == Some(0) {
+                return Err(format!("{key} = 0: must be at least 1"));
+            }
+        }
+        if !(0.0..=1.0).contains(&m.word_dropout) {
+            return Err(format!(
+                "model.word_dropout = {}: must be a probability in [0, 1]",
+                m.word_dropout
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses the text keys in an image config.
+    fn validate_images(&self) -> Result<(), String> {
+        let (d, m) = (&self.data, &self.model);
+        let text_keys = [
+            ("data.vocab_size", d.vocab_size.is_some()),
+            ("data.min_count", d.min_count.is_some()),
+            ("data.max_length", d.max_length.is_some()),
+            ("data.long_sentences", d.long_sentences.is_some()),
+            ("model.embed_dim", m.embed_dim.is_some()),
+            ("model.cell", m.cell.is_some()),
+            ("model.word_dropout", m.word_dropout != 0.0),
+        ];
+        match text_keys.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(format!(
+                "{key} is for text data sets (data.dataset = \"ptb\" or \"text\"); remove it \
+                 from an image config"
+            )),
             None => Ok(()),
         }
     }
@@ -366,16 +483,6 @@ impl TrainConfig {
         };
         let text = serde_json::to_string(&id).expect("config serialises");
         format!("{:x}", Sha256::digest(text.as_bytes()))
-    }
-
-    /// The model this config describes, for inputs of `input_dim` features.
-    pub fn vae_config(&self, input_dim: usize) -> VaeConfig {
-        VaeConfig {
-            kind: self.model.kind,
-            input_dim,
-            hidden: self.model.hidden.clone(),
-            latent_dim: self.model.latent_dim,
-        }
     }
 
     /// The KL weight at `step`: the linear warm-up of the Gaussian model

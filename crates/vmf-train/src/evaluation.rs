@@ -1,25 +1,24 @@
-//! Test-set evaluation: reconstruction, KL and ELBO each epoch, and the
+//! Evaluation, for every data kind: reconstruction, KL and ELBO each epoch, and the
 //! importance-sampled marginal log-likelihood
 //! log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K,
 //! z_k ~ q(z|x): vMF(mu(x), kappa) with p(z) uniform on the sphere, or the Gaussian
-//! baseline's N(mean(x), sigma^2(x)) with p(z) = N(0, I) (see vmf_model::Vae::draw).
+//! baseline's N(mean(x), sigma^2(x)) with p(z) = N(0, I) (see vmf_model::Posterior).
+//! Written against [`VaeModel`]: it never asks what a batch holds.
 
 use std::path::Path;
 
-use burn::tensor::{Device, Tensor, TensorData};
-use rand::RngExt;
+use burn::tensor::{Device, Tensor};
 use serde::Serialize;
-use vmf_model::loss::reconstruction_per_example;
-use vmf_model::{Vae, VmfReparam};
+use vmf_model::{ModelKind, Rows, VaeModel, VmfReparam};
 
 use crate::backend::Backend;
-use crate::checkpoint;
-use crate::config::{PixelMode, TrainConfig};
-use crate::data::{self, ImageSet};
+use crate::checkpoint::{self, Opened};
 use crate::error::TrainError;
+use crate::latent_stats::{LatentStats, collect_codes, latent_stats};
+use crate::modality::{self, DataKind, Split, WithKind};
 use crate::seeds::HostNoise;
 
-/// Test-set metrics (nats per image).
+/// Evaluation metrics (nats per example).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct EvalMetrics {
     /// -log p(x|z) with z ~ q(z|x).
@@ -30,51 +29,81 @@ pub struct EvalMetrics {
     pub kl: f64,
     /// ELBO = -(recon_sampled + KL).
     pub elbo: f64,
+    /// Units per example on average (tokens, end token counted, per sentence; 1 per
+    /// image).
+    pub units_per_example: f64,
+    /// Mutual information and active units, where the data kind reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latent: Option<LatentStats>,
+}
+
+impl EvalMetrics {
+    /// exp(-ELBO / units per example): the ELBO-based perplexity of text (Xu & Durrett's
+    /// figure), an upper bound on the perplexity.
+    pub fn elbo_perplexity(&self) -> f64 {
+        (-self.elbo / self.units_per_example).exp()
+    }
 }
 
 /// The vMF layer a model needs at `kappa` (None for the Gaussian).
 fn reparam_for(
-    model: &Vae,
+    kind: ModelKind,
     d: usize,
     kappa: f64,
     device: &Device,
 ) -> Result<Option<VmfReparam>, TrainError> {
-    Ok(match model.kind() {
-        vmf_model::ModelKind::Vmf => Some(VmfReparam::new(d, kappa, device)?),
-        vmf_model::ModelKind::Gaussian => None,
+    Ok(match kind {
+        ModelKind::Vmf => Some(VmfReparam::new(d, kappa, device)?),
+        ModelKind::Gaussian => None,
     })
 }
 
-/// Test-set reconstruction (sampled z and at the posterior's location), KL and ELBO,
-/// in nats per image, on inputs prepared by [`test_inputs`]; `seed` seeds the draws.
-/// `kappa` is ignored by the Gaussian model.
-pub fn evaluate(
-    model: &Vae,
-    test_x: &Tensor<2>,
-    config: &TrainConfig,
+/// How a data kind's batches are cut and counted in the evaluation.
+pub struct EvalCuts<'a, B> {
+    /// At most this many examples per device call (`training.eval_batch_size`).
+    pub max_rows: usize,
+    /// The data kind's memory bound on the rows of one call, per batch.
+    pub rows_per_call: &'a dyn Fn(&B) -> usize,
+    /// The units (images, tokens) of a batch.
+    pub units: &'a dyn Fn(&B) -> usize,
+}
+
+/// Reconstruction (sampled z and at the posterior's location), KL and ELBO in nats
+/// per example over `batches`, cut as `cuts` says; `seed` seeds the draws. `kappa` is
+/// ignored by the Gaussian model. [`EvalMetrics::latent`] is left `None`.
+pub fn evaluate<M: VaeModel>(
+    model: &M,
+    batches: &[M::Batch],
+    cuts: &EvalCuts<'_, M::Batch>,
     kappa: f64,
     seed: u64,
     device: &Device,
 ) -> Result<EvalMetrics, TrainError> {
-    let d = config.model.latent_dim;
-    let reparam = reparam_for(model, d, kappa, device)?;
-    let [n, _] = test_x.dims();
-    let bs = config.training.eval_batch_size;
+    let d = model.latent_dim();
+    let reparam = reparam_for(model.kind(), d, kappa, device)?;
     let (mut sampled, mut mean, mut kl) = (0.0f64, 0.0f64, 0.0f64);
-    for (i, start) in (0..n).step_by(bs).enumerate() {
-        let x = test_x.clone().slice(start..(start + bs).min(n));
-        let [b, _] = x.dims();
-        let noise = HostNoise::new(seed, "eval", i as u64).latent(b, d, device);
-        let draw = model.draw(x.clone(), noise, reparam.as_ref());
-        let r_s = reconstruction_per_example(config.model.loss, model.decode(draw.z), x.clone());
-        let r_m = reconstruction_per_example(config.model.loss, model.decode(draw.location), x);
-        let sums = Tensor::cat(vec![r_s.sum(), r_m.sum(), draw.kl.sum()], 0);
-        let sums = crate::output::read_back(sums)?;
-        sampled += f64::from(sums[0]);
-        mean += f64::from(sums[1]);
-        kl += f64::from(sums[2]);
+    let (mut n, mut part, mut units) = (0usize, 0u64, 0usize);
+    for batch in batches {
+        let rows = batch.rows();
+        let step = cuts.max_rows.min((cuts.rows_per_call)(batch)).max(1);
+        for start in (0..rows).step_by(step) {
+            let x = batch.slice_rows(start..(start + step).min(rows));
+            let b = x.rows();
+            let noise = HostNoise::new(seed, "eval", part).latent(b, d, device);
+            let draw = model.posterior(&x).draw(noise, reparam.as_ref());
+            let r_s = model.neg_log_likelihood(&x, draw.z);
+            let r_m = model.neg_log_likelihood(&x, draw.location);
+            let sums = Tensor::cat(vec![r_s.sum(), r_m.sum(), draw.kl.sum()], 0);
+            let sums = crate::output::read_back(sums)?;
+            sampled += f64::from(sums[0]);
+            mean += f64::from(sums[1]);
+            kl += f64::from(sums[2]);
+            n += b;
+            units += (cuts.units)(&x);
+            part += 1;
+        }
     }
-    // vMF: the exact constant rather than its f32 sum over the test set.
+    // vMF: the exact constant rather than its f32 sum over the examples.
     let kl = reparam.as_ref().map_or(kl / n as f64, |r| r.stats().kl);
     let recon_sampled = sampled / n as f64;
     Ok(EvalMetrics {
@@ -82,68 +111,71 @@ pub fn evaluate(
         recon_mean: mean / n as f64,
         kl,
         elbo: -(recon_sampled + kl),
+        units_per_example: units as f64 / n as f64,
+        latent: None,
     })
 }
 
-/// Rows (image x sample pairs) decoded per device call in [`log_likelihood`].
-const LL_ROWS_PER_CALL: usize = 10_000;
+/// Rows (example x sample pairs) decoded per device call by default: 10,000 MNIST
+/// images are 31 MB of logits. Data kinds with larger outputs bound it themselves
+/// ([`crate::modality::DataKind::rows_per_call`]).
+pub const ROWS_PER_CALL: usize = 10_000;
 
-/// Importance-sampled log p(x) per row of `x` (nats), with `samples` draws
-/// z_k ~ q(z|x) per image: logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)]
-/// - log K, the density ratio from [`Vae::draw`] (for vMF: vmf-core's log C_d).
+/// Importance-sampled log p(x) per example of `batches` (nats, in order), with
+/// `samples` draws z_k ~ q(z|x) per example: logsumexp_k [log p(x|z_k) + log p(z_k) -
+/// log q(z_k|x)] - log K, the density ratio from [`vmf_model::PosteriorDraw`] (for
+/// vMF: vmf-core's log C_d).
 ///
-/// Deterministic for a given (seed, samples, rows of x). With the Gaussian loss,
+/// Deterministic for a given (seed, samples, batches). With the Gaussian pixel loss,
 /// log p(x|z) omits its constant -D/2 log(2 pi), so the figure is up to that constant.
-///
-/// # Shapes
-/// - `x`: `[n, features]` (already binarised if the model expects binary pixels)
-pub fn log_likelihood(
-    model: &Vae,
-    x: &Tensor<2>,
-    config: &TrainConfig,
+pub fn log_likelihood<M: VaeModel>(
+    model: &M,
+    batches: &[M::Batch],
+    rows_per_call: impl Fn(&M::Batch) -> usize,
     kappa: f64,
     samples: usize,
     seed: u64,
     device: &Device,
 ) -> Result<Vec<f64>, TrainError> {
-    let d = config.model.latent_dim;
-    let reparam = reparam_for(model, d, kappa, device)?;
+    let d = model.latent_dim();
+    let reparam = reparam_for(model.kind(), d, kappa, device)?;
     let samples = samples.max(1);
-    let chunk = samples.min(LL_ROWS_PER_CALL); // samples per call
-    let per_call = (LL_ROWS_PER_CALL / chunk).max(1); // images per call
-    let [n, features] = x.dims();
-    let mut out = Vec::with_capacity(n);
-    for (call, start) in (0..n).step_by(per_call).enumerate() {
-        let b = per_call.min(n - start);
-        let xb = x.clone().slice(start..start + b); // [b, features]
-        let posterior = model.posterior(xb.clone());
-        // Running logsumexp per image, in f64 on the host.
-        let mut acc = vec![f64::NEG_INFINITY; b];
-        let mut done = 0;
-        let mut part = 0u64;
-        while done < samples {
-            let k = chunk.min(samples - done);
-            let counter = ((call as u64) << 32) | part;
-            let x_rep = xb
-                .clone()
-                .unsqueeze_dim::<3>(1)
-                .repeat_dim(1, k)
-                .reshape([b * k, features]);
-            let noise = HostNoise::new(seed, "log-likelihood", counter).latent(b * k, d, device);
-            let draw = posterior.repeat_rows(k).draw(noise, reparam.as_ref()); // [b * k, d]
-            let log_ratio = draw.log_ratio();
-            let log_px =
-                reconstruction_per_example(config.model.loss, model.decode(draw.z), x_rep).neg();
-            let log_w = crate::output::read_back(log_px + log_ratio)?;
-            for (i, row) in log_w.chunks(k).enumerate() {
-                for &lw in row {
-                    acc[i] = log_add_exp(acc[i], f64::from(lw));
+    let mut out = Vec::new();
+    let mut call = 0u64;
+    for batch in batches {
+        let budget = rows_per_call(batch).max(1);
+        let chunk = samples.min(budget); // samples per call
+        let per_call = (budget / chunk).max(1); // examples per call
+        let n = batch.rows();
+        for start in (0..n).step_by(per_call) {
+            let b = per_call.min(n - start);
+            let xb = batch.slice_rows(start..start + b);
+            let posterior = model.posterior(&xb);
+            // Running logsumexp per example, in f64 on the host.
+            let mut acc = vec![f64::NEG_INFINITY; b];
+            let mut done = 0;
+            let mut part = 0u64;
+            while done < samples {
+                let k = chunk.min(samples - done);
+                let counter = (call << 32) | part;
+                let x_rep = xb.repeat_rows(k);
+                let noise =
+                    HostNoise::new(seed, "log-likelihood", counter).latent(b * k, d, device);
+                let draw = posterior.repeat_rows(k).draw(noise, reparam.as_ref()); // [b * k, d]
+                let log_ratio = draw.log_ratio();
+                let log_px = model.neg_log_likelihood(&x_rep, draw.z).neg();
+                let log_w = crate::output::read_back(log_px + log_ratio)?;
+                for (i, row) in log_w.chunks(k).enumerate() {
+                    for &lw in row {
+                        acc[i] = log_add_exp(acc[i], f64::from(lw));
+                    }
                 }
+                done += k;
+                part += 1;
             }
-            done += k;
-            part += 1;
+            out.extend(acc.into_iter().map(|a| a - (samples as f64).ln()));
+            call += 1;
         }
-        out.extend(acc.into_iter().map(|a| a - (samples as f64).ln()));
     }
     Ok(out)
 }
@@ -165,7 +197,7 @@ pub struct CheckpointEval {
     pub step: u64,
     /// kappa at that step (`None` for the Gaussian model).
     pub kappa: Option<f64>,
-    /// Test images evaluated.
+    /// Test examples evaluated (images, sentences).
     pub test_images: usize,
     /// Reconstruction, KL and ELBO.
     pub metrics: EvalMetrics,
@@ -177,51 +209,85 @@ pub struct CheckpointEval {
     pub log_likelihood: f64,
     /// Its standard error over the test images.
     pub log_likelihood_se: f64,
+    /// Text: exp(total NLL / total tokens) with the importance-sampled NLL (end tokens
+    /// counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<f64>,
 }
 
-/// The test inputs as the model sees them: with dynamic binarisation, one seeded
-/// Bernoulli draw for the whole evaluation (static binarisation is applied at load).
-pub fn test_inputs(test: &ImageSet, config: &TrainConfig, seed: u64, device: &Device) -> Tensor<2> {
-    let mut pixels = test.pixels.clone();
-    if config.data.pixels == PixelMode::DynamicBinary {
-        let mut noise = HostNoise::new(seed, "eval-binarisation", 0);
-        let rng = noise.rng();
-        pixels
-            .iter_mut()
-            .for_each(|p| *p = f32::from(u8::from(rng.random::<f32>() < *p)));
-    }
-    Tensor::from_data(TensorData::new(pixels, [test.len(), test.dim]), device)
-}
-
-/// Evaluates the checkpoint folder `path` of a run: its config comes from the run
-/// folder's `config.toml`, which must match the checkpoint's config hash.
+/// Evaluates the checkpoint folder `path` of a run on its test set: its config comes
+/// from the run folder's `config.toml`, which must match the checkpoint's config hash.
 pub fn evaluate_checkpoint(
     path: &Path,
     samples: usize,
     seed: u64,
     test_limit: Option<usize>,
 ) -> Result<CheckpointEval, TrainError> {
-    let device = Backend::default_compiled().device()?;
     let opened = checkpoint::open(path)?;
     let mut config = opened.config.clone();
     config.data.test_limit = test_limit.or(config.data.test_limit);
-    let splits = data::load(&config.data, config.seed)?;
-    let model = opened.model(splits.test.dim, &device)?;
-    let state = opened.state;
-    let x = test_inputs(&splits.test, &config, seed, &device);
-    let metrics = evaluate(&model, &x, &config, state.kappa, seed, &device)?;
-    let ll = log_likelihood(&model, &x, &config, state.kappa, samples, seed, &device)?;
-    let n = ll.len() as f64;
-    let mean = ll.iter().sum::<f64>() / n;
-    let var = ll.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    Ok(CheckpointEval {
-        step: state.step,
-        kappa: (config.model.kind == vmf_model::ModelKind::Vmf).then_some(state.kappa),
-        test_images: ll.len(),
-        metrics,
+    let work = EvalCheckpoint {
+        opened: &opened,
+        config: &config,
         samples,
         seed,
-        log_likelihood: mean,
-        log_likelihood_se: (var / n).sqrt(),
-    })
+    };
+    modality::dispatch(&config, work)
+}
+
+struct EvalCheckpoint<'a> {
+    opened: &'a Opened,
+    config: &'a crate::config::TrainConfig,
+    samples: usize,
+    seed: u64,
+}
+
+impl WithKind for EvalCheckpoint<'_> {
+    type Output = Result<CheckpointEval, TrainError>;
+
+    fn run<K: DataKind>(self) -> Self::Output {
+        let Self {
+            opened,
+            config,
+            samples,
+            seed,
+        } = self;
+        let device = Backend::default_compiled().device()?;
+        let kind = K::load(config)?;
+        let model = opened.load_model(kind.init_model(config, &device))?;
+        let state = &opened.state;
+        let x = kind
+            .eval_batches(Split::Test, seed, &device)
+            .expect("every data kind has a test split");
+        let per_call = |b: &_| kind.rows_per_call(b);
+        let cuts = EvalCuts {
+            max_rows: config.training.eval_batch_size,
+            rows_per_call: &per_call,
+            units: &K::units,
+        };
+        let mut metrics = evaluate(&model, &x, &cuts, state.kappa, seed, &device)?;
+        if K::LATENT_STATS {
+            let codes = collect_codes(&model, &x, cuts.max_rows, state.kappa, seed, &device)?;
+            let mean_w = match model.kind() {
+                ModelKind::Vmf => vmf_core::VmfStats::new(model.latent_dim(), state.kappa)?.mean_w,
+                ModelKind::Gaussian => 0.0,
+            };
+            metrics.latent = Some(latent_stats(model.kind(), &codes, state.kappa, mean_w));
+        }
+        let ll = log_likelihood(&model, &x, per_call, state.kappa, samples, seed, &device)?;
+        let n = ll.len() as f64;
+        let mean = ll.iter().sum::<f64>() / n;
+        let var = ll.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        Ok(CheckpointEval {
+            step: state.step,
+            kappa: (model.kind() == ModelKind::Vmf).then_some(state.kappa),
+            test_images: ll.len(),
+            metrics,
+            samples,
+            seed,
+            log_likelihood: mean,
+            log_likelihood_se: (var / n).sqrt(),
+            perplexity: K::PER_UNIT.then(|| (-mean / metrics.units_per_example).exp()),
+        })
+    }
 }

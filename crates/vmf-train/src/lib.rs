@@ -1,8 +1,9 @@
 //! # vmf-train
 //!
 //! Orchestration of vMF-VAE training: TOML configs ([`config`]), MNIST-style data
-//! ([`data`]), the kappa schedule ([`schedule`]), the loop ([`training`]),
-//! evaluation and the importance-sampled log-likelihood ([`evaluation`]),
+//! ([`data`]), the data kinds the loop trains ([`modality`]), the kappa schedule ([`schedule`]), the loop ([`training`]),
+//! evaluation and the importance-sampled log-likelihood ([`evaluation`]), latent
+//! usage: mutual information and active units ([`latent_stats`]),
 //! checkpoints ([`checkpoint`]), the data-parallel step ([`step`]), run outputs
 //! ([`output`]), CPU thread setup ([`cpu`]: denormals) and the backend choice
 //! ([`backend`], the only module that knows which backend runs).
@@ -15,6 +16,8 @@ pub mod curves;
 pub mod data;
 pub mod error;
 pub mod evaluation;
+pub mod latent_stats;
+pub mod modality;
 pub mod output;
 pub mod pictures;
 pub mod schedule;

@@ -9,10 +9,24 @@ use image::GrayImage;
 
 use crate::error::TrainError;
 
-/// Header of `metrics.csv` (training, one row per `log_every` steps).
-pub const TRAIN_HEADER: &str = "step,epoch,kappa,kl,loss,elbo,images_per_sec";
-/// Header of `eval.csv` (test set, one row per epoch).
-pub const EVAL_HEADER: &str = "step,epoch,kappa,kl,recon_sampled,recon_mean,elbo";
+/// Header of `metrics.csv` (training, one row per `log_every` steps); `examples`
+/// names the throughput column (`images` gives `images_per_sec`).
+pub fn train_header(examples: &str) -> String {
+    format!("step,epoch,kappa,kl,loss,elbo,{examples}_per_sec")
+}
+/// Header of `eval.csv` and `valid.csv` (one row per epoch): the ELBO-based
+/// perplexity for text (`per_unit`), mutual information and active units where the
+/// data kind reports them (`latent`).
+pub fn eval_header(per_unit: bool, latent: bool) -> String {
+    let mut h = "step,epoch,kappa,kl,recon_sampled,recon_mean,elbo".to_string();
+    if per_unit {
+        h += ",ppl_elbo";
+    }
+    if latent {
+        h += ",mi,active_units,components_90";
+    }
+    h
+}
 
 /// Appends `row` to the CSV at `path`, writing `header` first if the file is new.
 pub fn append_csv(path: &Path, header: &str, row: &str) -> Result<(), TrainError> {

@@ -10,18 +10,20 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::{Rgb, RgbImage};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use vmf_model::{ModelKind, Vae};
+use vmf_model::{ImageVae, ModelKind, VaeModel};
 
 use crate::backend::Backend;
 use crate::checkpoint;
-use crate::data::{self, ImageSet};
+use crate::data::ImageSet;
 use crate::error::TrainError;
+use crate::modality::DataKind;
+use crate::modality::image::Images;
 use crate::output::{self, save_grid};
 use crate::seeds;
 
 /// A checkpoint's model with its test set, ready to draw.
 pub struct Pictures {
-    model: Vae,
+    model: ImageVae,
     dim: usize,
     test: ImageSet,
     device: Device,
@@ -40,12 +42,12 @@ impl Pictures {
     pub fn open(path: &Path) -> Result<Self, TrainError> {
         let device = Backend::default_compiled().device()?;
         let opened = checkpoint::open(path)?;
-        let splits = data::load(&opened.config.data, opened.config.seed)?;
-        let model = opened.model(splits.test.dim, &device)?;
+        let images = Images::load(&opened.config)?;
+        let model = opened.load_model(images.init_model(&opened.config, &device))?;
         Ok(Self {
             model,
             dim: opened.config.model.latent_dim,
-            test: splits.test,
+            test: images.splits().test.clone(),
             device,
         })
     }

@@ -21,8 +21,7 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
-use vmf_model::loss::reconstruction_per_example;
-use vmf_model::{LatentNoise, ReconLoss, Vae, VmfReparam};
+use vmf_model::{LatentNoise, VaeModel, VmfReparam};
 
 /// Rows of shard `k` of `shards` over `batch` rows (sizes differ by at most one).
 pub fn shard_rows(batch: usize, shards: usize, k: usize) -> Range<usize> {
@@ -32,16 +31,15 @@ pub fn shard_rows(batch: usize, shards: usize, k: usize) -> Range<usize> {
 /// The VAE objective over the rows `x`, in the form [`gradients`] takes: the sum of
 /// -log p(x|z) + beta KL (tracked) and the sums of [-log p(x|z), KL] (detached). The
 /// vMF KL is a constant of kappa: it shifts the objective, not the gradient.
-pub fn vae_sums(
-    model: &Vae,
-    x: Tensor<2>,
+pub fn vae_sums<M: VaeModel>(
+    model: &M,
+    x: &M::Batch,
     noise: LatentNoise,
     reparam: Option<&VmfReparam>,
-    loss: ReconLoss,
     beta: f64,
 ) -> (Tensor<1>, Tensor<1>) {
-    let draw = model.draw(x.clone(), noise, reparam);
-    let recon = reconstruction_per_example(loss, model.decode(draw.z), x).sum();
+    let draw = model.posterior(x).draw(noise, reparam);
+    let recon = model.neg_log_likelihood(x, draw.z).sum();
     let kl = draw.kl.sum();
     let objective = recon.clone() + kl.clone().mul_scalar(beta);
     (objective, Tensor::cat(vec![recon.detach(), kl.detach()], 0))
@@ -96,7 +94,7 @@ where
 mod tests {
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::{Device, Tensor};
-    use vmf_model::{ModelKind, VaeConfig};
+    use vmf_model::{ImageVae, ImageVaeConfig, ModelKind, ReconLoss, Rows};
 
     use super::*;
     use crate::seeds::HostNoise;
@@ -114,7 +112,7 @@ mod tests {
         }
     }
 
-    fn run(model: &Vae, shards: usize) -> (f32, Vec<Vec<f32>>) {
+    fn run(model: &ImageVae, shards: usize) -> (f32, Vec<Vec<f32>>) {
         let device = Device::flex().autodiff();
         let batch = 10;
         let mut noise = HostNoise::new(3, "test", 0);
@@ -122,9 +120,9 @@ mod tests {
         let latent = noise.latent(batch, 3, &device);
         let reparam = VmfReparam::new(3, 5.0, &device).unwrap();
         let (report, grads) = gradients(model, batch, shards, |m, rows| {
-            let xs = x.clone().slice(rows.clone());
+            let xs = x.slice_rows(rows.clone());
             let noise = latent.rows(rows);
-            vae_sums(m, xs, noise, Some(&reparam), ReconLoss::Bernoulli, 1.0)
+            vae_sums(m, &xs, noise, Some(&reparam), 1.0)
         });
         let mut c = Collect(&grads, vec![]);
         model.visit(&mut c);
@@ -152,11 +150,12 @@ mod tests {
     fn check_shards(kind: ModelKind) {
         let device = Device::flex().autodiff();
         device.seed(1);
-        let model = VaeConfig {
+        let model = ImageVaeConfig {
             kind,
             input_dim: 12,
             hidden: vec![6],
             latent_dim: 3,
+            loss: ReconLoss::Bernoulli,
         }
         .init(&device);
         let (loss1, g1) = run(&model, 1);

@@ -1,5 +1,7 @@
 //! The training loop: Adam on the reconstruction loss, kappa from the schedule,
-//! seeded counter-based randomness, metrics, images, checkpoints and exact resume.
+//! seeded counter-based randomness, metrics, checkpoints and exact resume. It is
+//! written once for every data kind ([`crate::modality::DataKind`]): batches, model
+//! and per-epoch outputs come from the kind, and nothing here asks which it is.
 //!
 //! All randomness is drawn on the host from counter-based seeds ([`crate::seeds`]),
 //! so a run is bit-reproducible, resumes exactly, and gives the same trajectory on
@@ -11,20 +13,18 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::AdamConfig;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use vmf_model::{Vae, VmfReparam};
+use vmf_model::{Rows, VaeModel, VmfReparam};
 
 use crate::backend::{self, Backend};
 use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, TrainState};
-use crate::config::{PixelMode, TrainConfig};
-use crate::data::{self, ImageSet};
+use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::evaluation::{EvalMetrics, evaluate, test_inputs};
-use crate::output::{self, EVAL_HEADER, TRAIN_HEADER};
+use crate::evaluation::{EvalCuts, EvalMetrics, evaluate};
+use crate::latent_stats::{collect_codes, latent_stats};
+use crate::modality::{self, DataKind, Split, WithKind};
+use crate::output;
 use crate::seeds;
 use crate::seeds::HostNoise;
 use crate::step;
@@ -66,26 +66,10 @@ pub struct TrainSummary {
     pub last_checkpoint: Option<PathBuf>,
     /// The checkpoint with the best validation ELBO (with `data.validation`).
     pub best_checkpoint: Option<PathBuf>,
-    /// Training throughput over the run (images per second, steps only).
-    pub images_per_sec: f64,
-}
-
-/// Moves the pixels of `set` to `device` (the host copy is not kept: 188 MB for
-/// MNIST's training set); labels and shape stay.
-fn upload(set: &mut ImageSet, device: &Device) -> Tensor<2> {
-    let pixels = std::mem::take(&mut set.pixels);
-    Tensor::from_data(TensorData::new(pixels, [set.len(), set.dim]), device)
-}
-
-/// The order of epoch `epoch` (a pure function of seed and epoch).
-fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<i32> {
-    let mut order: Vec<i32> = (0..n as i32).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seeds::derive(
-        seed,
-        "data-order",
-        epoch as u64,
-    )));
-    order
+    /// Training throughput over the run (units per second, steps only).
+    pub units_per_sec: f64,
+    /// What throughput counts (`images`, `tokens`).
+    pub units: &'static str,
 }
 
 /// Trains as configured; see the README for the run folder's contents.
@@ -94,19 +78,39 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         file: "(in memory)".into(),
         message,
     })?;
+    modality::dispatch(config, Train { config, opts })
+}
+
+struct Train<'a> {
+    config: &'a TrainConfig,
+    opts: &'a TrainOptions,
+}
+
+impl WithKind for Train<'_> {
+    type Output = Result<TrainSummary, TrainError>;
+
+    fn run<K: DataKind>(self) -> Self::Output {
+        train_kind::<K>(self.config, self.opts)
+    }
+}
+
+/// The loop, for data kind `K`.
+fn train_kind<K: DataKind>(
+    config: &TrainConfig,
+    opts: &TrainOptions,
+) -> Result<TrainSummary, TrainError> {
     let run_dir = config.run_dir.clone();
     let backend = opts.backend.unwrap_or_else(Backend::default_compiled);
     let device = backend.device()?;
     let ad = device.clone().autodiff();
     eprintln!("{}", backend::describe(backend, &device));
 
-    let mut splits = data::load(&config.data, config.seed)?;
+    let mut kind = K::load(config)?;
 
     let d = config.model.latent_dim;
-    let model_cfg = config.vae_config(splits.train.dim);
     // Initialised on the host device from the seed, then moved: the same initial
     // weights on every backend.
-    let mut model: Vae = {
+    let mut model: K::Model = {
         // Burn's initialisers draw from the device RNG, one stream per device and
         // process: hold it while seeding and drawing, against concurrent runs.
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -115,10 +119,12 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         init_device.seed(seeds::derive(config.seed, "init", 0));
         // Parameters initialise lazily (a to_device would move the initialiser, not
         // the values): take the record to draw them here, then load it on `ad`.
-        let record = model_cfg.init(&init_device).into_record();
-        model_cfg.init(&ad).try_load_record(record).map_err(|e| {
-            TrainError::Backend(format!("moving the initial weights to {backend}: {e}"))
-        })?
+        let record = kind.init_model(config, &init_device).into_record();
+        kind.init_model(config, &ad)
+            .try_load_record(record)
+            .map_err(|e| {
+                TrainError::Backend(format!("moving the initial weights to {backend}: {e}"))
+            })?
     };
     let o = &config.optimizer;
     let adam = AdamConfig::new()
@@ -201,18 +207,30 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     }
 
     // Written only now: a refused resume must leave the run's own config in place.
-    fs::create_dir_all(run_dir.join("images")).map_err(TrainError::io("creating", &run_dir))?;
+    kind.check_run_folder(&run_dir, last_checkpoint.is_some())?;
+    fs::create_dir_all(&run_dir).map_err(TrainError::io("creating", &run_dir))?;
     let cfg_path = run_dir.join("config.toml");
     fs::write(&cfg_path, config.to_toml()).map_err(TrainError::io("writing", &cfg_path))?;
 
-    let train_x = upload(&mut splits.train, &ad);
-    let test_x = test_inputs(&splits.test, config, config.seed, &device);
-    let valid_x = splits
-        .valid
-        .as_ref()
-        .map(|v| test_inputs(v, config, seeds::derive(config.seed, "valid", 0), &device));
-    let batch = config.training.batch_size;
-    let per_epoch = splits.train.len() / batch;
+    kind.upload_training(&ad);
+    let test_x = kind
+        .eval_batches(Split::Test, config.seed, &device)
+        .expect("every data kind has a test split");
+    let valid_x = kind.eval_batches(
+        Split::Validation,
+        seeds::derive(config.seed, "valid", 0),
+        &device,
+    );
+    let eval_rows = config.training.eval_batch_size;
+    let per_call = |b: &_| kind.rows_per_call(b);
+    let cuts = EvalCuts {
+        max_rows: eval_rows,
+        rows_per_call: &per_call,
+        units: &K::units,
+    };
+    let train_header = output::train_header(K::UNITS);
+    let eval_header = output::eval_header(K::PER_UNIT, K::LATENT_STATS);
+    let valid_header = output::eval_header(K::PER_UNIT, false);
     let max_steps = config.training.max_steps.unwrap_or(u64::MAX);
     let stop_at = opts.stop_at_step.unwrap_or(u64::MAX).min(max_steps);
     // The vMF table (None for the Gaussian model).
@@ -225,15 +243,15 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
 
     // Sums of [reconstruction, KL] per step, read back every log_every steps.
     let mut window = Tensor::<1>::zeros([2], &ad);
-    let mut window_steps = 0u64;
+    let (mut window_steps, mut window_examples) = (0u64, 0u64);
     let mut window_start = Instant::now();
-    let (mut trained_images, mut train_secs) = (0u64, 0.0f64);
+    let (mut trained_examples, mut train_secs) = (0u64, 0.0f64);
     let mut last_loss = None;
     let mut last_ips = 0.0;
     let mut last_kl = f64::NAN;
     let mut last_eval = None;
 
-    let save = |model: &Vae, optim: &burn::optim::ModuleOptimizer, state: &TrainState| {
+    let save = |model: &K::Model, optim: &burn::optim::ModuleOptimizer, state: &TrainState| {
         checkpoint::save(&run_dir, state.clone(), config.checkpoint.keep, |tmp| {
             model
                 .clone()
@@ -252,8 +270,8 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
     let patience = config.training.patience;
     let stopped_early = |st: &TrainState| patience > 0 && st.epochs_since_best >= patience;
     'epochs: while state.epoch < epochs && state.step < stop_at && !stopped_early(&state) {
-        let order = epoch_order(config.seed, state.epoch, splits.train.len());
-        let order = Tensor::<1, Int>::from_data(TensorData::new(order, [splits.train.len()]), &ad);
+        let plan = kind.epoch(config.seed, state.epoch, &ad);
+        let per_epoch = K::batches(&plan);
         let bar = progress_bar(opts.progress, per_epoch, state.epoch);
         bar.set_position(state.batch_in_epoch as u64);
         while state.batch_in_epoch < per_epoch {
@@ -271,25 +289,21 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 _ => 0.0,
             };
             let beta = config.kl_weight(state.step);
-            let b = state.batch_in_epoch;
-            let idx = order.clone().slice(b * batch..(b + 1) * batch);
-            let mut x = train_x.clone().select(0, idx); // [batch, pixels]
-            if config.data.pixels == PixelMode::DynamicBinary {
-                x = noise.uniform(x.dims(), &ad).lower(x).float();
-            }
-            let latent = noise.latent(batch, d, &ad);
-            let (sums, grads) =
-                step::gradients(&model, batch, config.training.shards, |m, rows| {
-                    let xs = x.clone().slice(rows.clone());
-                    let noise = latent.rows(rows);
-                    step::vae_sums(m, xs, noise, reparam.as_ref(), config.model.loss, beta)
-                });
+            let x = kind.train_batch(&plan, state.batch_in_epoch, &mut noise, &ad);
+            let rows = x.rows();
+            let latent = noise.latent(rows, d, &ad);
+            let shards = config.training.shards.min(rows);
+            let (sums, grads) = step::gradients(&model, rows, shards, |m, part| {
+                let xs = x.slice_rows(part.clone());
+                step::vae_sums(m, &xs, latent.rows(part), reparam.as_ref(), beta)
+            });
             window = window + sums;
             model = optim.step(o.lr, model, grads);
             state.step += 1;
             state.batch_in_epoch += 1;
             state.kappa = kappa;
             window_steps += 1;
+            window_examples += K::units(&x) as u64;
 
             let checkpoint_due = config.checkpoint.every_steps > 0
                 && state.step.is_multiple_of(config.checkpoint.every_steps);
@@ -308,13 +322,13 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 }
                 let kl = f64::from(kl);
                 let secs = window_start.elapsed().as_secs_f64();
-                let ips = (window_steps as usize * batch) as f64 / secs.max(1e-9);
-                trained_images += window_steps * batch as u64;
+                let ips = window_examples as f64 / secs.max(1e-9);
+                trained_examples += window_examples;
                 train_secs += secs;
                 let kappa_txt = kappa_column(reparam.is_some(), kappa);
                 output::append_csv(
                     &run_dir.join("metrics.csv"),
-                    TRAIN_HEADER,
+                    &train_header,
                     &format!(
                         "{},{},{kappa_txt},{kl},{mean},{},{ips:.1}",
                         state.step,
@@ -326,7 +340,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 last_kl = kl;
                 last_ips = ips;
                 window = Tensor::<1>::zeros([2], &ad);
-                window_steps = 0;
+                (window_steps, window_examples) = (0, 0);
                 window_start = Instant::now();
             }
             // The vMF KL is a host constant, shown every step at no device cost; the
@@ -335,8 +349,9 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 let kl = reparam.as_ref().map_or(last_kl, |r| r.stats().kl);
                 let loss_txt = last_loss.map_or("-".into(), |l| format!("{l:.2}"));
                 bar.set_message(format!(
-                    "loss {loss_txt} {} KL {kl:.3} {last_ips:.0} img/s",
-                    setting(reparam.is_some(), kappa, beta)
+                    "loss {loss_txt} {} KL {kl:.3} {last_ips:.0} {}/s",
+                    setting(reparam.is_some(), kappa, beta),
+                    K::UNITS
                 ));
             }
             bar.inc(1);
@@ -350,40 +365,63 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         let eval_model = model.valid();
         let kappa_txt = kappa_column(reparam.is_some(), state.kappa);
         let row = |m: &EvalMetrics| {
-            format!(
+            let mut r = format!(
                 "{},{},{kappa_txt},{},{},{},{}",
                 state.step, state.epoch, m.kl, m.recon_sampled, m.recon_mean, m.elbo
-            )
+            );
+            if K::PER_UNIT {
+                r += &format!(",{}", m.elbo_perplexity());
+            }
+            if let Some(l) = &m.latent {
+                r += &format!(
+                    ",{},{},{}",
+                    l.mutual_information, l.active_units, l.components_90
+                );
+            }
+            r
         };
-        let metrics = evaluate(
+        let mut metrics = evaluate(
             &eval_model,
             &test_x,
-            config,
+            &cuts,
             state.kappa,
             seeds::derive(config.seed, "eval", state.epoch as u64),
             &device,
         )?;
-        output::append_csv(&run_dir.join("eval.csv"), EVAL_HEADER, &row(&metrics))?;
+        if K::LATENT_STATS {
+            let codes = collect_codes(
+                &eval_model,
+                &test_x,
+                eval_rows,
+                state.kappa,
+                seeds::derive(config.seed, "latent-stats", state.epoch as u64),
+                &device,
+            )?;
+            let mean_w = reparam.as_ref().map_or(0.0, |r| r.stats().mean_w);
+            metrics.latent = Some(latent_stats(eval_model.kind(), &codes, state.kappa, mean_w));
+        }
+        output::append_csv(&run_dir.join("eval.csv"), &eval_header, &row(&metrics))?;
         eprintln!(
             "epoch {} step {}: test recon {:.3} (at the posterior's location {:.3}), KL {:.3}, \
-             ELBO {:.3}",
+             ELBO {:.3}{}",
             state.epoch,
             state.step,
             metrics.recon_sampled,
             metrics.recon_mean,
             metrics.kl,
-            metrics.elbo
+            metrics.elbo,
+            extras(&metrics, K::PER_UNIT)
         );
         if let Some(valid_x) = &valid_x {
             let v = evaluate(
                 &eval_model,
                 valid_x,
-                config,
+                &cuts,
                 state.kappa,
                 seeds::derive(config.seed, "eval-valid", state.epoch as u64),
                 &device,
             )?;
-            output::append_csv(&run_dir.join("valid.csv"), EVAL_HEADER, &row(&v))?;
+            output::append_csv(&run_dir.join("valid.csv"), &valid_header, &row(&v))?;
             if state.best_valid_elbo.is_none_or(|best| v.elbo > best) {
                 state.best_valid_elbo = Some(v.elbo);
                 state.best_step = Some(state.step); // the checkpoint saved below
@@ -398,9 +436,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
                 state.best_step.unwrap_or(0)
             );
         }
-        if config.training.images {
-            write_images(&eval_model, &splits.test, config, state.epoch, &device)?;
-        }
+        kind.epoch_outputs(&eval_model, config, state.epoch, &device)?;
         last_eval = Some(metrics);
         last_checkpoint = Some(save(&model, &optim, &state)?);
         window_start = Instant::now();
@@ -422,8 +458,24 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, 
         best_checkpoint: state
             .best_step
             .map(|s| checkpoint::dir(&run_dir).join(checkpoint::folder_name(s))),
-        images_per_sec: trained_images as f64 / train_secs.max(1e-9),
+        units_per_sec: trained_examples as f64 / train_secs.max(1e-9),
+        units: K::UNITS,
     })
+}
+
+/// The text kinds' extra figures for the log line.
+fn extras(m: &EvalMetrics, per_unit: bool) -> String {
+    let mut s = String::new();
+    if per_unit {
+        s += &format!(", perplexity (ELBO) {:.2}", m.elbo_perplexity());
+    }
+    if let Some(l) = &m.latent {
+        s += &format!(
+            ", MI {:.3}, active units {} (90% of the variance in {})",
+            l.mutual_information, l.active_units, l.components_90
+        );
+    }
+    s
 }
 
 /// The kappa column of the CSV files: empty for the Gaussian model, which has none.
@@ -471,46 +523,4 @@ fn progress_bar(show: bool, len: usize, epoch: usize) -> ProgressBar {
     );
     bar.set_prefix((epoch + 1).to_string());
     bar
-}
-
-/// `images/recon-epoch-E.png` (test images over their reconstructions at the
-/// posterior's location) and `images/samples-epoch-E.png` (decoded prior samples).
-fn write_images(
-    model: &Vae,
-    test: &ImageSet,
-    config: &TrainConfig,
-    epoch: usize,
-    device: &Device,
-) -> Result<(), TrainError> {
-    use burn::tensor::activation::sigmoid;
-    let dir = config.run_dir.join("images");
-    let k = 10.min(test.len());
-    let x = Tensor::<2>::from_data(
-        TensorData::new(test.pixels[..k * test.dim].to_vec(), [k, test.dim]),
-        device,
-    );
-    let recon = sigmoid(model.decode(model.locate(x.clone())));
-    let mut grid = output::rows(x)?;
-    grid.extend(output::rows(recon)?);
-    output::save_grid(
-        &dir.join(format!("recon-epoch-{epoch:03}.png")),
-        &grid,
-        test.shape,
-        k,
-    )?;
-
-    let d = config.model.latent_dim;
-    let mut rng = StdRng::seed_from_u64(seeds::derive(config.seed, "prior-samples", 0));
-    let z: Vec<f32> = (0..100)
-        .flat_map(|_| model.kind().prior_sample(&mut rng, d))
-        .map(|v| v as f32)
-        .collect();
-    let z = Tensor::<2>::from_data(TensorData::new(z, [100, d]), device);
-    let samples = output::rows(sigmoid(model.decode(z)))?;
-    output::save_grid(
-        &dir.join(format!("samples-epoch-{epoch:03}.png")),
-        &samples,
-        test.shape,
-        10,
-    )
 }

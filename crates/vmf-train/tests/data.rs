@@ -75,6 +75,10 @@ fn config(dir: &Path) -> DataConfig {
         train_limit: None,
         test_limit: None,
         validation: 0,
+        vocab_size: None,
+        min_count: None,
+        max_length: None,
+        long_sentences: None,
     }
 }
 

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             .join(format!("eval-k{}-seed{}.json", e.samples, e.seed));
         std::fs::write(&out, serde_json::to_string_pretty(&e)? + "\n")?;
         println!(
-            "| metric (nats per image, {} test images) | value |",
+            "| metric (nats per example, {} test examples) | value |",
             e.test_images
         );
         println!("|---|---|");
@@ -59,6 +59,22 @@ fn main() -> ExitCode {
             "| log p(x), K = {} | {:.3} +- {:.3} |",
             e.samples, e.log_likelihood, e.log_likelihood_se
         );
+        if let Some(ppl) = e.perplexity {
+            println!(
+                "| perplexity, importance-sampled (ELBO-based) | {ppl:.2} ({:.2}) |",
+                e.metrics.elbo_perplexity()
+            );
+        }
+        if let Some(l) = &e.metrics.latent {
+            println!(
+                "| mutual information I(x; z) | {:.3} |",
+                l.mutual_information
+            );
+            println!(
+                "| active units (90% of the variance in) | {} ({}) |",
+                l.active_units, l.components_90
+            );
+        }
         eprintln!("wrote {}", out.display());
         Ok(())
     };

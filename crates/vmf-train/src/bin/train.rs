@@ -59,16 +59,14 @@ fn main() -> ExitCode {
         // After the line above: it builds rayon's worker threads.
         eprintln!("{}", vmf_train::cpu::flush_denormals());
         let s = train(&config, &opts)?;
-        println!(
-            "{}",
-            serde_json::json!({
-                "steps": s.steps,
-                "test": s.last_eval,
-                "images_per_sec": s.images_per_sec,
-                "peak_rss_mib": peak_rss_mib(),
-                "best_checkpoint": s.best_checkpoint,
-            })
-        );
+        let mut summary = serde_json::json!({
+            "steps": s.steps,
+            "test": s.last_eval,
+            "peak_rss_mib": peak_rss_mib(),
+            "best_checkpoint": s.best_checkpoint,
+        });
+        summary[format!("{}_per_sec", s.units)] = s.units_per_sec.into();
+        println!("{summary}");
         Ok(())
     };
     vmf_train::error::exit_code(run())

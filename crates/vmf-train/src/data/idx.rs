@@ -1,4 +1,4 @@
-//! Datasets: a validating IDX reader (raw or gzip) and the in-memory image sets of
+//! Images: a validating IDX reader (raw or gzip) and the in-memory image sets of
 //! MNIST and Fashion-MNIST, with burn-dataset's [`Dataset`] trait.
 
 use std::io::Read;
@@ -160,18 +160,24 @@ pub struct Splits {
     pub test: ImageSet,
 }
 
-/// Where a dataset lives by default.
+/// Where a dataset lives by default: `datasets/<name>` of this repository (MNIST,
+/// the Penn Treebank), or Debian's folder (Fashion-MNIST); `data.dir` for own text.
 pub fn default_dir(kind: DatasetKind) -> PathBuf {
-    match kind {
-        DatasetKind::Mnist => {
-            let local = Path::new("datasets/mnist");
-            if local.exists() {
-                local.to_path_buf()
-            } else {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/mnist")
-            }
+    let shipped = |name: &str| {
+        let local = Path::new("datasets").join(name);
+        if local.exists() {
+            local
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../datasets")
+                .join(name)
         }
+    };
+    match kind {
+        DatasetKind::Mnist => shipped("mnist"),
+        DatasetKind::Ptb => shipped("ptb"),
         DatasetKind::FashionMnist => PathBuf::from("/usr/share/datasets/fashion-mnist"),
+        DatasetKind::Text => PathBuf::from("."),
     }
 }
 
@@ -243,13 +249,19 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, TrainError> {
         .dir
         .clone()
         .unwrap_or_else(|| default_dir(config.dataset));
+    if config.dataset.is_text() {
+        return Err(TrainError::Data {
+            file: dir,
+            message: "holds sentences, not images: this tool works on image data sets".into(),
+        });
+    }
     if !dir.is_dir() {
         let hint = match config.dataset {
-            DatasetKind::Mnist => {
-                "the MNIST files ship in datasets/mnist of this repository; set data.dir to that folder"
-            }
             DatasetKind::FashionMnist => {
                 "install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or set data.dir"
+            }
+            _ => {
+                "the MNIST files ship in datasets/mnist of this repository; set data.dir to that folder"
             }
         };
         return Err(TrainError::Data {

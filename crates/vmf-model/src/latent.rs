@@ -1,18 +1,21 @@
-//! Either model kind behind one interface: the vMF-VAE (the default) or the
-//! Gaussian-VAE baseline. Training, evaluation and pictures use only this, so they
-//! never need to know which posterior and prior are in play.
+//! The latent families, shared by every data kind: the vMF posterior on the sphere
+//! with a uniform prior (the default) or the Gaussian baseline with a standard normal
+//! prior. An encoder of any data kind ends in a head of [`ModelKind::head_width`]
+//! features, which [`ModelKind::posterior`] turns into q(z | x); training, evaluation
+//! and pictures then use only [`Posterior`] and [`PosteriorDraw`], so they never need
+//! to know which posterior and prior are in play.
 
-use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use rand::{Rng, RngExt};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::gaussian::{
-    GaussianVae, GaussianVaeConfig, gaussian_kl, gaussian_log_ratio, gaussian_sample,
-};
+use crate::gaussian::{gaussian_kl, gaussian_log_ratio, gaussian_sample};
 use crate::reparam::{LatentNoise, VmfReparam};
-use crate::vae::{VmfVae, VmfVaeConfig};
+use crate::vae::Rows;
+
+/// Rows with a norm below this are not rescaled further (keeps mu finite for a zero row).
+const NORM_EPS: f64 = 1e-12;
 
 /// Which posterior and prior.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +34,36 @@ impl ModelKind {
         self == Self::Vmf
     }
 
+    /// Features of the encoder head that parameterise q(z | x) in dimension `d`: mu
+    /// before normalisation (d) or mean and log-variance (2 d).
+    pub fn head_width(self, d: usize) -> usize {
+        match self {
+            Self::Vmf => d,
+            Self::Gaussian => 2 * d,
+        }
+    }
+
+    /// q(z | x) from the encoder head's output: mu = h / |h| for vMF; for the
+    /// Gaussian the first d columns are the mean, the last d the log-variance.
+    ///
+    /// # Shapes
+    /// - `h`: `[batch, head_width(d)]`
+    pub fn posterior(self, h: Tensor<2>) -> Posterior {
+        match self {
+            Self::Vmf => Posterior::Vmf {
+                mu: l2_normalise(h),
+            },
+            Self::Gaussian => {
+                let [batch, two_d] = h.dims();
+                let d = two_d / 2;
+                Posterior::Gaussian {
+                    mean: h.clone().slice([0..batch, 0..d]),
+                    logvar: h.slice([0..batch, d..two_d]),
+                }
+            }
+        }
+    }
+
     /// One draw from the prior p(z), in f64 on the host.
     pub fn prior_sample<R: Rng + ?Sized>(self, rng: &mut R, d: usize) -> Vec<f64> {
         match self {
@@ -38,39 +71,6 @@ impl ModelKind {
             Self::Gaussian => (0..d).map(|_| rng.sample(StandardNormal)).collect(),
         }
     }
-}
-
-/// Builds a [`Vae`] of either kind with MLP encoder and decoder.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VaeConfig {
-    /// Which model.
-    pub kind: ModelKind,
-    /// Input features (784 for MNIST).
-    pub input_dim: usize,
-    /// Hidden layer sizes of the encoder; the decoder uses them reversed.
-    pub hidden: Vec<usize>,
-    /// Latent dimension d (ambient dimension of the sphere for vMF).
-    pub latent_dim: usize,
-}
-
-impl VaeConfig {
-    /// Builds the model on `device`.
-    pub fn init(&self, device: &Device) -> Vae {
-        let (i, h, d) = (self.input_dim, self.hidden.clone(), self.latent_dim);
-        match self.kind {
-            ModelKind::Vmf => Vae::Vmf(VmfVaeConfig::new(i, h, d).init(device)),
-            ModelKind::Gaussian => Vae::Gaussian(GaussianVaeConfig::new(i, h, d).init(device)),
-        }
-    }
-}
-
-/// A VAE of either kind; see [`VaeConfig`].
-#[derive(Module, Debug)]
-pub enum Vae {
-    /// The vMF-VAE.
-    Vmf(VmfVae),
-    /// The Gaussian-VAE baseline.
-    Gaussian(GaussianVae),
 }
 
 /// q(z | x) for a batch: its parameters per row.
@@ -138,11 +138,6 @@ impl PosteriorDraw {
     }
 }
 
-fn repeat_rows(t: Tensor<2>, k: usize) -> Tensor<2> {
-    let [b, d] = t.dims();
-    t.unsqueeze_dim::<3>(1).repeat_dim(1, k).reshape([b * k, d])
-}
-
 impl Posterior {
     /// The location: mu or the mean, `[batch, d]`.
     pub fn location(&self) -> Tensor<2> {
@@ -157,11 +152,11 @@ impl Posterior {
     pub fn repeat_rows(&self, k: usize) -> Self {
         match self {
             Self::Vmf { mu } => Self::Vmf {
-                mu: repeat_rows(mu.clone(), k),
+                mu: mu.repeat_rows(k),
             },
             Self::Gaussian { mean, logvar } => Self::Gaussian {
-                mean: repeat_rows(mean.clone(), k),
-                logvar: repeat_rows(logvar.clone(), k),
+                mean: mean.repeat_rows(k),
+                logvar: logvar.repeat_rows(k),
             },
         }
     }
@@ -206,55 +201,16 @@ impl Posterior {
     }
 }
 
-impl Vae {
-    /// Which kind this is.
-    pub fn kind(&self) -> ModelKind {
-        match self {
-            Self::Vmf(_) => ModelKind::Vmf,
-            Self::Gaussian(_) => ModelKind::Gaussian,
-        }
-    }
-
-    /// q(z | x) for the rows of `x` (`[batch, input_dim]`).
-    pub fn posterior(&self, x: Tensor<2>) -> Posterior {
-        match self {
-            Self::Vmf(m) => Posterior::Vmf { mu: m.encode(x) },
-            Self::Gaussian(m) => {
-                let (mean, logvar) = m.encode(x);
-                Posterior::Gaussian { mean, logvar }
-            }
-        }
-    }
-
-    /// The posterior's location: mu(x) (unit rows) or the mean.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, input_dim]` -> `[batch, d]`
-    pub fn locate(&self, x: Tensor<2>) -> Tensor<2> {
-        self.posterior(x).location()
-    }
-
-    /// Decoder logits for latents `z`.
-    ///
-    /// # Shapes
-    /// - `z`: `[batch, d]` -> `[batch, input_dim]`
-    pub fn decode(&self, z: Tensor<2>) -> Tensor<2> {
-        match self {
-            Self::Vmf(m) => m.decode(z),
-            Self::Gaussian(m) => m.decode(z),
-        }
-    }
-
-    /// Encodes `x` and draws z ~ q(z | x): [`Posterior::draw`] of [`Vae::posterior`].
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, input_dim]`; noise `u`: `[batch]`, `e`: `[batch, d]`
-    pub fn draw(
-        &self,
-        x: Tensor<2>,
-        noise: LatentNoise,
-        reparam: Option<&VmfReparam>,
-    ) -> PosteriorDraw {
-        self.posterior(x).draw(noise, reparam)
-    }
+/// Divides each row by its L2 norm (Burn has no normalise op).
+///
+/// # Shapes
+/// - `x`: `[batch, d]` -> `[batch, d]`
+pub fn l2_normalise(x: Tensor<2>) -> Tensor<2> {
+    let norm = x
+        .clone()
+        .powi_scalar(2)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(NORM_EPS); // [batch, 1]
+    x / norm
 }

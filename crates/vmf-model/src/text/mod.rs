@@ -1,0 +1,371 @@
+//! The text data kind's modules: a sentence VAE with a recurrent encoder whose final
+//! state parameterises q(z | x) and an autoregressive decoder conditioned on z, as in
+//! Xu & Durrett (2018): z sets the decoder's initial state and joins the input of
+//! every step; teacher forcing; softmax over the vocabulary.
+
+pub mod rnn;
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::tensor::activation::{log_softmax, softmax, tanh};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::{Rng, RngExt};
+
+use crate::latent::{ModelKind, Posterior};
+use crate::vae::{Rows, VaeModel};
+pub use rnn::{Cell, Rnn, RnnConfig, RnnState};
+
+/// Id of the padding token: positions after a sentence's end.
+pub const PAD_ID: u32 = 0;
+/// Id of the begin token: the decoder's first input.
+pub const BOS_ID: u32 = 1;
+/// Id of the end token: the decoder's last target.
+pub const EOS_ID: u32 = 2;
+/// Id of the unknown token: words outside the vocabulary and dropped decoder inputs.
+pub const UNK_ID: u32 = 3;
+
+/// A batch of sentences, padded to its longest (L words), on the device.
+#[derive(Debug, Clone)]
+pub struct TextBatch {
+    /// Encoder input, the words: `[batch, L]`, [`PAD_ID`] after each sentence.
+    pub words: Tensor<2, Int>,
+    /// Position of each sentence's last word (its length - 1): `[batch]`.
+    pub last: Tensor<1, Int>,
+    /// Decoder input: begin token, then the words (some replaced by [`UNK_ID`] under
+    /// word dropout): `[batch, L + 1]`.
+    pub inputs: Tensor<2, Int>,
+    /// Decoder targets: the words, then the end token: `[batch, L + 1]`.
+    pub targets: Tensor<2, Int>,
+    /// 1 at the targets of the sentence, 0 at padding: `[batch, L + 1]`.
+    pub mask: Tensor<2>,
+    /// Words per sentence, on the host (the targets per row are one more).
+    pub lengths: Vec<usize>,
+}
+
+impl TextBatch {
+    /// The batch of `sentences` (word ids, no begin or end token, each at least one
+    /// word). `drop(row, position)` says whether the decoder input word at that place
+    /// is replaced by the unknown token (word dropout); it is called once per word, in
+    /// row-major order.
+    pub fn new(
+        sentences: &[&[u32]],
+        mut drop: impl FnMut(usize, usize) -> bool,
+        device: &Device,
+    ) -> Self {
+        let b = sentences.len();
+        let l = sentences.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
+        let mut words = vec![PAD_ID as i32; b * l];
+        let mut last = vec![0i32; b];
+        let mut inputs = vec![PAD_ID as i32; b * (l + 1)];
+        let mut targets = vec![PAD_ID as i32; b * (l + 1)];
+        let mut mask = vec![0f32; b * (l + 1)];
+        for (r, s) in sentences.iter().enumerate() {
+            last[r] = s.len().max(1) as i32 - 1;
+            inputs[r * (l + 1)] = BOS_ID as i32;
+            for (t, &w) in s.iter().enumerate() {
+                words[r * l + t] = w as i32;
+                let dropped = drop(r, t);
+                inputs[r * (l + 1) + t + 1] = if dropped { UNK_ID } else { w } as i32;
+                targets[r * (l + 1) + t] = w as i32;
+            }
+            targets[r * (l + 1) + s.len()] = EOS_ID as i32;
+            mask[r * (l + 1)..r * (l + 1) + s.len() + 1].fill(1.0);
+        }
+        let int2 = |v: Vec<i32>, cols: usize| {
+            Tensor::<2, Int>::from_data(TensorData::new(v, [b, cols]), device)
+        };
+        Self {
+            words: int2(words, l),
+            last: Tensor::from_data(TensorData::new(last, [b]), device),
+            inputs: int2(inputs, l + 1),
+            targets: int2(targets, l + 1),
+            mask: Tensor::from_data(TensorData::new(mask, [b, l + 1]), device),
+            lengths: sentences.iter().map(|s| s.len()).collect(),
+        }
+    }
+
+    /// Tokens the decoder predicts: the words and one end token per sentence.
+    pub fn tokens(&self) -> usize {
+        self.lengths.iter().map(|l| l + 1).sum()
+    }
+}
+
+fn repeat_int(t: &Tensor<2, Int>, k: usize) -> Tensor<2, Int> {
+    let [b, l] = t.dims();
+    t.clone()
+        .unsqueeze_dim::<3>(1)
+        .repeat_dim(1, k)
+        .reshape([b * k, l])
+}
+
+impl Rows for TextBatch {
+    fn rows(&self) -> usize {
+        self.lengths.len()
+    }
+
+    fn slice_rows(&self, rows: std::ops::Range<usize>) -> Self {
+        Self {
+            words: self.words.clone().slice(rows.clone()),
+            last: self.last.clone().slice(rows.clone()),
+            inputs: self.inputs.clone().slice(rows.clone()),
+            targets: self.targets.clone().slice(rows.clone()),
+            mask: self.mask.clone().slice(rows.clone()),
+            lengths: self.lengths[rows].to_vec(),
+        }
+    }
+
+    fn repeat_rows(&self, k: usize) -> Self {
+        let b = self.rows();
+        Self {
+            words: repeat_int(&self.words, k),
+            last: self
+                .last
+                .clone()
+                .unsqueeze_dim::<2>(1)
+                .repeat_dim(1, k)
+                .reshape([b * k]),
+            inputs: repeat_int(&self.inputs, k),
+            targets: repeat_int(&self.targets, k),
+            mask: self.mask.repeat_rows(k),
+            lengths: self
+                .lengths
+                .iter()
+                .flat_map(|&l| std::iter::repeat_n(l, k))
+                .collect(),
+        }
+    }
+}
+
+/// Builds a [`TextVae`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextVaeConfig {
+    /// Which latent family.
+    pub kind: ModelKind,
+    /// Vocabulary size, the four special tokens included.
+    pub vocab: usize,
+    /// Word embedding size (shared by encoder and decoder).
+    pub embed_dim: usize,
+    /// Hidden size of the encoder and the decoder.
+    pub hidden: usize,
+    /// Latent dimension d (ambient dimension of the sphere for vMF).
+    pub latent_dim: usize,
+    /// LSTM or GRU.
+    pub cell: Cell,
+}
+
+impl TextVaeConfig {
+    /// Builds the model on `device`.
+    pub fn init(&self, device: &Device) -> TextVae {
+        let (h, d) = (self.hidden, self.latent_dim);
+        // The decoder's initial state from z: h0 (and c0 for the LSTM).
+        let states = match self.cell {
+            Cell::Lstm => 2 * h,
+            Cell::Gru => h,
+        };
+        let rnn = |d_input| {
+            RnnConfig {
+                cell: self.cell,
+                d_input,
+                d_hidden: h,
+            }
+            .init(device)
+        };
+        TextVae {
+            embedding: EmbeddingConfig::new(self.vocab, self.embed_dim).init(device),
+            encoder: rnn(self.embed_dim),
+            head: LinearConfig::new(h, self.kind.head_width(d)).init(device),
+            init_state: LinearConfig::new(d, states).init(device),
+            latent_input: LinearConfig::new(d, self.cell.gates() * h)
+                .with_bias(false)
+                .init(device),
+            decoder: rnn(self.embed_dim),
+            output: LinearConfig::new(h, self.vocab).init(device),
+            kind: self.kind,
+            latent_dim: d,
+        }
+    }
+}
+
+/// See [`TextVaeConfig`]. Its batches are [`TextBatch`]es.
+#[derive(Module, Debug)]
+pub struct TextVae {
+    embedding: Embedding,
+    encoder: Rnn,
+    head: Linear,
+    init_state: Linear,
+    /// z's share of every decoder step's input: [embedding; z] W = embedding W_e + z
+    /// W_z, with z W_z computed once per sentence instead of concatenating z to every
+    /// step.
+    latent_input: Linear,
+    decoder: Rnn,
+    output: Linear,
+    #[module(skip)]
+    kind: ModelKind,
+    #[module(skip)]
+    latent_dim: usize,
+}
+
+impl TextVae {
+    /// The encoder's hidden state after each sentence's last word: `[batch, hidden]`.
+    pub fn encode(&self, x: &TextBatch) -> Tensor<2> {
+        let [b, _] = x.words.dims();
+        let device = x.words.device();
+        let emb = self.embedding.forward(x.words.clone()); // [b, L, e]
+        let (out, _) = self
+            .encoder
+            .forward(emb, None, self.encoder.zero_state(b, &device)); // [b, L, h]
+        let h = self.encoder.d_hidden();
+        let idx = x.last.clone().reshape([b, 1, 1]).repeat_dim(2, h); // [b, 1, h]
+        out.gather(1, idx).reshape([b, h])
+    }
+
+    /// The decoder's state before the first word, and z's share of every step's input.
+    fn start(&self, z: Tensor<2>) -> (RnnState, Tensor<2>) {
+        let h = self.decoder.d_hidden();
+        let s = self.init_state.forward(z.clone());
+        let [b, _] = s.dims();
+        let state = match self.decoder.cell() {
+            Cell::Lstm => RnnState {
+                hidden: tanh(s.clone().slice([0..b, 0..h])),
+                cell: Some(s.slice([0..b, h..2 * h])),
+            },
+            Cell::Gru => RnnState {
+                hidden: tanh(s),
+                cell: None,
+            },
+        };
+        (state, self.latent_input.forward(z))
+    }
+
+    /// Teacher-forced decoder logits.
+    ///
+    /// # Shapes
+    /// - `inputs`: `[batch, T]`, `z`: `[batch, d]`
+    /// - returns `[batch, T, vocab]`
+    pub fn logits(&self, inputs: Tensor<2, Int>, z: Tensor<2>) -> Tensor<3> {
+        let (state, extra) = self.start(z);
+        let emb = self.embedding.forward(inputs);
+        let (out, _) = self.decoder.forward(emb, Some(extra), state);
+        self.output.forward(out)
+    }
+
+    /// Decodes each row of `z` word by word from the begin token, for at most
+    /// `max_words` words: greedily (`temperature` None) or sampling from the softmax
+    /// at that temperature with `rng`. Returns word ids up to (without) the end token.
+    pub fn generate<R: Rng + ?Sized>(
+        &self,
+        z: Tensor<2>,
+        max_words: usize,
+        temperature: Option<f64>,
+        rng: &mut R,
+    ) -> Vec<Vec<u32>> {
+        let [b, _] = z.dims();
+        let device = z.device();
+        let (mut state, extra) = self.start(z);
+        let mut tokens = vec![BOS_ID; b];
+        let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
+        let mut done = vec![false; b];
+        for _ in 0..=max_words {
+            let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, 1]), &device);
+            let emb = self
+                .embedding
+                .forward(ids)
+                .reshape([b, self.embedding_dim()]);
+            let p = self
+                .decoder
+                .project(emb.unsqueeze_dim(1), Some(extra.clone()));
+            let width = self.decoder.cell().gates() * self.decoder.d_hidden();
+            state = self.decoder.step(p.reshape([b, width]), state);
+            let logits = self.output.forward(state.hidden.clone()); // [b, vocab]
+            tokens = match temperature {
+                None => read_ids(logits.argmax(1).reshape([b])),
+                Some(t) => {
+                    let probs = read_f32(softmax(logits.div_scalar(t.max(1e-6)), 1));
+                    let v = probs.len() / b;
+                    probs
+                        .chunks(v)
+                        .map(|p| sample_index(p, rng.random::<f32>()) as u32)
+                        .collect()
+                }
+            };
+            for r in 0..b {
+                if done[r] {
+                    continue;
+                }
+                if tokens[r] == EOS_ID || out[r].len() == max_words {
+                    done[r] = true;
+                } else {
+                    out[r].push(tokens[r]);
+                }
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        out
+    }
+
+    fn embedding_dim(&self) -> usize {
+        self.embedding.weight.dims()[1]
+    }
+}
+
+fn read_ids(t: Tensor<1, Int>) -> Vec<u32> {
+    t.into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .expect("ids read back")
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
+}
+
+fn read_f32(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("floats read back")
+}
+
+/// The index where the running sum of `p` passes `u` (the last one if rounding
+/// leaves the sum short of `u`).
+fn sample_index(p: &[f32], u: f32) -> usize {
+    let mut acc = 0.0;
+    for (i, &pi) in p.iter().enumerate() {
+        acc += pi;
+        if u < acc {
+            return i;
+        }
+    }
+    p.len() - 1
+}
+
+impl VaeModel for TextVae {
+    type Batch = TextBatch;
+
+    fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
+
+    fn posterior(&self, x: &TextBatch) -> Posterior {
+        self.kind.posterior(self.head.forward(self.encode(x)))
+    }
+
+    /// Summed token cross-entropy over each sentence, end token included; padded
+    /// positions contribute nothing.
+    fn neg_log_likelihood(&self, x: &TextBatch, z: Tensor<2>) -> Tensor<1> {
+        let logp = log_softmax(self.logits(x.inputs.clone(), z), 2); // [b, T, vocab]
+        let picked = logp
+            .gather(2, x.targets.clone().unsqueeze_dim::<3>(2))
+            .squeeze_dim::<2>(2); // [b, T]
+        (picked * x.mask.clone())
+            .sum_dim(1)
+            .squeeze_dim::<1>(1)
+            .neg()
+    }
+}

@@ -1,0 +1,151 @@
+//! The sentence VAE's batches and loss: padding is invisible (loss and every gradient
+//! unchanged when the padded ids change), the loss is the summed token cross-entropy
+//! (checked against log-softmax written out in f64), and word dropout at 1 hides every
+//! decoder input word.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use vmf_model::text::{BOS_ID, Cell, EOS_ID, PAD_ID, UNK_ID};
+use vmf_model::{ModelKind, TextBatch, TextVae, TextVaeConfig, VaeModel};
+
+const VOCAB: usize = 12;
+
+fn model(cell: Cell, device: &Device) -> TextVae {
+    device.seed(3);
+    TextVaeConfig {
+        kind: ModelKind::Vmf,
+        vocab: VOCAB,
+        embed_dim: 6,
+        hidden: 8,
+        latent_dim: 3,
+        cell,
+    }
+    .init(device)
+}
+
+fn ints(t: &Tensor<2, Int>) -> Vec<i64> {
+    t.clone().into_data().convert::<i64>().try_to_vec().unwrap()
+}
+
+fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec().unwrap()
+}
+
+/// Every parameter's gradient, flattened, in visiting order.
+struct Grads<'a>(&'a GradientsParams, Vec<Vec<f32>>);
+
+impl ModuleVisitor for Grads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.0.get::<D>(param.id) {
+            self.1.push(floats(g));
+        }
+    }
+}
+
+/// Loss at z = mu and the gradients of every parameter.
+fn loss_and_grads(model: &TextVae, batch: &TextBatch) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let mu = model.posterior(batch).location();
+    let nll = model.neg_log_likelihood(batch, mu);
+    let values = floats(nll.clone());
+    let grads = GradientsParams::from_grads(nll.sum().backward(), model);
+    let mut g = Grads(&grads, vec![]);
+    model.visit(&mut g);
+    (values, g.1)
+}
+
+/// The same batch with every padded id replaced by `id`.
+fn repadded(batch: &TextBatch, id: i64) -> TextBatch {
+    let swap = |t: &Tensor<2, Int>| {
+        let [b, l] = t.dims();
+        let v: Vec<i64> = ints(t)
+            .into_iter()
+            .map(|x| if x == 0 { id } else { x })
+            .collect();
+        Tensor::<2, Int>::from_data(TensorData::new(v, [b, l]), &t.device())
+    };
+    TextBatch {
+        words: swap(&batch.words),
+        inputs: swap(&batch.inputs),
+        targets: swap(&batch.targets),
+        ..batch.clone()
+    }
+}
+
+#[test]
+fn padding_changes_neither_loss_nor_gradients() {
+    for cell in [Cell::Lstm, Cell::Gru] {
+        let device = Device::flex().autodiff();
+        let model = model(cell, &device);
+        let sentences: [&[u32]; 3] = [&[4, 5, 6, 7, 8], &[9], &[10, 11, 4]];
+        let batch = TextBatch::new(&sentences, |_, _| false, &device);
+        let (loss, grads) = loss_and_grads(&model, &batch);
+        for id in [7, 11] {
+            let (loss2, grads2) = loss_and_grads(&model, &repadded(&batch, id));
+            assert_eq!(loss, loss2, "{cell:?}: padding id {id} changed the loss");
+            assert_eq!(grads.len(), grads2.len());
+            for (a, b) in grads.iter().zip(&grads2) {
+                assert_eq!(a, b, "{cell:?}: padding id {id} changed a gradient");
+            }
+        }
+        // Each sentence alone gives the same loss as inside the padded batch.
+        for (r, s) in sentences.iter().enumerate() {
+            let alone = TextBatch::new(&[*s], |_, _| false, &device);
+            let mu = model.posterior(&alone).location();
+            let l = floats(model.neg_log_likelihood(&alone, mu))[0];
+            assert!((l - loss[r]).abs() < 1e-4 * l.abs(), "{l} vs {}", loss[r]);
+        }
+    }
+}
+
+#[test]
+fn loss_is_the_summed_token_cross_entropy() {
+    let device = Device::flex();
+    let model = model(Cell::Lstm, &device);
+    let sentences: [&[u32]; 2] = [&[4, 5, 6], &[7]];
+    let batch = TextBatch::new(&sentences, |_, _| false, &device);
+    let z = model.posterior(&batch).location();
+    let nll = floats(model.neg_log_likelihood(&batch, z.clone()));
+    let logits = floats(model.logits(batch.inputs.clone(), z)); // [2, 4, VOCAB]
+    let targets = ints(&batch.targets);
+    for (r, s) in sentences.iter().enumerate() {
+        let mut want = 0.0f64;
+        for t in 0..=s.len() {
+            let row = &logits[(r * 4 + t) * VOCAB..(r * 4 + t + 1) * VOCAB];
+            let max = row.iter().fold(f32::MIN, |m, &v| m.max(v)) as f64;
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&v| (v as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            want += lse - row[targets[r * 4 + t] as usize] as f64;
+        }
+        assert_eq!(
+            targets[r * 4 + s.len()],
+            EOS_ID as i64,
+            "end token is the last target"
+        );
+        assert!(
+            (nll[r] as f64 - want).abs() < 1e-4 * want,
+            "{} vs {want}",
+            nll[r]
+        );
+    }
+}
+
+#[test]
+fn word_dropout_at_one_hides_every_input_word() {
+    let device = Device::flex();
+    let sentences: [&[u32]; 2] = [&[4, 5, 6], &[7]];
+    let batch = TextBatch::new(&sentences, |_, _| true, &device);
+    let inputs = ints(&batch.inputs);
+    let (b, u, p) = (BOS_ID as i64, UNK_ID as i64, PAD_ID as i64);
+    assert_eq!(inputs, vec![b, u, u, u, b, u, p, p]);
+    // The encoder and the targets still see the words.
+    assert_eq!(ints(&batch.words), vec![4, 5, 6, 7, 0, 0]);
+    assert_eq!(ints(&batch.targets), vec![4, 5, 6, 2, 7, 2, 0, 0]);
+    assert_eq!(batch.tokens(), 6);
+    let kept = TextBatch::new(&sentences, |_, _| false, &device);
+    assert_eq!(ints(&kept.inputs), vec![b, 4, 5, 6, b, 7, p, p]);
+}

@@ -1,0 +1,305 @@
+//! How much the latent code is used, over a data set, for every data kind: mutual
+//! information I(x; z) and active units (He et al. 2019), the measures of KL collapse.
+//!
+//! - MI = E_x E_q(z|x)[log q(z|x)] - E_x E_q(z|x)[log q(z)], with the aggregate
+//!   posterior q(z) = mean_j q(z | x_j) over the N examples (one draw per example;
+//!   an estimate, biased low by at most log N).
+//! - Active units: dimensions u with Var_x(E_q[z_u]) > 0.01; E_q[z] = A_d(kappa) mu
+//!   for vMF, the mean for the Gaussian. Because |mu| = 1 the per-unit variances of a
+//!   vMF code sum to at most A_d^2 <= 1, so the scale-free count is reported too: the
+//!   number of principal components of E_q[z] that hold 90% of its variance.
+//!
+//! Computed on the host in f64 from the posteriors read back.
+
+use burn::tensor::Device;
+use serde::Serialize;
+use vmf_model::{LatentNoise, ModelKind, Posterior, Rows, VaeModel, VmfReparam};
+
+use crate::error::TrainError;
+use crate::output::read_back;
+use crate::seeds::HostNoise;
+
+/// The threshold of the active-unit rule.
+pub const ACTIVE_VARIANCE: f64 = 0.01;
+/// The share of variance the scale-free count must hold.
+pub const VARIANCE_SHARE: f64 = 0.9;
+
+/// Latent usage over a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatentStats {
+    /// I(x; z) in nats.
+    pub mutual_information: f64,
+    /// Units with Var_x(E_q[z_u]) > 0.01.
+    pub active_units: usize,
+    /// Principal components of E_q[z] holding 90% of its variance.
+    pub components_90: usize,
+}
+
+/// Per-example posterior parameters and one draw each, on the host.
+#[derive(Debug, Clone, Default)]
+pub struct Codes {
+    /// Latent dimension.
+    pub dim: usize,
+    /// mu or the mean, row-major `[n, d]`.
+    pub location: Vec<f64>,
+    /// Gaussian log-variances `[n, d]` (empty for vMF).
+    pub logvar: Vec<f64>,
+    /// One draw z ~ q(z | x) per example, `[n, d]`.
+    pub z: Vec<f64>,
+}
+
+impl Codes {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.location.len() / self.dim.max(1)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.location.is_empty()
+    }
+}
+
+fn host(t: burn::tensor::Tensor<2>) -> Result<Vec<f64>, TrainError> {
+    Ok(read_back(t)?.into_iter().map(f64::from).collect())
+}
+
+/// Reads the posteriors of `batches` and one seeded draw per example.
+pub fn collect_codes<M: VaeModel>(
+    model: &M,
+    batches: &[M::Batch],
+    max_rows: usize,
+    kappa: f64,
+    seed: u64,
+    device: &Device,
+) -> Result<Codes, TrainError> {
+    let d = model.latent_dim();
+    let reparam = match model.kind() {
+        ModelKind::Vmf => Some(VmfReparam::new(d, kappa, device)?),
+        ModelKind::Gaussian => None,
+    };
+    let mut codes = Codes {
+        dim: d,
+        ..Codes::default()
+    };
+    let mut part = 0u64;
+    for batch in batches {
+        let rows = batch.rows();
+        for start in (0..rows).step_by(max_rows.max(1)) {
+            let x = batch.slice_rows(start..(start + max_rows).min(rows));
+            let noise: LatentNoise =
+                HostNoise::new(seed, "latent-stats", part).latent(x.rows(), d, device);
+            let posterior = model.posterior(&x);
+            if let Posterior::Gaussian { logvar, .. } = &posterior {
+                codes.logvar.extend(host(logvar.clone())?);
+            }
+            let draw = posterior.draw(noise, reparam.as_ref());
+            codes.location.extend(host(draw.location)?);
+            codes.z.extend(host(draw.z)?);
+            part += 1;
+        }
+    }
+    Ok(codes)
+}
+
+/// log q(z | x_j) for every j, up to a constant common to all j (it cancels in MI).
+fn log_q_rows(kind: ModelKind, codes: &Codes, kappa: f64, z: &[f64], out: &mut [f64]) {
+    let d = codes.dim;
+    for (j, o) in out.iter_mut().enumerate() {
+        let loc = &codes.location[j * d..(j + 1) * d];
+        *o = match kind {
+            // log C_d(kappa) + kappa <mu_j, z>: the normaliser is the same for all j.
+            ModelKind::Vmf => kappa * loc.iter().zip(z).map(|(m, v)| m * v).sum::<f64>(),
+            // log N(z; m_j, diag e^lv_j) + (d/2) log 2 pi
+            ModelKind::Gaussian => {
+                let lv = &codes.logvar[j * d..(j + 1) * d];
+                -0.5 * (0..d)
+                    .map(|u| lv[u] + (z[u] - loc[u]).powi(2) * (-lv[u]).exp())
+                    .sum::<f64>()
+            }
+        };
+    }
+}
+
+/// MI and active units of `codes` (see the module docs). `mean_w` is A_d(kappa), the
+/// factor between mu and E_q[z] for vMF (ignored for the Gaussian).
+pub fn latent_stats(kind: ModelKind, codes: &Codes, kappa: f64, mean_w: f64) -> LatentStats {
+    let (n, d) = (codes.len(), codes.dim);
+    // MI: for each draw z_i, log q(z_i | x_i) - log mean_j q(z_i | x_j).
+    let mut row = vec![0.0; n];
+    let mut mi = 0.0;
+    for i in 0..n {
+        let z = &codes.z[i * d..(i + 1) * d];
+        log_q_rows(kind, codes, kappa, z, &mut row);
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        mi += row[i] - (lse - (n as f64).ln());
+    }
+    let mi = mi / n.max(1) as f64;
+
+    // E_q[z] per example, then its covariance over examples.
+    let scale = match kind {
+        ModelKind::Vmf => mean_w,
+        ModelKind::Gaussian => 1.0,
+    };
+    let mean: Vec<f64> = (0..d)
+        .map(|u| {
+            (0..n)
+                .map(|i| scale * codes.location[i * d + u])
+                .sum::<f64>()
+                / n as f64
+        })
+        .collect();
+    let mut cov = vec![0.0; d * d];
+    for i in 0..n {
+        let e: Vec<f64> = (0..d)
+            .map(|u| scale * codes.location[i * d + u] - mean[u])
+            .collect();
+        for a in 0..d {
+            for b in a..d {
+                cov[a * d + b] += e[a] * e[b];
+            }
+        }
+    }
+    let denom = (n as f64 - 1.0).max(1.0);
+    for a in 0..d {
+        for b in a..d {
+            cov[a * d + b] /= denom;
+            cov[b * d + a] = cov[a * d + b];
+        }
+    }
+    let active = (0..d).filter(|&u| cov[u * d + u] > ACTIVE_VARIANCE).count();
+    let mut eig = symmetric_eigenvalues(cov, d);
+    eig.sort_by(|a, b| b.total_cmp(a));
+    let total: f64 = eig.iter().map(|v| v.max(0.0)).sum();
+    let mut acc = 0.0;
+    let mut components = 0;
+    for v in &eig {
+        if total <= 0.0 || acc >= VARIANCE_SHARE * total {
+            break;
+        }
+        acc += v.max(0.0);
+        components += 1;
+    }
+    LatentStats {
+        mutual_information: mi,
+        active_units: active,
+        components_90: components,
+    }
+}
+
+/// Eigenvalues of a symmetric `n` x `n` matrix (row-major) by cyclic Jacobi rotations.
+/// Written out because a d x d covariance (d <= a few hundred) is all that needs it,
+/// and a linear-algebra crate would add its build to every CI run for this alone.
+pub fn symmetric_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|p| ((p + 1)..n).map(move |q| (p, q)))
+            .map(|(p, q)| a[p * n + q].powi(2))
+            .sum();
+        let diag: f64 = (0..n).map(|p| a[p * n + p].powi(2)).sum();
+        if off <= 1e-30 * diag.max(1e-300) {
+            break;
+        }
+        for p in 0..n {
+            for q in (p + 1)..n {
+                let apq = a[p * n + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+            }
+        }
+    }
+    (0..n).map(|p| a[p * n + p]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jacobi_finds_known_eigenvalues() {
+        // [[2, 1], [1, 2]] has 1 and 3; a diagonal matrix its diagonal.
+        let mut e = symmetric_eigenvalues(vec![2.0, 1.0, 1.0, 2.0], 2);
+        e.sort_by(f64::total_cmp);
+        assert!((e[0] - 1.0).abs() < 1e-12 && (e[1] - 3.0).abs() < 1e-12);
+        // A rotated diag(5, 2, 0.5): trace and eigenvalues preserved.
+        let (c, s) = (0.6f64, 0.8f64);
+        let r = [c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0];
+        let dg = [5.0, 2.0, 0.5];
+        let mut m = vec![0.0; 9];
+        for i in 0..3 {
+            for j in 0..3 {
+                m[i * 3 + j] = (0..3).map(|k| r[i * 3 + k] * dg[k] * r[j * 3 + k]).sum();
+            }
+        }
+        let mut e = symmetric_eigenvalues(m, 3);
+        e.sort_by(f64::total_cmp);
+        for (got, want) in e.iter().zip([0.5, 2.0, 5.0]) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+    }
+
+    fn codes(location: Vec<f64>, z: Vec<f64>, logvar: Vec<f64>, dim: usize) -> Codes {
+        Codes {
+            dim,
+            location,
+            logvar,
+            z,
+        }
+    }
+
+    #[test]
+    fn collapsed_codes_carry_nothing() {
+        // Every example has the same Gaussian posterior N(0, I): q(z) = q(z|x), MI = 0,
+        // no active unit.
+        let n = 50;
+        let z: Vec<f64> = (0..2 * n)
+            .map(|i| ((i * 37 % 17) as f64 - 8.0) / 5.0)
+            .collect();
+        let c = codes(vec![0.0; 2 * n], z, vec![0.0; 2 * n], 2);
+        let s = latent_stats(ModelKind::Gaussian, &c, 0.0, 0.0);
+        assert!(s.mutual_information.abs() < 1e-12, "{s:?}");
+        assert_eq!((s.active_units, s.components_90), (0, 0));
+    }
+
+    #[test]
+    fn separated_codes_carry_log_n() {
+        // n examples with far-apart, tight posteriors and z at their means: q(z_i) is
+        // q(z_i|x_i) / n, so MI = log n exactly.
+        let n = 8;
+        let loc: Vec<f64> = (0..n).flat_map(|i| [10.0 * i as f64, 0.0]).collect();
+        let c = codes(loc.clone(), loc, vec![-4.0; 2 * n], 2);
+        let s = latent_stats(ModelKind::Gaussian, &c, 0.0, 0.0);
+        assert!(
+            (s.mutual_information - (n as f64).ln()).abs() < 1e-9,
+            "{s:?}"
+        );
+        assert_eq!((s.active_units, s.components_90), (1, 1));
+        // vMF: mu on four orthogonal directions of S^3 at large kappa, z = mu.
+        let mu: Vec<f64> = (0..4)
+            .flat_map(|i| (0..4).map(move |u| f64::from(u8::from(u == i))))
+            .collect();
+        let c = codes(mu.clone(), mu, vec![], 4);
+        let s = latent_stats(ModelKind::Vmf, &c, 200.0, 0.99);
+        assert!((s.mutual_information - 4f64.ln()).abs() < 1e-9, "{s:?}");
+        // Each unit's A_d mu_u varies (0.99 once, 0 three times): all four active; the
+        // four centred points span 3 dimensions equally.
+        assert_eq!((s.active_units, s.components_90), (4, 3));
+    }
+}

@@ -1,0 +1,131 @@
+//! What the training loop, the evaluation and the command-line tools ask of a data
+//! kind, and the one place that maps a config to its kind ([`dispatch`]).
+//!
+//! A data kind brings its data (loading, the batches of an epoch, the evaluation
+//! inputs), its model (a [`VaeModel`] over its batch type, built from the config) and
+//! its outputs after each epoch (picture grids, or sentences). Everything else, the
+//! loop, the kappa schedule, the sharded step, checkpoints and exact resume, metrics
+//! files, the evaluation driver and the importance-sampled log-likelihood, is written
+//! once against [`DataKind`] and never asks which kind it runs. Adding a kind is a
+//! module here, its model in vmf-model, its loader in `data`, and one arm in
+//! [`dispatch`].
+
+pub mod image;
+pub mod text;
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use vmf_model::{Rows, VaeModel};
+
+use crate::config::{DatasetKind, TrainConfig};
+use crate::error::TrainError;
+use crate::seeds::HostNoise;
+
+/// The batch type of a data kind's model.
+pub type Batch<K> = <<K as DataKind>::Model as VaeModel>::Batch;
+
+/// Which evaluation split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The held-out tail of the training file (`data.validation`).
+    Validation,
+    /// The test file.
+    Test,
+}
+
+/// One data kind: its data, its model and its outputs. See the module docs.
+pub trait DataKind: Sized + Sync {
+    /// The model this kind trains.
+    type Model: VaeModel + Module + Sync;
+    /// The plan of one epoch: which examples go into each batch.
+    type Epoch;
+
+    /// What throughput counts, in messages and metrics (`images`, `tokens`).
+    const UNITS: &'static str;
+    /// Whether per-unit figures (perplexities) mean something for this kind.
+    const PER_UNIT: bool = false;
+    /// Whether each epoch's evaluation reports mutual information and active units
+    /// (the measures of KL collapse; O(n^2 d) on the host).
+    const LATENT_STATS: bool = false;
+
+    /// Loads the splits the config names (for training, the loop then calls
+    /// [`DataKind::upload_training`]); reports what it loaded on stderr.
+    fn load(config: &TrainConfig) -> Result<Self, TrainError>;
+
+    /// The model the config describes, freshly initialised on `device` (Burn's
+    /// initialisers draw from the device RNG: the caller seeds it).
+    fn init_model(&self, config: &TrainConfig, device: &Device) -> Self::Model;
+
+    /// Writes (fresh run) or checks (resumed run) the files of the run folder that
+    /// belong to this kind's data, e.g. the vocabulary; none by default.
+    fn check_run_folder(&self, _run_dir: &Path, _resuming: bool) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    /// Moves the training examples to `device`, once, before the first step.
+    fn upload_training(&mut self, device: &Device);
+
+    /// Number of training examples.
+    fn train_len(&self) -> usize;
+
+    /// The batches of epoch `epoch` (a pure function of seed and epoch, so that a
+    /// resumed run sees the same order).
+    fn epoch(&self, seed: u64, epoch: usize, device: &Device) -> Self::Epoch;
+
+    /// Batches in an epoch plan.
+    fn batches(epoch: &Self::Epoch) -> usize;
+
+    /// Batch `b` of `epoch` on `device`; any per-step randomness of the inputs
+    /// (dynamic binarisation, word dropout) is drawn from `noise` (the step's stream).
+    fn train_batch(
+        &self,
+        epoch: &Self::Epoch,
+        b: usize,
+        noise: &mut HostNoise,
+        device: &Device,
+    ) -> Batch<Self>;
+
+    /// How many [`DataKind::UNITS`] a batch holds (its rows by default).
+    fn units(batch: &Batch<Self>) -> usize {
+        batch.rows()
+    }
+
+    /// Rows of `batch` (examples, or example x sample pairs) that one device call of
+    /// the evaluation may decode: bounds the memory of the decoder's output.
+    fn rows_per_call(&self, _batch: &Batch<Self>) -> usize {
+        crate::evaluation::ROWS_PER_CALL
+    }
+
+    /// The evaluation inputs of `split` on `device`, in batches (`None` when the split
+    /// is not configured); `seed` fixes any randomness of the inputs.
+    fn eval_batches(&self, split: Split, seed: u64, device: &Device) -> Option<Vec<Batch<Self>>>;
+
+    /// This kind's outputs after epoch `epoch` (1-based) into the run folder, e.g.
+    /// reconstructions and prior samples.
+    fn epoch_outputs(
+        &self,
+        model: &Self::Model,
+        config: &TrainConfig,
+        epoch: usize,
+        device: &Device,
+    ) -> Result<(), TrainError>;
+}
+
+/// Something to do with a data kind chosen at run time: [`dispatch`] calls
+/// [`WithKind::run`] with the kind the config names.
+pub trait WithKind {
+    /// What the work returns.
+    type Output;
+    /// Does the work with data kind `K`.
+    fn run<K: DataKind>(self) -> Self::Output;
+}
+
+/// Runs `work` with the data kind of `config`: the only place that lists the kinds.
+pub fn dispatch<W: WithKind>(config: &TrainConfig, work: W) -> W::Output {
+    match config.data.dataset {
+        DatasetKind::Mnist | DatasetKind::FashionMnist => work.run::<image::Images>(),
+        DatasetKind::Ptb | DatasetKind::Text => work.run::<text::Sentences>(),
+    }
+}

@@ -1,0 +1,344 @@
+//! The text data kind: sentences one per line ([`crate::data::text`]), the sentence
+//! VAE of vmf-model's `text` module, batches bucketed by length, and decoded sentences
+//! after each epoch.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use vmf_model::text::Cell;
+use vmf_model::{TextBatch, TextVae, TextVaeConfig, VaeModel};
+
+use super::{DataKind, Split};
+use crate::config::{DEFAULT_MAX_LENGTH, TrainConfig};
+use crate::data::text::{LoadReport, TextOptions, TextSet, TextSplits, Vocab, load_text};
+use crate::error::TrainError;
+use crate::seeds::{self, HostNoise};
+
+/// Default of `model.embed_dim`.
+pub const DEFAULT_EMBED_DIM: usize = 100;
+/// Batches of similar length are formed within pools of this many batches.
+const POOL_BATCHES: usize = 50;
+/// Decoder outputs (floats) per evaluation call: 128 MB of logits, a few times that
+/// with the softmax's intermediates.
+const LOGITS_PER_CALL: usize = 1 << 25;
+/// The run folder's copy of the vocabulary.
+pub const VOCAB_FILE: &str = "vocab.txt";
+
+/// Loaded sentences with the settings that shape their batches.
+pub struct Sentences {
+    splits: TextSplits,
+    config: TrainConfig,
+}
+
+/// One epoch: batches of training sentence indices, similar lengths together.
+pub struct TextEpoch {
+    batches: Vec<Vec<usize>>,
+}
+
+/// Where a text data set lives: `data.dir`, or the shipped Penn Treebank.
+pub fn data_dir(config: &TrainConfig) -> PathBuf {
+    config
+        .data
+        .dir
+        .clone()
+        .unwrap_or_else(|| crate::data::default_dir(config.data.dataset))
+}
+
+/// The loader's options from the config.
+pub fn text_options(config: &TrainConfig) -> TextOptions {
+    let d = &config.data;
+    TextOptions {
+        vocab_size: d.vocab_size,
+        min_count: d.min_count.unwrap_or(1),
+        max_length: d.max_length.unwrap_or(DEFAULT_MAX_LENGTH),
+        long_sentences: d.long_sentences.unwrap_or_default(),
+        train_limit: d.train_limit,
+        test_limit: d.test_limit,
+    }
+}
+
+/// Batches of `size` indices into `lengths`, similar lengths together: a seeded
+/// shuffle, then pools of [`POOL_BATCHES`] batches sorted by length and cut, then the
+/// batches shuffled. A pure function of (lengths, size, seed, epoch); the last partial
+/// batch is dropped.
+pub fn bucketed_batches(
+    lengths: &[usize],
+    size: usize,
+    seed: u64,
+    epoch: usize,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    let mut rng = StdRng::seed_from_u64(seeds::derive(seed, "data-order", epoch as u64));
+    order.shuffle(&mut rng);
+    let mut batches = Vec::with_capacity(lengths.len() / size.max(1));
+    for pool in order.chunks_mut(size * POOL_BATCHES) {
+        pool.sort_by_key(|&i| lengths[i]);
+        batches.extend(
+            pool.chunks(size)
+                .filter(|b| b.len() == size)
+                .map(<[usize]>::to_vec),
+        );
+    }
+    batches.shuffle(&mut StdRng::seed_from_u64(seeds::derive(
+        seed,
+        "batch-order",
+        epoch as u64,
+    )));
+    batches
+}
+
+/// Share of the decoder's positions (L + 1 per sentence of a batch padded to L words)
+/// that are padding.
+pub fn padding_fraction(lengths: &[usize], batches: &[Vec<usize>]) -> f64 {
+    let (mut real, mut total) = (0usize, 0usize);
+    for b in batches {
+        let l = b.iter().map(|&i| lengths[i]).max().unwrap_or(0);
+        total += b.len() * (l + 1);
+        real += b.iter().map(|&i| lengths[i] + 1).sum::<usize>();
+    }
+    1.0 - real as f64 / total.max(1) as f64
+}
+
+impl Sentences {
+    /// The loaded splits and vocabulary.
+    pub fn splits(&self) -> &TextSplits {
+        &self.splits
+    }
+
+    /// The model for this vocabulary.
+    pub fn model_config(&self, config: &TrainConfig) -> TextVaeConfig {
+        let m = &config.model;
+        TextVaeConfig {
+            kind: m.kind,
+            vocab: self.splits.vocab.len(),
+            embed_dim: m.embed_dim.unwrap_or(DEFAULT_EMBED_DIM),
+            hidden: m.hidden[0],
+            latent_dim: m.latent_dim,
+            cell: m.cell.unwrap_or(Cell::Lstm),
+        }
+    }
+
+    fn set(&self, split: Split) -> &TextSet {
+        match split {
+            Split::Test => &self.splits.test,
+            Split::Validation => &self.splits.valid,
+        }
+    }
+
+    /// A batch of the sentences `ids` of `set`, without word dropout.
+    pub fn batch(set: &TextSet, ids: &[usize], device: &Device) -> TextBatch {
+        let rows: Vec<&[u32]> = ids.iter().map(|&i| set.sentences[i].as_slice()).collect();
+        TextBatch::new(&rows, |_, _| false, device)
+    }
+}
+
+fn describe(name: &str, set: &TextSet, report: &LoadReport) -> String {
+    let mut s = format!(
+        "{name}: {} sentences, {} tokens (end tokens counted), {:.2}% unknown words",
+        set.len(),
+        set.tokens(),
+        100.0 * set.unknown_rate()
+    );
+    if report.truncated > 0 {
+        let _ = write!(s, ", {} truncated", report.truncated);
+    }
+    if report.dropped > 0 {
+        let _ = write!(s, ", {} dropped as too long", report.dropped);
+    }
+    if report.blank > 0 {
+        let _ = write!(s, ", {} blank lines skipped", report.blank);
+    }
+    s
+}
+
+fn lengths(set: &TextSet) -> Vec<usize> {
+    set.sentences.iter().map(Vec::len).collect()
+}
+
+impl DataKind for Sentences {
+    type Model = TextVae;
+    type Epoch = TextEpoch;
+    const UNITS: &'static str = "tokens";
+    const PER_UNIT: bool = true;
+    const LATENT_STATS: bool = true;
+
+    fn load(config: &TrainConfig) -> Result<Self, TrainError> {
+        let dir = data_dir(config);
+        let (splits, reports) = load_text(&dir, &text_options(config))?;
+        eprintln!(
+            "text from {}: vocabulary of {} tokens (4 special) from the training split",
+            dir.display(),
+            splits.vocab.len()
+        );
+        for (name, set, report) in [
+            ("train", &splits.train, &reports[0]),
+            ("valid", &splits.valid, &reports[1]),
+            ("test", &splits.test, &reports[2]),
+        ] {
+            eprintln!("  {}", describe(name, set, report));
+        }
+        let kind = Self {
+            splits,
+            config: config.clone(),
+        };
+        let plan = bucketed_batches(
+            &lengths(&kind.splits.train),
+            config.training.batch_size,
+            config.seed,
+            0,
+        );
+        eprintln!(
+            "  batches of {} bucketed by length: {:.1}% of the decoder's positions are padding",
+            config.training.batch_size,
+            100.0 * padding_fraction(&lengths(&kind.splits.train), &plan)
+        );
+        Ok(kind)
+    }
+
+    fn init_model(&self, config: &TrainConfig, device: &Device) -> TextVae {
+        self.model_config(config).init(device)
+    }
+
+    fn check_run_folder(&self, run_dir: &Path, resuming: bool) -> Result<(), TrainError> {
+        let path = run_dir.join(VOCAB_FILE);
+        let text = self.splits.vocab.to_text();
+        if resuming && let Ok(old) = std::fs::read_to_string(&path) {
+            if old != text {
+                return Err(TrainError::Data {
+                    file: path,
+                    message: "the run was trained with another vocabulary (the training file \
+                              or the vocabulary settings changed); restore them, or start a \
+                              new run with --run-dir"
+                        .into(),
+                });
+            }
+            return Ok(());
+        }
+        std::fs::create_dir_all(run_dir).map_err(TrainError::io("creating", run_dir))?;
+        std::fs::write(&path, text).map_err(TrainError::io("writing", &path))
+    }
+
+    fn upload_training(&mut self, _device: &Device) {
+        // Batches are built on the host from word ids: a few kB per step.
+    }
+
+    fn train_len(&self) -> usize {
+        self.splits.train.len()
+    }
+
+    fn epoch(&self, seed: u64, epoch: usize, _device: &Device) -> TextEpoch {
+        TextEpoch {
+            batches: bucketed_batches(
+                &lengths(&self.splits.train),
+                self.config.training.batch_size,
+                seed,
+                epoch,
+            ),
+        }
+    }
+
+    fn batches(epoch: &TextEpoch) -> usize {
+        epoch.batches.len()
+    }
+
+    fn train_batch(
+        &self,
+        epoch: &TextEpoch,
+        b: usize,
+        noise: &mut HostNoise,
+        device: &Device,
+    ) -> TextBatch {
+        let set = &self.splits.train;
+        let rows: Vec<&[u32]> = epoch.batches[b]
+            .iter()
+            .map(|&i| set.sentences[i].as_slice())
+            .collect();
+        let p = self.config.model.word_dropout;
+        let rng = noise.rng();
+        // Draws only when dropout is on, so the latent noise of p = 0 is untouched.
+        TextBatch::new(&rows, |_, _| p > 0.0 && rng.random::<f64>() < p, device)
+    }
+
+    fn eval_batches(&self, split: Split, _seed: u64, device: &Device) -> Option<Vec<TextBatch>> {
+        let set = self.set(split);
+        // Sorted by length, so that each batch pads little; order is fixed.
+        let mut order: Vec<usize> = (0..set.len()).collect();
+        order.sort_by_key(|&i| set.sentences[i].len());
+        let size = self.config.training.eval_batch_size.max(1);
+        Some(
+            order
+                .chunks(size)
+                .map(|ids| Self::batch(set, ids, device))
+                .collect(),
+        )
+    }
+
+    fn rows_per_call(&self, batch: &TextBatch) -> usize {
+        // The logits of a call, [rows, L + 1, vocab], stay under LOGITS_PER_CALL floats.
+        let positions = batch.lengths.iter().max().map_or(1, |l| l + 1);
+        (LOGITS_PER_CALL / (positions * self.splits.vocab.len())).max(1)
+    }
+
+    fn units(batch: &TextBatch) -> usize {
+        batch.tokens()
+    }
+
+    fn epoch_outputs(
+        &self,
+        model: &TextVae,
+        config: &TrainConfig,
+        epoch: usize,
+        device: &Device,
+    ) -> Result<(), TrainError> {
+        if !config.training.images {
+            return Ok(());
+        }
+        let dir = config.run_dir.join("samples");
+        std::fs::create_dir_all(&dir).map_err(TrainError::io("creating", &dir))?;
+        let path = dir.join(format!("epoch-{epoch:03}.txt"));
+        let text = sample_text(self, model, config, device)?;
+        std::fs::write(&path, text).map_err(TrainError::io("writing", &path))
+    }
+}
+
+/// Five test sentences over their greedy decodings from mu, and five prior samples.
+fn sample_text(
+    kind: &Sentences,
+    model: &TextVae,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<String, TrainError> {
+    let vocab: &Vocab = &kind.splits.vocab;
+    let test = &kind.splits.test;
+    let n = 5.min(test.len());
+    let ids: Vec<usize> = (0..n).collect();
+    let batch = Sentences::batch(test, &ids, device);
+    let mu = model.posterior(&batch).location();
+    let mut rng = StdRng::seed_from_u64(seeds::derive(config.seed, "text-samples", 0));
+    let max = config.data.max_length.unwrap_or(DEFAULT_MAX_LENGTH);
+    let recon = model.generate(mu, max, None, &mut rng);
+    let mut out = String::from("# test sentences (>) and their greedy decodings from mu (<)\n");
+    for (i, r) in recon.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "> {}\n< {}",
+            vocab.decode(&test.sentences[i]),
+            vocab.decode(r)
+        );
+    }
+    let d = config.model.latent_dim;
+    let z: Vec<f32> = (0..5)
+        .flat_map(|_| model.kind().prior_sample(&mut rng, d))
+        .map(|v| v as f32)
+        .collect();
+    let z = Tensor::<2>::from_data(TensorData::new(z, [5, d]), device);
+    out.push_str("# greedy decodings of prior samples\n");
+    for s in model.generate(z, max, None, &mut rng) {
+        let _ = writeln!(out, "{}", vocab.decode(&s));
+    }
+    Ok(out)
+}

@@ -1,0 +1,432 @@
+//! The text data kind end to end: the loader (vocabulary, unknown words, length rules,
+//! CRLF / byte-order mark / tabs, every bad-input error), bucketed batches, and
+//! training on a small generated corpus: the loss falls, z carries the sentence's
+//! topic, resume mid-epoch is exact, another vocabulary is refused, and the
+//! importance-sampled NLL behaves (LL_1 = ELBO within noise, rising with K).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use vmf_train::data::text::{
+    LongSentences, TextOptions, UNK_ID, build_vocab, load_text, read_text,
+};
+use vmf_train::evaluation::evaluate_checkpoint;
+use vmf_train::modality::text::{bucketed_batches, padding_fraction};
+use vmf_train::{Resume, TrainConfig, TrainOptions, checkpoint, train};
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vmf-text-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::File::create(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+fn opts() -> TextOptions {
+    TextOptions {
+        vocab_size: None,
+        min_count: 1,
+        max_length: 100,
+        long_sentences: LongSentences::Truncate,
+        train_limit: None,
+        test_limit: None,
+    }
+}
+
+/// A folder with the three splits.
+fn corpus(name: &str, train: &[u8], valid: &[u8], test: &[u8]) -> PathBuf {
+    let dir = tmp_dir(name);
+    write(&dir.join("train.txt"), train);
+    write(&dir.join("valid.txt"), valid);
+    write(&dir.join("test.txt"), test);
+    dir
+}
+
+#[test]
+fn vocabulary_counts_the_training_split_only_and_breaks_ties_by_bytes() {
+    let dir = corpus(
+        "vocab",
+        b"b a c\na b <unk>\nd a\n",
+        b"a zebra\n",
+        b"c d e\n",
+    );
+    let (s, _) = load_text(&dir, &opts()).unwrap();
+    let v = &s.vocab;
+    // Specials, then a (3), b (2), then c and d (1 each) in byte order; <unk> is the
+    // unknown token, not a word.
+    let tokens: Vec<&str> = (0..v.len() as u32).map(|i| v.token(i)).collect();
+    assert_eq!(
+        tokens,
+        ["<pad>", "<s>", "</s>", "<unk>", "a", "b", "c", "d"]
+    );
+    assert_eq!(s.train.sentences[1], vec![4, 5, UNK_ID]);
+    assert_eq!(
+        s.valid.sentences[0],
+        vec![4, UNK_ID],
+        "zebra is not in train"
+    );
+    assert_eq!(s.test.sentences[0], vec![6, 7, UNK_ID]);
+    assert_eq!(s.train.tokens(), 8 + 3);
+
+    let (s, _) = load_text(
+        &dir,
+        &TextOptions {
+            vocab_size: Some(2),
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.vocab.len(), 6);
+    assert_eq!(s.train.sentences[0], vec![5, 4, UNK_ID], "c fell out");
+    let (s, _) = load_text(
+        &dir,
+        &TextOptions {
+            min_count: 2,
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.vocab.len(), 6);
+    assert_eq!(build_vocab(&[vec!["x", "y", "x"]], &opts()).id("x"), 4);
+}
+
+#[test]
+fn crlf_bom_tabs_and_blank_lines_are_ordinary_text() {
+    let plain = corpus("plain", b"the cat sat\nthe dog\n", b"cat\n", b"dog\n");
+    let odd = corpus(
+        "odd",
+        "\u{feff}the\tcat  sat\r\n\r\n   \nthe dog\r\n".as_bytes(),
+        b"cat\r\n",
+        b"\t dog \n",
+    );
+    let (a, _) = load_text(&plain, &opts()).unwrap();
+    let (b, reports) = load_text(&odd, &opts()).unwrap();
+    assert_eq!(a.vocab, b.vocab);
+    assert_eq!(a.train.sentences, b.train.sentences);
+    assert_eq!(a.valid.sentences, b.valid.sentences);
+    assert_eq!(a.test.sentences, b.test.sentences);
+    assert_eq!(reports[0].blank, 2);
+}
+
+#[test]
+fn gzip_files_read_like_plain_ones() {
+    let dir = corpus("gz", b"", b"a b\n", b"b\n");
+    std::fs::remove_file(dir.join("train.txt")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"a b c\nb c\n").unwrap();
+    write(&dir.join("train.txt.gz"), &gz.finish().unwrap());
+    let (s, _) = load_text(&dir, &opts()).unwrap();
+    assert_eq!(s.train.len(), 2);
+    assert_eq!(s.vocab.token(4), "b");
+}
+
+#[test]
+fn long_sentences_are_truncated_or_dropped_and_counted() {
+    let mut train = b"a b c d e f\na b\n".to_vec();
+    // One line of a million words: only its first max_length + 1 are looked at.
+    let long: Vec<u8> = b"w ".repeat(1_000_000);
+    train.extend_from_slice(&long);
+    train.push(b'\n');
+    let dir = corpus("long", &train, b"a b c d e\nb\n", b"a\n");
+    let o = TextOptions {
+        max_length: 4,
+        ..opts()
+    };
+    let (s, r) = load_text(&dir, &o).unwrap();
+    assert_eq!(
+        s.train.sentences.iter().map(Vec::len).collect::<Vec<_>>(),
+        [4, 2, 4]
+    );
+    assert_eq!((r[0].kept, r[0].truncated, r[0].dropped), (3, 2, 0));
+    assert_eq!(r[1].truncated, 1);
+    let drop = TextOptions {
+        long_sentences: LongSentences::Drop,
+        ..o
+    };
+    let (s, r) = load_text(&dir, &drop).unwrap();
+    assert_eq!(s.train.len(), 1);
+    assert_eq!((r[0].kept, r[0].dropped), (1, 2));
+    // Dropping everything is an error naming the file and the keys.
+    let e = load_text(
+        &dir,
+        &TextOptions {
+            max_length: 1,
+            ..drop
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("train.txt") && e.contains("max_length") && e.contains("drop"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_files_are_named_with_the_line_to_blame() {
+    let cases: [(&str, &[u8], &[&str]); 4] = [
+        (
+            "utf8",
+            b"fine line\nsecond ok\nbad \xff byte\n",
+            &["train.txt", "line 3", "UTF-8"],
+        ),
+        (
+            "binary",
+            b"text\n\x00\x01\x02binary",
+            &["train.txt", "line 2", "binary"],
+        ),
+        ("empty", b"", &["train.txt", "empty"]),
+        ("blank", b"\n   \n\t\r\n", &["train.txt", "blank"]),
+    ];
+    for (name, train, want) in cases {
+        let dir = corpus(name, train, b"a\n", b"a\n");
+        let e = load_text(&dir, &opts()).unwrap_err().to_string();
+        for w in want {
+            assert!(e.contains(w), "{name}: {e:?} should mention {w:?}");
+        }
+    }
+    let dir = corpus("missing", b"a\n", b"a\n", b"a\n");
+    std::fs::remove_file(dir.join("test.txt")).unwrap();
+    let e = load_text(&dir, &opts()).unwrap_err().to_string();
+    assert!(e.contains("test.txt") && e.contains("missing"), "{e}");
+    let e = read_text(&dir.join("nope.txt")).unwrap_err().to_string();
+    assert!(e.contains("nope.txt"), "{e}");
+}
+
+#[test]
+fn buckets_are_seeded_cover_each_sentence_once_and_pad_little() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let lengths: Vec<usize> = (0..2000).map(|_| rng.random_range(1..60)).collect();
+    let a = bucketed_batches(&lengths, 32, 7, 3);
+    assert_eq!(a, bucketed_batches(&lengths, 32, 7, 3), "a pure function");
+    assert_ne!(
+        a,
+        bucketed_batches(&lengths, 32, 7, 4),
+        "another epoch, another order"
+    );
+    let mut seen: Vec<usize> = a.iter().flatten().copied().collect();
+    assert_eq!(seen.len(), 2000 / 32 * 32);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 2000 / 32 * 32, "no sentence twice");
+    let shuffled: Vec<Vec<usize>> = (0..62).map(|b| (b * 32..(b + 1) * 32).collect()).collect();
+    let (bucketed, random) = (
+        padding_fraction(&lengths, &a),
+        padding_fraction(&lengths, &shuffled),
+    );
+    assert!(bucketed < 0.1 && random > 0.4, "{bucketed} vs {random}");
+}
+
+/// Sentences about one of two topics: words a0..a5 or b0..b5, 3 to 7 of them.
+fn topic_corpus(n: usize, seed: u64) -> String {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = String::new();
+    for _ in 0..n {
+        let topic = if rng.random::<bool>() { 'a' } else { 'b' };
+        let len = rng.random_range(3..8);
+        let words: Vec<String> = (0..len)
+            .map(|_| format!("{topic}{}", rng.random_range(0..6)))
+            .collect();
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+fn text_config(data: &Path, run: &Path, extra: &str) -> TrainConfig {
+    let text = format!(
+        r#"
+seed = 4
+run_dir = "{}"
+[data]
+dataset = "text"
+dir = "{}"
+[model]
+latent_dim = 4
+hidden = [24]
+embed_dim = 12
+{extra}
+[optimizer]
+lr = 5e-3
+beta1 = 0.9
+beta2 = 0.999
+eps = 1e-8
+[training]
+epochs = 3
+batch_size = 16
+log_every = 5
+eval_batch_size = 64
+shards = 1
+"#,
+        run.display(),
+        data.display()
+    );
+    TrainConfig::parse(&text, Path::new("text-test.toml")).unwrap()
+}
+
+fn topic_data(name: &str) -> PathBuf {
+    corpus(
+        name,
+        topic_corpus(400, 1).as_bytes(),
+        topic_corpus(60, 2).as_bytes(),
+        topic_corpus(60, 3).as_bytes(),
+    )
+}
+
+fn column(path: &Path, name: &str) -> Vec<f64> {
+    vmf_train::output::read_csv_column(path, name)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.expect("a number"))
+        .collect()
+}
+
+const VMF: &str = "[kappa]\nschedule = \"constant\"\nvalue = 10.0\n";
+
+#[test]
+fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
+    let data = topic_data("learn");
+    let run = tmp_dir("learn-run");
+    let config = text_config(&data, &run, VMF);
+    let s = train(&config, &TrainOptions::default()).unwrap();
+    assert_eq!(s.units, "tokens");
+    assert_eq!(s.steps, 3 * 25);
+    let loss = column(&run.join("metrics.csv"), "loss");
+    let (first, last) = (loss[0], loss[loss.len() - 1]);
+    // At the start ~ln(16) nats a token; knowing the topic, ln(6) a word suffices.
+    assert!(last < 0.8 * first, "loss {first} -> {last}");
+    assert!(column(&run.join("metrics.csv"), "tokens_per_sec")[0] > 0.0);
+    let vocab = std::fs::read_to_string(run.join("vocab.txt")).unwrap();
+    assert_eq!(vocab.lines().count(), 4 + 12);
+    let samples = std::fs::read_to_string(run.join("samples/epoch-003.txt")).unwrap();
+    assert_eq!(samples.lines().filter(|l| l.starts_with("> ")).count(), 5);
+    // KL is the vMF constant.
+    let kl = column(&run.join("eval.csv"), "kl");
+    let want = vmf_core::kl_to_uniform(4, 10.0).unwrap();
+    assert!(kl.iter().all(|k| (k - want).abs() < 1e-9));
+    assert!(column(&run.join("valid.csv"), "elbo").len() == 3);
+    // z carries the topic (a bit, ln 2 = 0.69 nats) and more: mutual information.
+    let mi = column(&run.join("eval.csv"), "mi");
+    assert!(mi[2] > 0.5, "MI {mi:?}");
+
+    // The importance-sampled NLL: LL_1 estimates the ELBO, more samples tighten it.
+    let ckpt = checkpoint::list(&run).pop().unwrap();
+    let k1 = evaluate_checkpoint(&ckpt, 1, 5, None).unwrap();
+    let k50 = evaluate_checkpoint(&ckpt, 50, 5, None).unwrap();
+    let elbo = k1.metrics.elbo;
+    let tol = 4.0 * std::f64::consts::SQRT_2 * k1.log_likelihood_se;
+    assert!(
+        (k1.log_likelihood - elbo).abs() < tol,
+        "LL_1 {} vs ELBO {elbo}",
+        k1.log_likelihood
+    );
+    assert!(
+        k50.log_likelihood > k1.log_likelihood,
+        "{} vs {}",
+        k50.log_likelihood,
+        k1.log_likelihood
+    );
+    assert_eq!(k1.test_images, 60);
+}
+
+#[test]
+fn a_text_run_resumes_exactly_mid_epoch_and_refuses_another_vocabulary() {
+    let data = topic_data("resume");
+    let (straight, split) = (tmp_dir("straight"), tmp_dir("split"));
+    let config = text_config(&data, &straight, &format!("word_dropout = 0.3\n{VMF}"));
+    let stop = |n| TrainOptions {
+        stop_at_step: Some(n),
+        ..TrainOptions::default()
+    };
+    train(&config, &stop(40)).unwrap();
+    let mut config2 = config.clone();
+    config2.run_dir = split.clone();
+    train(&config2, &stop(13)).unwrap(); // mid-epoch 0 (25 batches an epoch)
+    let resume = TrainOptions {
+        resume: Some(Resume::Auto),
+        ..stop(40)
+    };
+    train(&config2, &resume).unwrap();
+    // The same weights: the same losses all along and the same evaluation of the last
+    // checkpoint (a function of every weight; the files' bytes also hold metadata).
+    let last = |run: &Path| {
+        let c = checkpoint::list(run).pop().unwrap();
+        assert!(c.ends_with("step-00000040"));
+        let e = evaluate_checkpoint(&c, 3, 1, None).unwrap();
+        (e.metrics.elbo, e.metrics.recon_mean, e.log_likelihood)
+    };
+    assert_eq!(
+        last(&straight),
+        last(&split),
+        "resumed weights differ from the straight run"
+    );
+    // The losses of the last window, which began after the resume, agree too.
+    let last_row = |run: &Path| {
+        let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+        let row = text.lines().last().unwrap().to_string();
+        row.rsplit_once(',').unwrap().0.to_string() // without the throughput, a timing
+    };
+    assert_eq!(last_row(&straight), last_row(&split));
+
+    // The training file changes: its vocabulary no longer matches the run's.
+    write(
+        &data.join("train.txt"),
+        topic_corpus(400, 9).replace("a5", "c5").as_bytes(),
+    );
+    let e = train(
+        &config2,
+        &TrainOptions {
+            resume: Some(Resume::Auto),
+            ..stop(50)
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("vocab.txt") && e.contains("vocabulary"), "{e}");
+}
+
+#[test]
+fn text_and_image_keys_stay_in_their_kind() {
+    let parse = |t: &str| {
+        TrainConfig::parse(&format!("run_dir = \"r\"\n{t}"), Path::new("k.toml"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let base =
+        "[kappa]\nschedule = \"constant\"\nvalue = 5.0\n[training]\nepochs = 1\nbatch_size = 8\n";
+    let e = parse(&format!(
+        "[data]\ndataset = \"mnist\"\n[model]\nlatent_dim = 4\nhidden = [8]\nword_dropout = 0.5\n{base}"
+    ));
+    assert!(
+        e.contains("model.word_dropout") && e.contains("text"),
+        "{e}"
+    );
+    let e = parse(&format!(
+        "[data]\ndataset = \"ptb\"\nvalidation = 100\n[model]\nlatent_dim = 4\nhidden = [8]\n{base}"
+    ));
+    assert!(
+        e.contains("data.validation") && e.contains("valid.txt"),
+        "{e}"
+    );
+    let e = parse(&format!(
+        "[data]\ndataset = \"ptb\"\n[model]\nlatent_dim = 4\nhidden = [8, 8]\n{base}"
+    ));
+    assert!(e.contains("model.hidden"), "{e}");
+    let e = parse(&format!(
+        "[data]\ndataset = \"text\"\n[model]\nlatent_dim = 4\nhidden = [8]\n{base}"
+    ));
+    assert!(e.contains("data.dir"), "{e}");
+    let e = parse(&format!(
+        "[data]\ndataset = \"ptb\"\n[model]\nlatent_dim = 4\nhidden = [8]\nword_dropout = 1.5\n{base}"
+    ));
+    assert!(e.contains("model.word_dropout = 1.5"), "{e}");
+}
