@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use burn::module::Module;
-
 use crate::config::TrainConfig;
 use crate::error::TrainError;
+use crate::modality::DataKind;
 
 /// File names inside a checkpoint folder.
 pub const MODEL_FILE: &str = "model.bpk";
@@ -177,14 +176,13 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// `fresh` (a model built from the run's config) with the checkpoint's weights.
-    pub fn load_model<M: Module>(&self, fresh: M) -> Result<M, TrainError> {
-        fresh
-            .try_load_file(self.path.join(MODEL_FILE))
-            .map_err(|e| TrainError::Checkpoint {
-                path: self.path.clone(),
-                message: format!("model: {e}"),
-            })
+    /// `fresh` (a model of data kind `K` built from the run's config) with the
+    /// checkpoint's weights.
+    pub fn load_model<K: DataKind>(&self, fresh: K::Model) -> Result<K::Model, TrainError> {
+        K::load_weights(fresh, &self.path.join(MODEL_FILE)).map_err(|e| TrainError::Checkpoint {
+            path: self.path.clone(),
+            message: format!("model: {e}"),
+        })
     }
 }
 

@@ -254,7 +254,7 @@ impl WithKind for EvalCheckpoint<'_> {
         } = self;
         let device = Backend::default_compiled().device()?;
         let kind = K::load(config)?;
-        let model = opened.load_model(kind.init_model(config, &device))?;
+        let model = opened.load_model::<K>(kind.init_model(config, &device))?;
         let state = &opened.state;
         let x = kind
             .eval_batches(Split::Test, seed, &device)

@@ -43,7 +43,7 @@ impl Pictures {
         let device = Backend::default_compiled().device()?;
         let opened = checkpoint::open(path)?;
         let images = Images::load(&opened.config)?;
-        let model = opened.load_model(images.init_model(&opened.config, &device))?;
+        let model = opened.load_model::<Images>(images.init_model(&opened.config, &device))?;
         Ok(Self {
             model,
             dim: opened.config.model.latent_dim,

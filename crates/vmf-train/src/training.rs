@@ -182,8 +182,7 @@ fn train_kind<K: DataKind>(
             path: path.clone(),
             message: e,
         };
-        model = model
-            .try_load_file(path.join(MODEL_FILE))
+        model = K::load_weights(model, &path.join(MODEL_FILE))
             .map_err(|e| bad(format!("model: {e}")))?;
         optim = adam
             .init()

@@ -5,7 +5,10 @@
 pub mod loss;
 pub mod mlp;
 
+use std::path::Path;
+
 use burn::module::Module;
+use burn::store::RecordError;
 use burn::tensor::{Device, Tensor};
 
 use crate::latent::{ModelKind, Posterior};
@@ -80,6 +83,49 @@ impl ImageVae {
     }
 }
 
+/// The layout of image checkpoints written before the data kinds were split: the model
+/// was an enum with one variant per latent family, so every tensor name starts with
+/// `Vmf.` or `Gaussian.`. Kept so that those checkpoints still load.
+#[derive(Module, Debug)]
+enum LegacyLayout {
+    Vmf(LegacyParts),
+    Gaussian(LegacyParts),
+}
+
+#[derive(Module, Debug)]
+struct LegacyParts {
+    encoder: Mlp,
+    decoder: Mlp,
+}
+
+impl ImageVae {
+    /// This model with the weights of the checkpoint file `path` (a Burn record),
+    /// written by this version or in the layout of checkpoints from before the data
+    /// kinds were split. The error is that of the current layout.
+    pub fn load_weights(self, path: &Path) -> Result<Self, RecordError> {
+        let current = self.clone().try_load_file(path);
+        let Err(e) = current else {
+            return current;
+        };
+        let parts = LegacyParts {
+            encoder: self.encoder.clone(),
+            decoder: self.decoder.clone(),
+        };
+        let legacy = match self.kind {
+            ModelKind::Vmf => LegacyLayout::Vmf(parts),
+            ModelKind::Gaussian => LegacyLayout::Gaussian(parts),
+        };
+        match legacy.try_load_file(path) {
+            Ok(LegacyLayout::Vmf(p) | LegacyLayout::Gaussian(p)) => Ok(ImageVae {
+                encoder: p.encoder,
+                decoder: p.decoder,
+                ..self
+            }),
+            Err(_) => Err(e),
+        }
+    }
+}
+
 impl VaeModel for ImageVae {
     type Batch = Tensor<2>;
 
@@ -97,5 +143,54 @@ impl VaeModel for ImageVae {
 
     fn neg_log_likelihood(&self, x: &Tensor<2>, z: Tensor<2>) -> Tensor<1> {
         reconstruction_per_example(self.loss, self.decode(z), x.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    fn values(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn checkpoints_of_the_old_layout_still_load() {
+        let device = Device::flex();
+        for kind in [ModelKind::Vmf, ModelKind::Gaussian] {
+            let config = ImageVaeConfig {
+                kind,
+                input_dim: 6,
+                hidden: vec![5],
+                latent_dim: 2,
+                loss: ReconLoss::Bernoulli,
+            };
+            device.seed(1);
+            let old = config.init(&device);
+            let parts = LegacyParts {
+                encoder: old.encoder.clone(),
+                decoder: old.decoder.clone(),
+            };
+            let legacy = match kind {
+                ModelKind::Vmf => LegacyLayout::Vmf(parts),
+                ModelKind::Gaussian => LegacyLayout::Gaussian(parts),
+            };
+            let path = std::env::temp_dir()
+                .join(format!("vmf-legacy-{kind:?}-{}.bpk", std::process::id()));
+            legacy.save_file(&path).unwrap();
+            device.seed(2);
+            let fresh = config.init(&device);
+            let x = Tensor::<2>::from_data(TensorData::new(vec![0.3f32; 12], [2, 6]), &device);
+            let before = values(fresh.decode(fresh.locate(x.clone())));
+            let loaded = fresh.load_weights(&path).unwrap();
+            let want = values(old.decode(old.locate(x.clone())));
+            assert_eq!(values(loaded.decode(loaded.locate(x))), want);
+            assert_ne!(before, want, "the fresh model differed before loading");
+            // A file of neither layout is refused with the current layout's error.
+            std::fs::write(&path, b"not a record").unwrap();
+            assert!(config.init(&device).load_weights(&path).is_err());
+        }
     }
 }

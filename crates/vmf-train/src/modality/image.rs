@@ -1,6 +1,8 @@
 //! The image data kind: MNIST-format IDX files ([`crate::data`]), the MLP model of
 //! vmf-model's `image` module, and PNG grids after each epoch.
 
+use std::path::Path;
+
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -87,6 +89,10 @@ impl DataKind for Images {
 
     fn init_model(&self, config: &TrainConfig, device: &Device) -> ImageVae {
         self.model_config(config).init(device)
+    }
+
+    fn load_weights(fresh: ImageVae, path: &Path) -> Result<ImageVae, String> {
+        fresh.load_weights(path).map_err(|e| e.to_string())
     }
 
     fn upload_training(&mut self, device: &Device) {

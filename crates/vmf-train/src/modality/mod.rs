@@ -64,6 +64,12 @@ pub trait DataKind: Sized + Sync {
         Ok(())
     }
 
+    /// `fresh` with the weights of the model file `path` of a checkpoint. A kind whose
+    /// checkpoints changed layout overrides this to read the old one too.
+    fn load_weights(fresh: Self::Model, path: &Path) -> Result<Self::Model, String> {
+        fresh.try_load_file(path).map_err(|e| e.to_string())
+    }
+
     /// Moves the training examples to `device`, once, before the first step.
     fn upload_training(&mut self, device: &Device);
 
