@@ -8,12 +8,13 @@
 #   scripts/bench.sh            # CPU backends (flex, ndarray)
 #   scripts/bench.sh --wgpu     # also wgpu (first build with it: ~15 min)
 #
-# STEPS (default 1200) sets the steps of a batch-100 run; batch 1024 runs the same
+# STEPS (default 1800: three epochs, past the ~1.3 epochs after which denormals used
+# to slow Intel cores) sets the steps of a batch-100 run; batch 1024 runs the same
 # number of images. PYTHON (default python3) is the interpreter tried for PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-steps=${STEPS:-1200}
+steps=${STEPS:-1800}
 python=${PYTHON:-python3}
 backends=(flex ndarray)
 features=ndarray

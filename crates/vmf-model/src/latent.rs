@@ -26,6 +26,9 @@ pub enum ModelKind {
     Vmf,
     /// q = N(mean(x), diag sigma^2(x)) on R^d, p = N(0, I).
     Gaussian,
+    /// No latent: the decoder alone, a language model (text only). z is a point at 0
+    /// that the decoder does not read; the KL is 0.
+    Lm,
 }
 
 impl ModelKind {
@@ -40,11 +43,13 @@ impl ModelKind {
         match self {
             Self::Vmf => d,
             Self::Gaussian => 2 * d,
+            Self::Lm => 0,
         }
     }
 
     /// q(z | x) from the encoder head's output: mu = h / |h| for vMF; for the
-    /// Gaussian the first d columns are the mean, the last d the log-variance.
+    /// Gaussian the first d columns are the mean, the last d the log-variance; for the
+    /// language model, which has no head, `h` is the point itself (zeros).
     ///
     /// # Shapes
     /// - `h`: `[batch, head_width(d)]`
@@ -61,6 +66,7 @@ impl ModelKind {
                     logvar: h.slice([0..batch, d..two_d]),
                 }
             }
+            Self::Lm => Posterior::Point { z: h },
         }
     }
 
@@ -69,6 +75,7 @@ impl ModelKind {
         match self {
             Self::Vmf => vmf_core::uniform_sphere(rng, d),
             Self::Gaussian => (0..d).map(|_| rng.sample(StandardNormal)).collect(),
+            Self::Lm => vec![0.0; d],
         }
     }
 }
@@ -89,6 +96,11 @@ pub enum Posterior {
         mean: Tensor<2>,
         /// Log-variances.
         logvar: Tensor<2>,
+    },
+    /// A point mass (the language model's z, which the decoder does not read).
+    Point {
+        /// The point: `[batch, d]`.
+        z: Tensor<2>,
     },
 }
 
@@ -115,6 +127,8 @@ enum RatioParts {
     Vmf { kappa: f64, constant: f64 },
     /// The standard normals of the draw and the log-variances.
     Gaussian { eps: Tensor<2>, logvar: Tensor<2> },
+    /// q = p: the ratio is 0.
+    Point,
 }
 
 impl PosteriorDraw {
@@ -134,6 +148,7 @@ impl PosteriorDraw {
             RatioParts::Gaussian { eps, logvar } => {
                 gaussian_log_ratio(self.z.clone(), eps.clone(), logvar.clone())
             }
+            RatioParts::Point => self.kl.zeros_like(),
         }
     }
 }
@@ -144,6 +159,7 @@ impl Posterior {
         match self {
             Self::Vmf { mu } => mu.clone(),
             Self::Gaussian { mean, .. } => mean.clone(),
+            Self::Point { z } => z.clone(),
         }
     }
 
@@ -157,6 +173,9 @@ impl Posterior {
             Self::Gaussian { mean, logvar } => Self::Gaussian {
                 mean: mean.repeat_rows(k),
                 logvar: logvar.repeat_rows(k),
+            },
+            Self::Point { z } => Self::Point {
+                z: z.repeat_rows(k),
             },
         }
     }
@@ -195,6 +214,15 @@ impl Posterior {
                         eps: noise.e,
                         logvar: logvar.clone(),
                     },
+                }
+            }
+            Self::Point { z } => {
+                let [batch, _] = z.dims();
+                PosteriorDraw {
+                    kl: Tensor::zeros([batch], &z.device()),
+                    location: z.clone(),
+                    z: z.clone(),
+                    ratio: RatioParts::Point,
                 }
             }
         }

@@ -131,10 +131,14 @@ pub struct ModelConfig {
     /// `bernoulli` or `gaussian`.
     #[serde(default = "default_loss")]
     pub loss: ReconLoss,
-    /// Gaussian only: the KL weight rises linearly from 1/N to 1 over the first N
-    /// steps (0: no warm-up).
+    /// Gaussian only: the KL weight rises from ~0 to 1 over the first N steps
+    /// (0: no warm-up), in the shape of `kl_anneal`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub kl_warmup_steps: u64,
+    /// The shape of the KL warm-up: `linear` (default) or `logistic` (Bowman et al.
+    /// 2016).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub kl_anneal: KlAnneal,
     /// Text: word embedding size (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embed_dim: Option<usize>,
@@ -145,6 +149,18 @@ pub struct ModelConfig {
     /// (0 = Standard, 1 = Inputless).
     #[serde(default, skip_serializing_if = "is_default")]
     pub word_dropout: f64,
+}
+
+/// The shape of the KL weight's warm-up over `model.kl_warmup_steps` = N steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KlAnneal {
+    /// (step + 1) / N, then 1.
+    #[default]
+    Linear,
+    /// 1 / (1 + exp(-10 (step + 1 - N / 2) / N)): 0.007 at the start, 0.5 at N / 2,
+    /// 0.993 at N, then 1.
+    Logistic,
 }
 
 // Keys at their default are not written, so configs (and the identity hashes of
@@ -288,7 +304,7 @@ impl TrainConfig {
         let m = &self.model;
         let min_dim = match m.kind {
             ModelKind::Vmf => vmf_core::DIM_MIN,
-            ModelKind::Gaussian => 1,
+            ModelKind::Gaussian | ModelKind::Lm => 1,
         };
         if !(min_dim..=vmf_core::DIM_MAX).contains(&m.latent_dim) {
             return Err(format!(
@@ -303,21 +319,38 @@ impl TrainConfig {
                             (e.g. [kappa] schedule = \"constant\" value = 20.0)"
                     .into());
             }
-            (ModelKind::Gaussian, Some(_)) => {
-                return Err(
-                    "[kappa] with model.kind = \"gaussian\": the Gaussian model \
-                            has no kappa; remove the [kappa] section"
-                        .into(),
-                );
+            (ModelKind::Gaussian | ModelKind::Lm, Some(_)) => {
+                return Err(format!(
+                    "[kappa] with model.kind = \"{}\": this model has no kappa; remove the \
+                     [kappa] section",
+                    if m.kind == ModelKind::Lm {
+                        "lm"
+                    } else {
+                        "gaussian"
+                    }
+                ));
             }
             _ => {}
         }
-        if m.kind == ModelKind::Vmf && m.kl_warmup_steps > 0 {
+        if m.kind != ModelKind::Gaussian && m.kl_warmup_steps > 0 {
             return Err(format!(
                 "model.kl_warmup_steps = {}: only for model.kind = \"gaussian\" (the vMF \
-                 KL is a constant of kappa; schedule kappa instead)",
+                 KL is a constant of kappa, schedule kappa instead; the language model has \
+                 no KL)",
                 m.kl_warmup_steps
             ));
+        }
+        if m.kl_anneal != KlAnneal::Linear && m.kl_warmup_steps == 0 {
+            return Err(
+                "model.kl_anneal shapes the KL warm-up: it needs model.kl_warmup_steps".into(),
+            );
+        }
+        if m.kind == ModelKind::Lm && !self.data.dataset.is_text() {
+            return Err(
+                "model.kind = \"lm\" is the language-model baseline of text data sets; an \
+                 image model needs a latent (\"vmf\" or \"gaussian\")"
+                    .into(),
+            );
         }
         if let Some(i) = m.hidden.iter().position(|&h| h == 0) {
             return Err(format!(
@@ -485,12 +518,17 @@ impl TrainConfig {
         format!("{:x}", Sha256::digest(text.as_bytes()))
     }
 
-    /// The KL weight at `step`: the linear warm-up of the Gaussian model
-    /// (`model.kl_warmup_steps`), 1 otherwise.
+    /// The KL weight at `step`: the warm-up of the Gaussian model
+    /// (`model.kl_warmup_steps`, `model.kl_anneal`), 1 otherwise.
     pub fn kl_weight(&self, step: u64) -> f64 {
-        match self.model.kl_warmup_steps {
-            0 => 1.0,
-            w => ((step + 1) as f64 / w as f64).min(1.0),
+        let w = self.model.kl_warmup_steps;
+        if w == 0 || step + 1 >= w {
+            return 1.0;
+        }
+        let t = (step + 1) as f64 / w as f64;
+        match self.model.kl_anneal {
+            KlAnneal::Linear => t,
+            KlAnneal::Logistic => 1.0 / (1.0 + (-10.0 * (t - 0.5)).exp()),
         }
     }
 
@@ -516,5 +554,39 @@ pub fn resolve_config_path(path: &Path) -> PathBuf {
         in_repo
     } else {
         path.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_warmup(anneal: &str) -> TrainConfig {
+        let text = format!(
+            "run_dir = \"r\"\n[data]\ndataset = \"mnist\"\n[model]\nkind = \"gaussian\"\n\
+             latent_dim = 2\nhidden = [4]\nkl_warmup_steps = 100\nkl_anneal = \"{anneal}\"\n\
+             [training]\nepochs = 1\nbatch_size = 4\n"
+        );
+        TrainConfig::parse(&text, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn kl_warmups_have_their_shapes() {
+        let lin = with_warmup("linear");
+        let log = with_warmup("logistic");
+        assert_eq!(lin.kl_weight(0), 0.01);
+        assert_eq!(lin.kl_weight(49), 0.5);
+        assert_eq!(log.kl_weight(49), 0.5);
+        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        assert!((log.kl_weight(0) - sig(-4.9)).abs() < 1e-15);
+        assert!((log.kl_weight(98) - sig(4.9)).abs() < 1e-15);
+        for c in [&lin, &log] {
+            assert_eq!(c.kl_weight(99), 1.0);
+            assert_eq!(c.kl_weight(10_000), 1.0);
+            assert!(
+                (0..99).all(|s| c.kl_weight(s) < c.kl_weight(s + 1)),
+                "rising"
+            );
+        }
     }
 }

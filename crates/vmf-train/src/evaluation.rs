@@ -54,7 +54,7 @@ fn reparam_for(
 ) -> Result<Option<VmfReparam>, TrainError> {
     Ok(match kind {
         ModelKind::Vmf => Some(VmfReparam::new(d, kappa, device)?),
-        ModelKind::Gaussian => None,
+        ModelKind::Gaussian | ModelKind::Lm => None,
     })
 }
 
@@ -270,7 +270,7 @@ impl WithKind for EvalCheckpoint<'_> {
             let codes = collect_codes(&model, &x, cuts.max_rows, state.kappa, seed, &device)?;
             let mean_w = match model.kind() {
                 ModelKind::Vmf => vmf_core::VmfStats::new(model.latent_dim(), state.kappa)?.mean_w,
-                ModelKind::Gaussian => 0.0,
+                ModelKind::Gaussian | ModelKind::Lm => 0.0,
             };
             metrics.latent = Some(latent_stats(model.kind(), &codes, state.kappa, mean_w));
         }

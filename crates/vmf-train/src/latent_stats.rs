@@ -76,7 +76,7 @@ pub fn collect_codes<M: VaeModel>(
     let d = model.latent_dim();
     let reparam = match model.kind() {
         ModelKind::Vmf => Some(VmfReparam::new(d, kappa, device)?),
-        ModelKind::Gaussian => None,
+        ModelKind::Gaussian | ModelKind::Lm => None,
     };
     let mut codes = Codes {
         dim: d,
@@ -117,6 +117,8 @@ fn log_q_rows(kind: ModelKind, codes: &Codes, kappa: f64, z: &[f64], out: &mut [
                     .map(|u| lv[u] + (z[u] - loc[u]).powi(2) * (-lv[u]).exp())
                     .sum::<f64>()
             }
+            // One point for every example: q(z | x_j) is the same for all j.
+            ModelKind::Lm => 0.0,
         };
     }
 }
@@ -140,7 +142,7 @@ pub fn latent_stats(kind: ModelKind, codes: &Codes, kappa: f64, mean_w: f64) -> 
     // E_q[z] per example, then its covariance over examples.
     let scale = match kind {
         ModelKind::Vmf => mean_w,
-        ModelKind::Gaussian => 1.0,
+        ModelKind::Gaussian | ModelKind::Lm => 1.0,
     };
     let mean: Vec<f64> = (0..d)
         .map(|u| {

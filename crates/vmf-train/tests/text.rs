@@ -394,6 +394,31 @@ fn a_text_run_resumes_exactly_mid_epoch_and_refuses_another_vocabulary() {
 }
 
 #[test]
+fn the_language_model_baseline_has_no_latent() {
+    let data = topic_data("lm");
+    let run = tmp_dir("lm-run");
+    let config = text_config(&data, &run, "kind = \"lm\"\n");
+    train(&config, &TrainOptions::default()).unwrap();
+    let loss = column(&run.join("metrics.csv"), "loss");
+    assert!(loss[loss.len() - 1] < 0.9 * loss[0], "{loss:?}");
+    for name in ["kl", "mi", "active_units"] {
+        assert!(
+            column(&run.join("eval.csv"), name)
+                .iter()
+                .all(|&v| v == 0.0),
+            "{name}"
+        );
+    }
+    // With no latent every importance weight is p(x): LL_K = -reconstruction for any K.
+    let ckpt = checkpoint::list(&run).pop().unwrap();
+    let k1 = evaluate_checkpoint(&ckpt, 1, 5, None).unwrap();
+    let k7 = evaluate_checkpoint(&ckpt, 7, 5, None).unwrap();
+    assert!((k1.log_likelihood - k7.log_likelihood).abs() < 1e-9);
+    assert!((k1.log_likelihood - k1.metrics.elbo).abs() < 1e-4 * k1.metrics.elbo.abs());
+    assert!(k1.perplexity.unwrap() > 1.0);
+}
+
+#[test]
 fn text_and_image_keys_stay_in_their_kind() {
     let parse = |t: &str| {
         TrainConfig::parse(&format!("run_dir = \"r\"\n{t}"), Path::new("k.toml"))
@@ -403,6 +428,15 @@ fn text_and_image_keys_stay_in_their_kind() {
     };
     let base =
         "[kappa]\nschedule = \"constant\"\nvalue = 5.0\n[training]\nepochs = 1\nbatch_size = 8\n";
+    let e = parse(
+        "[data]\ndataset = \"mnist\"\n[model]\nkind = \"lm\"\nlatent_dim = 4\nhidden = [8]\n\
+         [training]\nepochs = 1\nbatch_size = 8\n",
+    );
+    assert!(e.contains("\"lm\"") && e.contains("text"), "{e}");
+    let e = parse(&format!(
+        "[data]\ndataset = \"ptb\"\n[model]\nkind = \"lm\"\nlatent_dim = 4\nhidden = [8]\n{base}"
+    ));
+    assert!(e.contains("[kappa]") && e.contains("lm"), "{e}");
     let e = parse(&format!(
         "[data]\ndataset = \"mnist\"\n[model]\nlatent_dim = 4\nhidden = [8]\nword_dropout = 0.5\n{base}"
     ));

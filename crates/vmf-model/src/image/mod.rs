@@ -112,8 +112,8 @@ impl ImageVae {
             decoder: self.decoder.clone(),
         };
         let legacy = match self.kind {
-            ModelKind::Vmf => LegacyLayout::Vmf(parts),
             ModelKind::Gaussian => LegacyLayout::Gaussian(parts),
+            ModelKind::Vmf | ModelKind::Lm => LegacyLayout::Vmf(parts),
         };
         match legacy.try_load_file(path) {
             Ok(LegacyLayout::Vmf(p) | LegacyLayout::Gaussian(p)) => Ok(ImageVae {
@@ -174,8 +174,8 @@ mod tests {
                 decoder: old.decoder.clone(),
             };
             let legacy = match kind {
-                ModelKind::Vmf => LegacyLayout::Vmf(parts),
                 ModelKind::Gaussian => LegacyLayout::Gaussian(parts),
+                _ => LegacyLayout::Vmf(parts),
             };
             let path = std::env::temp_dir()
                 .join(format!("vmf-legacy-{kind:?}-{}.bpk", std::process::id()));

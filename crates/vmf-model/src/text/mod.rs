@@ -139,7 +139,8 @@ impl Rows for TextBatch {
 /// Builds a [`TextVae`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextVaeConfig {
-    /// Which latent family.
+    /// Which latent family; [`ModelKind::Lm`] is the decoder alone (the encoder, head
+    /// and z layers are built but never used, so they never change).
     pub kind: ModelKind,
     /// Vocabulary size, the four special tokens included.
     pub vocab: usize,
@@ -173,7 +174,7 @@ impl TextVaeConfig {
         TextVae {
             embedding: EmbeddingConfig::new(self.vocab, self.embed_dim).init(device),
             encoder: rnn(self.embed_dim),
-            head: LinearConfig::new(h, self.kind.head_width(d)).init(device),
+            head: LinearConfig::new(h, self.kind.head_width(d).max(1)).init(device),
             init_state: LinearConfig::new(d, states).init(device),
             latent_input: LinearConfig::new(d, self.cell.gates() * h)
                 .with_bias(false)
@@ -219,8 +220,13 @@ impl TextVae {
         out.gather(1, idx).reshape([b, h])
     }
 
-    /// The decoder's state before the first word, and z's share of every step's input.
-    fn start(&self, z: Tensor<2>) -> (RnnState, Tensor<2>) {
+    /// The decoder's state before the first word, and z's share of every step's input
+    /// (none for the language model, which does not read z).
+    fn start(&self, z: Tensor<2>) -> (RnnState, Option<Tensor<2>>) {
+        if self.kind == ModelKind::Lm {
+            let [b, _] = z.dims();
+            return (self.decoder.zero_state(b, &z.device()), None);
+        }
         let h = self.decoder.d_hidden();
         let s = self.init_state.forward(z.clone());
         let [b, _] = s.dims();
@@ -234,7 +240,7 @@ impl TextVae {
                 cell: None,
             },
         };
-        (state, self.latent_input.forward(z))
+        (state, Some(self.latent_input.forward(z)))
     }
 
     /// Teacher-forced decoder logits.
@@ -245,7 +251,7 @@ impl TextVae {
     pub fn logits(&self, inputs: Tensor<2, Int>, z: Tensor<2>) -> Tensor<3> {
         let (state, extra) = self.start(z);
         let emb = self.embedding.forward(inputs);
-        let (out, _) = self.decoder.forward(emb, Some(extra), state);
+        let (out, _) = self.decoder.forward(emb, extra, state);
         self.output.forward(out)
     }
 
@@ -272,9 +278,7 @@ impl TextVae {
                 .embedding
                 .forward(ids)
                 .reshape([b, self.embedding_dim()]);
-            let p = self
-                .decoder
-                .project(emb.unsqueeze_dim(1), Some(extra.clone()));
+            let p = self.decoder.project(emb.unsqueeze_dim(1), extra.clone());
             let width = self.decoder.cell().gates() * self.decoder.d_hidden();
             state = self.decoder.step(p.reshape([b, width]), state);
             let logits = self.output.forward(state.hidden.clone()); // [b, vocab]
@@ -353,7 +357,13 @@ impl VaeModel for TextVae {
     }
 
     fn posterior(&self, x: &TextBatch) -> Posterior {
-        self.kind.posterior(self.head.forward(self.encode(x)))
+        match self.kind {
+            // The language model has no encoder to run: its z is a point at 0.
+            ModelKind::Lm => Posterior::Point {
+                z: Tensor::zeros([x.rows(), self.latent_dim], &x.mask.device()),
+            },
+            kind => kind.posterior(self.head.forward(self.encode(x))),
+        }
     }
 
     /// Summed token cross-entropy over each sentence, end token included; padded
