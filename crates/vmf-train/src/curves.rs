@@ -11,7 +11,7 @@ use crate::error::TrainError;
 use crate::output::read_csv_column;
 
 /// One line of a panel: its label, colour and (step, value) points.
-type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
+type Series = (String, RGBColor, Vec<(f64, f64)>);
 
 /// Reads `(step, value)` pairs of column `name` of `file` in `run_dir`; a missing file
 /// gives no points.
@@ -37,17 +37,29 @@ fn points(
 /// Writes the curves of the run in `run_dir` to `out` (SVG).
 pub fn loss_curves(run_dir: &Path, out: &Path) -> Result<(), TrainError> {
     let elbo: Vec<Series> = vec![
-        ("train", BLUE, points(run_dir, "metrics.csv", "elbo", -1.0)?),
-        ("test", RED, points(run_dir, "eval.csv", "elbo", -1.0)?),
         (
-            "validation",
+            "train".into(),
+            BLUE,
+            points(run_dir, "metrics.csv", "elbo", -1.0)?,
+        ),
+        (
+            "test".into(),
+            RED,
+            points(run_dir, "eval.csv", "elbo", -1.0)?,
+        ),
+        (
+            "validation".into(),
             GREEN,
             points(run_dir, "valid.csv", "elbo", -1.0)?,
         ),
     ];
     let kl: Vec<Series> = vec![
-        ("train", BLUE, points(run_dir, "metrics.csv", "kl", 1.0)?),
-        ("test", RED, points(run_dir, "eval.csv", "kl", 1.0)?),
+        (
+            "train".into(),
+            BLUE,
+            points(run_dir, "metrics.csv", "kl", 1.0)?,
+        ),
+        ("test".into(), RED, points(run_dir, "eval.csv", "kl", 1.0)?),
     ];
     if elbo[0].2.is_empty() {
         return Err(TrainError::Data {
@@ -68,6 +80,48 @@ pub fn loss_curves(run_dir: &Path, out: &Path) -> Result<(), TrainError> {
     root.present().map_err(|e| plot_err(e.to_string()))
 }
 
+/// The collapse plot: the training KL (`metrics.csv`) and the test set's mutual
+/// information I(x; z) (`eval.csv`, text runs) of several runs against the step, one
+/// colour per run, labelled by its folder name (SVG).
+pub fn collapse_curves(run_dirs: &[&Path], out: &Path) -> Result<(), TrainError> {
+    let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    let mut kl = Vec::new();
+    let mut mi = Vec::new();
+    for (i, dir) in run_dirs.iter().enumerate() {
+        let label = dir
+            .file_name()
+            .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
+        let colour = colours[i % colours.len()];
+        let k = points(dir, "metrics.csv", "kl", 1.0)?;
+        if k.is_empty() {
+            return Err(TrainError::Data {
+                file: dir.join("metrics.csv"),
+                message: "no training metrics to plot: is this a run folder?".into(),
+            });
+        }
+        kl.push((label.clone(), colour, k));
+        let has_mi = std::fs::read_to_string(dir.join("eval.csv")).is_ok_and(|t| {
+            t.lines()
+                .next()
+                .is_some_and(|h| h.split(',').any(|c| c == "mi"))
+        });
+        if has_mi {
+            mi.push((label, colour, points(dir, "eval.csv", "mi", 1.0)?));
+        }
+    }
+    let plot_err = |e: String| TrainError::Io {
+        what: "drawing",
+        path: out.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    let root = SVGBackend::new(out, (900, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(e.to_string()))?;
+    let (upper, lower) = root.split_vertically(350);
+    panel(&upper, "KL, training (nats per example)", &kl).map_err(plot_err)?;
+    panel(&lower, "mutual information I(x; z), test set (nats)", &mi).map_err(plot_err)?;
+    root.present().map_err(|e| plot_err(e.to_string()))
+}
+
 /// One chart of `series` against the step. The first 5% of the steps are left out
 /// of the value range: the untrained start (~540 nats) would flatten the rest.
 fn panel<DB: DrawingBackend>(
@@ -76,6 +130,9 @@ fn panel<DB: DrawingBackend>(
     series: &[Series],
 ) -> Result<(), String> {
     let all = || series.iter().flat_map(|s| s.2.iter().copied());
+    if all().next().is_none() {
+        return Ok(()); // nothing to draw (e.g. no mutual information for images)
+    }
     let x_max = all().map(|p| p.0).fold(1.0, f64::max);
     let settled = || all().filter(|p| p.0 >= 0.05 * x_max).map(|p| p.1);
     let lo = settled().fold(f64::INFINITY, f64::min);
@@ -104,10 +161,14 @@ fn panel<DB: DrawingBackend>(
         let colour = *colour;
         let inside = pts.iter().copied().filter(|p| p.1 >= lo && p.1 <= hi);
         chart
-            .draw_series(LineSeries::new(inside, colour.stroke_width(2)))
+            .draw_series(LineSeries::new(inside.clone(), colour.stroke_width(2)))
             .map_err(|e| e.to_string())?
-            .label(*label)
+            .label(label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        // Marks, so that a series of one point (one epoch) shows.
+        chart
+            .draw_series(inside.map(|p| Circle::new(p, 3, colour.filled())))
+            .map_err(|e| e.to_string())?;
     }
     chart
         .configure_series_labels()

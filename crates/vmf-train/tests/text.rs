@@ -317,6 +317,15 @@ fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
     let mi = column(&run.join("eval.csv"), "mi");
     assert!(mi[2] > 0.5, "MI {mi:?}");
 
+    // The collapse plot reads the run's KL and MI.
+    let svg = run.join("collapse.svg");
+    vmf_train::curves::collapse_curves(&[run.as_path()], &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("learn-run") && text.contains("mutual information"));
+    assert!(text.matches("<circle").count() >= 3 + 15, "KL and MI points are marked");
+    let e = vmf_train::curves::collapse_curves(&[data.as_path()], &svg).unwrap_err();
+    assert!(e.to_string().contains("metrics.csv"), "{e}");
+
     // The importance-sampled NLL: LL_1 estimates the ELBO, more samples tighten it.
     let ckpt = checkpoint::list(&run).pop().unwrap();
     let k1 = evaluate_checkpoint(&ckpt, 1, 5, None).unwrap();

@@ -1,5 +1,6 @@
 //! `pictures <sample|reconstruct|interpolate|latent> --checkpoint DIR --out FILE.png`,
-//! `pictures curves --checkpoint DIR --out FILE.svg` (the run's loss curves)
+//! `pictures curves --checkpoint DIR --out FILE.svg` (the run's loss curves),
+//! `pictures collapse --runs RUN,RUN --out FILE.svg` (KL and MI of several runs)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,14 +62,27 @@ enum What {
     /// The -ELBO (train, test, validation) and KL of the checkpoint's run against
     /// the step, from its CSV files (SVG).
     Curves,
+    /// The KL-collapse plot of several runs: training KL and test-set mutual
+    /// information against the step (SVG; no --checkpoint).
+    Collapse {
+        /// Run folders, comma-separated (e.g. runs/ptb,runs/ptb-gaussian).
+        #[arg(long, value_delimiter = ',', required = true)]
+        runs: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     vmf_train::cpu::flush_denormals();
     let run = || -> Result<(), String> {
-        let ckpt = cli.checkpoint.clone().ok_or("--checkpoint is required")?;
         let out = cli.out.clone().ok_or("--out is required")?;
+        if let What::Collapse { runs } = &cli.what {
+            let dirs: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();
+            vmf_train::curves::collapse_curves(&dirs, &out).map_err(|e| e.to_string())?;
+            eprintln!("wrote {}", out.display());
+            return Ok(());
+        }
+        let ckpt = cli.checkpoint.clone().ok_or("--checkpoint is required")?;
         if let What::Curves = cli.what {
             // RUN/checkpoints/step-N -> RUN
             let run_dir = ckpt
@@ -85,7 +99,7 @@ fn main() -> ExitCode {
             What::Reconstruct { n } => p.reconstruct(&out, n),
             What::Interpolate { pairs, steps } => p.interpolate(&out, pairs, steps),
             What::Latent { n } => p.latent(&out, n),
-            What::Curves => unreachable!("handled above"),
+            What::Curves | What::Collapse { .. } => unreachable!("handled above"),
         }
         .map_err(|e| e.to_string())?;
         eprintln!("wrote {}", out.display());
