@@ -39,6 +39,18 @@ def w_table(d, kappa, m=16385, grid=200001):
     return torch.tensor(np.interp(np.linspace(0, 1, m), cdf, w), dtype=torch.float32)
 
 
+def vmf_sample(mu, table):
+    """z ~ vMF(mu, kappa) per row: w from the quantile table, nu uniform orthogonal to mu."""
+    n, d = mu.shape
+    pos = torch.rand(n, device=mu.device) * (table.numel() - 1)
+    i = pos.floor().long().clamp(0, table.numel() - 2)
+    frac = pos - i
+    w = (table[i] + frac * (table[i + 1] - table[i])).unsqueeze(1)
+    e = torch.randn(n, d, device=mu.device)
+    nu = torch.nn.functional.normalize(e - (e * mu).sum(1, keepdim=True) * mu, dim=1)
+    return w * mu + torch.sqrt(torch.clamp(1 - w * w, min=0)) * nu
+
+
 class Vae(torch.nn.Module):
     def __init__(self, d):
         super().__init__()
@@ -47,14 +59,7 @@ class Vae(torch.nn.Module):
 
     def forward(self, x, table):
         mu = torch.nn.functional.normalize(self.enc(x), dim=1)
-        n, d = mu.shape
-        pos = torch.rand(n, device=mu.device) * (table.numel() - 1)
-        i = pos.floor().long().clamp(0, table.numel() - 2)
-        frac = pos - i
-        w = (table[i] + frac * (table[i + 1] - table[i])).unsqueeze(1)
-        e = torch.randn(n, d, device=mu.device)
-        nu = torch.nn.functional.normalize(e - (e * mu).sum(1, keepdim=True) * mu, dim=1)
-        z = w * mu + torch.sqrt(torch.clamp(1 - w * w, min=0)) * nu
+        z = vmf_sample(mu, table)
         return self.dec(z)
 
 

@@ -21,23 +21,14 @@ import os
 import random
 import time
 
-import numpy as np
 import torch
+
+from bench_pytorch import vmf_sample, w_table  # the MNIST reference's table and sampler
 
 
 def read_sentences(path):
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return [line.split() for line in f if line.split()]
-
-
-def w_table(d, kappa, m=16385, grid=200001):
-    """Quantiles of w for density exp(kappa w) (1 - w^2)^((d-3)/2) (timing only)."""
-    w = np.linspace(-1.0, 1.0, grid)
-    logp = kappa * w + (d - 3) / 2 * np.log(np.clip(1 - w * w, 1e-300, None))
-    p = np.exp(logp - logp.max())
-    cdf = np.concatenate([[0.0], np.cumsum((p[1:] + p[:-1]) / 2)])
-    cdf /= cdf[-1]
-    return torch.tensor(np.interp(np.linspace(0, 1, m), cdf, w), dtype=torch.float32)
 
 
 class TextVae(torch.nn.Module):
@@ -54,14 +45,7 @@ class TextVae(torch.nn.Module):
         out, _ = self.encoder(self.embedding(words))
         h = out[torch.arange(words.shape[0], device=words.device), last]
         mu = torch.nn.functional.normalize(self.head(h), dim=1)
-        n, d = mu.shape
-        pos = torch.rand(n, device=mu.device) * (table.numel() - 1)
-        i = pos.floor().long().clamp(0, table.numel() - 2)
-        frac = pos - i
-        w = (table[i] + frac * (table[i + 1] - table[i])).unsqueeze(1)
-        e = torch.randn(n, d, device=mu.device)
-        nu = torch.nn.functional.normalize(e - (e * mu).sum(1, keepdim=True) * mu, dim=1)
-        z = w * mu + torch.sqrt(torch.clamp(1 - w * w, min=0)) * nu
+        z = vmf_sample(mu, table)
         h0, c0 = self.init_state(z).chunk(2, dim=1)
         emb = self.embedding(inputs)
         x = torch.cat([emb, z.unsqueeze(1).expand(-1, emb.shape[1], -1)], dim=2)

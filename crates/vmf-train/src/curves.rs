@@ -67,6 +67,21 @@ pub fn loss_curves(run_dir: &Path, out: &Path) -> Result<(), TrainError> {
             message: "no training metrics to plot: is this a run folder?".into(),
         });
     }
+    two_panels(
+        out,
+        380,
+        ("-ELBO (nats per image)", &elbo),
+        ("KL (nats per image)", &kl),
+    )
+}
+
+/// An SVG of two panels, the upper `split` pixels tall, at `out`.
+fn two_panels(
+    out: &Path,
+    split: u32,
+    (title_a, a): (&str, &[Series]),
+    (title_b, b): (&str, &[Series]),
+) -> Result<(), TrainError> {
     let plot_err = |e: String| TrainError::Io {
         what: "drawing",
         path: out.to_path_buf(),
@@ -74,9 +89,9 @@ pub fn loss_curves(run_dir: &Path, out: &Path) -> Result<(), TrainError> {
     };
     let root = SVGBackend::new(out, (900, 700)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(e.to_string()))?;
-    let (upper, lower) = root.split_vertically(380);
-    panel(&upper, "-ELBO (nats per image)", &elbo).map_err(plot_err)?;
-    panel(&lower, "KL (nats per image)", &kl).map_err(plot_err)?;
+    let (upper, lower) = root.split_vertically(split);
+    panel(&upper, title_a, a).map_err(plot_err)?;
+    panel(&lower, title_b, b).map_err(plot_err)?;
     root.present().map_err(|e| plot_err(e.to_string()))
 }
 
@@ -109,17 +124,12 @@ pub fn collapse_curves(run_dirs: &[&Path], out: &Path) -> Result<(), TrainError>
             mi.push((label, colour, points(dir, "eval.csv", "mi", 1.0)?));
         }
     }
-    let plot_err = |e: String| TrainError::Io {
-        what: "drawing",
-        path: out.to_path_buf(),
-        source: std::io::Error::other(e),
-    };
-    let root = SVGBackend::new(out, (900, 700)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(e.to_string()))?;
-    let (upper, lower) = root.split_vertically(350);
-    panel(&upper, "KL, training (nats per example)", &kl).map_err(plot_err)?;
-    panel(&lower, "mutual information I(x; z), test set (nats)", &mi).map_err(plot_err)?;
-    root.present().map_err(|e| plot_err(e.to_string()))
+    two_panels(
+        out,
+        350,
+        ("KL, training (nats per example)", &kl),
+        ("mutual information I(x; z), test set (nats)", &mi),
+    )
 }
 
 /// One chart of `series` against the step. The first 5% of the steps are left out

@@ -322,7 +322,10 @@ fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
     vmf_train::curves::collapse_curves(&[run.as_path()], &svg).unwrap();
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("learn-run") && text.contains("mutual information"));
-    assert!(text.matches("<circle").count() >= 3 + 15, "KL and MI points are marked");
+    assert!(
+        text.matches("<circle").count() >= 3 + 15,
+        "KL and MI points are marked"
+    );
     let e = vmf_train::curves::collapse_curves(&[data.as_path()], &svg).unwrap_err();
     assert!(e.to_string().contains("metrics.csv"), "{e}");
 

@@ -1,7 +1,6 @@
 //! Images: a validating IDX reader (raw or gzip) and the in-memory image sets of
 //! MNIST and Fashion-MNIST, with burn-dataset's [`Dataset`] trait.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use burn::data::dataset::{Dataset, DatasetError};
@@ -27,20 +26,7 @@ pub fn read_idx(path: &Path) -> Result<Idx, TrainError> {
         file: path.to_path_buf(),
         message,
     };
-    let raw = std::fs::read(path).map_err(|e| err(format!("cannot read it: {e}")))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                err(format!(
-                    "corrupt or truncated gzip stream ({e}); restore the file from datasets/"
-                ))
-            })?;
-        out
-    } else {
-        raw
-    };
+    let bytes = super::read_maybe_gzip(path, "; restore the file from datasets/")?;
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(err(
             "not an IDX file (the magic number must start with two zero bytes)".into(),

@@ -7,7 +7,6 @@
 //! own `<unk>` is the unknown token when it has one.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -203,16 +202,7 @@ pub fn read_text(path: &Path) -> Result<String, TrainError> {
         file: path.to_path_buf(),
         message,
     };
-    let raw = std::fs::read(path).map_err(|e| err(format!("cannot read it: {e}")))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| err(format!("corrupt or truncated gzip stream ({e})")))?;
-        out
-    } else {
-        raw
-    };
+    let bytes = super::read_maybe_gzip(path, "")?;
     let line_of = |offset: usize| bytes[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
     if let Some(nul) = bytes.iter().position(|&b| b == 0) {
         return Err(err(format!(
