@@ -6,7 +6,8 @@
 #   scripts/ptb_experiment.sh [STEPS [SAMPLES]]      # default 1314 steps (one epoch), K = 10
 #
 # Every run continues with --resume auto, so a larger STEPS extends the runs of an
-# earlier call (exact resume), and an interrupted call can simply be repeated.
+# earlier call (exact resume), and an interrupted call can simply be repeated (an
+# evaluation already written for the last checkpoint is reused).
 # ROWS (default "ptb ptb-gaussian ptb-gaussian-annealed ptb-inputless") picks configs;
 # JOBS (default 2) trains that many at once; RUNS (default runs) holds the run folders.
 set -euo pipefail
@@ -51,7 +52,9 @@ wait
 } > "$out.tmp"
 for r in $rows; do
   ckpt=$(ls -d "$runs/$r"/checkpoints/step-* | tail -1)
-  target/release/eval --checkpoint "$ckpt" --samples "$samples" > /dev/null 2>> "$runs/$r.log"
+  # A checkpoint evaluated before (same K, seed 0) is not evaluated again.
+  [ -f "$ckpt/eval-k$samples-seed0.json" ] ||
+    target/release/eval --checkpoint "$ckpt" --samples "$samples" > /dev/null 2>> "$runs/$r.log"
   python3 - "$r" "$ckpt/eval-k$samples-seed0.json" >> "$out.tmp" <<'EOF'
 import json, sys
 name, path = sys.argv[1], sys.argv[2]
