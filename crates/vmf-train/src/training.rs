@@ -242,9 +242,9 @@ fn train_kind<K: DataKind>(
 
     // Sums of [reconstruction, KL] per step, read back every log_every steps.
     let mut window = Tensor::<1>::zeros([2], &ad);
-    let (mut window_steps, mut window_examples) = (0u64, 0u64);
+    let (mut window_steps, mut window_units) = (0u64, 0u64);
     let mut window_start = Instant::now();
-    let (mut trained_examples, mut train_secs) = (0u64, 0.0f64);
+    let (mut trained_units, mut train_secs) = (0u64, 0.0f64);
     let mut last_loss = None;
     let mut last_ips = 0.0;
     let mut last_kl = f64::NAN;
@@ -302,7 +302,7 @@ fn train_kind<K: DataKind>(
             state.batch_in_epoch += 1;
             state.kappa = kappa;
             window_steps += 1;
-            window_examples += K::units(&x) as u64;
+            window_units += K::units(&x) as u64;
 
             let checkpoint_due = config.checkpoint.every_steps > 0
                 && state.step.is_multiple_of(config.checkpoint.every_steps);
@@ -321,8 +321,8 @@ fn train_kind<K: DataKind>(
                 }
                 let kl = f64::from(kl);
                 let secs = window_start.elapsed().as_secs_f64();
-                let ips = window_examples as f64 / secs.max(1e-9);
-                trained_examples += window_examples;
+                let ips = window_units as f64 / secs.max(1e-9);
+                trained_units += window_units;
                 train_secs += secs;
                 let kappa_txt = kappa_column(reparam.is_some(), kappa);
                 output::append_csv(
@@ -339,7 +339,7 @@ fn train_kind<K: DataKind>(
                 last_kl = kl;
                 last_ips = ips;
                 window = Tensor::<1>::zeros([2], &ad);
-                (window_steps, window_examples) = (0, 0);
+                (window_steps, window_units) = (0, 0);
                 window_start = Instant::now();
             }
             // The vMF KL is a host constant, shown every step at no device cost; the
@@ -457,7 +457,7 @@ fn train_kind<K: DataKind>(
         best_checkpoint: state
             .best_step
             .map(|s| checkpoint::dir(&run_dir).join(checkpoint::folder_name(s))),
-        units_per_sec: trained_examples as f64 / train_secs.max(1e-9),
+        units_per_sec: trained_units as f64 / train_secs.max(1e-9),
         units: K::UNITS,
     })
 }

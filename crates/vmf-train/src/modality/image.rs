@@ -105,12 +105,8 @@ impl DataKind for Images {
         ));
     }
 
-    fn train_len(&self) -> usize {
-        self.splits.train.len()
-    }
-
     fn epoch(&self, seed: u64, epoch: usize, device: &Device) -> ImageEpoch {
-        let n = self.train_len();
+        let n = self.splits.train.len();
         let batch_size = self.config.training.batch_size;
         let order = epoch_order(seed, epoch, n);
         ImageEpoch {

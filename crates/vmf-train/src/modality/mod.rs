@@ -73,9 +73,6 @@ pub trait DataKind: Sized + Sync {
     /// Moves the training examples to `device`, once, before the first step.
     fn upload_training(&mut self, device: &Device);
 
-    /// Number of training examples.
-    fn train_len(&self) -> usize;
-
     /// The batches of epoch `epoch` (a pure function of seed and epoch, so that a
     /// resumed run sees the same order).
     fn epoch(&self, seed: u64, epoch: usize, device: &Device) -> Self::Epoch;

@@ -226,10 +226,6 @@ impl DataKind for Sentences {
         // Batches are built on the host from word ids: a few kB per step.
     }
 
-    fn train_len(&self) -> usize {
-        self.splits.train.len()
-    }
-
     fn epoch(&self, seed: u64, epoch: usize, _device: &Device) -> TextEpoch {
         TextEpoch {
             batches: bucketed_batches(
