@@ -458,7 +458,7 @@ impl TrainConfig {
                     .into(),
             );
         }
-        if m.hidden.len() != 1 || m.hidden[0] == 0 {
+        if m.hidden.len() != 1 {
             return Err(format!(
                 "model.hidden = {:?}: a text model has one recurrent layer, e.g. hidden = [400]",
                 m.hidden

@@ -32,6 +32,8 @@ pub const VOCAB_FILE: &str = "vocab.txt";
 pub struct Sentences {
     splits: TextSplits,
     config: TrainConfig,
+    /// Words per training sentence (what the buckets sort by).
+    train_lengths: Vec<usize>,
 }
 
 /// One epoch: batches of training sentence indices, similar lengths together.
@@ -182,11 +184,12 @@ impl DataKind for Sentences {
             eprintln!("  {}", describe(name, set, report));
         }
         let kind = Self {
+            train_lengths: lengths(&splits.train),
             splits,
             config: config.clone(),
         };
         let plan = bucketed_batches(
-            &lengths(&kind.splits.train),
+            &kind.train_lengths,
             config.training.batch_size,
             config.seed,
             0,
@@ -194,7 +197,7 @@ impl DataKind for Sentences {
         eprintln!(
             "  batches of {} bucketed by length: {:.1}% of the decoder's positions are padding",
             config.training.batch_size,
-            100.0 * padding_fraction(&lengths(&kind.splits.train), &plan)
+            100.0 * padding_fraction(&kind.train_lengths, &plan)
         );
         Ok(kind)
     }
@@ -229,7 +232,7 @@ impl DataKind for Sentences {
     fn epoch(&self, seed: u64, epoch: usize, _device: &Device) -> TextEpoch {
         TextEpoch {
             batches: bucketed_batches(
-                &lengths(&self.splits.train),
+                &self.train_lengths,
                 self.config.training.batch_size,
                 seed,
                 epoch,
