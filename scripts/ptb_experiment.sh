@@ -8,20 +8,24 @@
 # Every run continues with --resume auto, so a larger STEPS extends the runs of an
 # earlier call (exact resume), and an interrupted call can simply be repeated (an
 # evaluation already written for the last checkpoint is reused).
-# ROWS (default "ptb ptb-gaussian ptb-gaussian-annealed ptb-inputless") picks configs;
+# ROWS (default: every configs/ptb*.toml row, Standard then Inputless) picks configs;
 # JOBS (default 2) trains that many at once; RUNS (default runs) holds the run folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-1314}
 samples=${2:-10}
-rows=${ROWS:-"ptb ptb-gaussian ptb-gaussian-annealed ptb-inputless"}
+rows=${ROWS:-"ptb-lm ptb-gaussian ptb-gaussian-annealed ptb ptb-kl-budget ptb-inputless-lm ptb-inputless-gaussian-annealed ptb-inputless"}
 jobs=${JOBS:-2}
 runs=${RUNS:-runs}
 out=${OUT:-docs/ptb.md}
 
 cargo build --release -q --bin train --bin eval
+# The experiment runs its own copy of the binaries, so that rebuilding while it runs
+# (hours) changes nothing under it.
+mkdir -p "$runs/bin"
+cp target/release/train target/release/eval "$runs/bin/"
 train() {
-  target/release/train --config "configs/$1.toml" --run-dir "$runs/$1" --resume auto \
+  "$runs/bin/train" --config "configs/$1.toml" --run-dir "$runs/$1" --resume auto \
     --max-steps "$steps" > "$runs/$1.summary.json" 2> "$runs/$1.log"
 }
 mkdir -p "$runs"
@@ -54,7 +58,7 @@ for r in $rows; do
   ckpt=$(ls -d "$runs/$r"/checkpoints/step-* | tail -1)
   # A checkpoint evaluated before (same K, seed 0) is not evaluated again.
   [ -f "$ckpt/eval-k$samples-seed0.json" ] ||
-    target/release/eval --checkpoint "$ckpt" --samples "$samples" > /dev/null 2>> "$runs/$r.log"
+    "$runs/bin/eval" --checkpoint "$ckpt" --samples "$samples" > /dev/null 2>> "$runs/$r.log"
   python3 - "$r" "$ckpt/eval-k$samples-seed0.json" >> "$out.tmp" <<'EOF'
 import json, sys
 name, path = sys.argv[1], sys.argv[2]

@@ -149,3 +149,49 @@ fn word_dropout_at_one_hides_every_input_word() {
     let kept = TextBatch::new(&sentences, |_, _| false, &device);
     assert_eq!(ints(&kept.inputs), vec![b, 4, 5, 6, b, 7, p, p]);
 }
+
+/// Greedy decoding word by word equals the argmax of the teacher-forced decoder run
+/// over the inputs that decoding fed itself: its own words, or (Inputless) the unknown
+/// token at every step.
+#[test]
+fn greedy_decoding_is_the_teacher_forced_argmax_of_its_own_inputs() {
+    use rand::SeedableRng;
+    use vmf_model::text::Decoding;
+    let device = Device::flex();
+    let m = model(Cell::Lstm, &device);
+    let z = vmf_model::l2_normalise(Tensor::<2>::from_data(
+        TensorData::new(
+            vec![0.3f32, -1.0, 0.2, 1.0, 0.5, -0.4, -0.2, 0.1, 0.9],
+            [3, 3],
+        ),
+        &device,
+    ));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut both = vec![];
+    for inputless in [false, true] {
+        let how = Decoding {
+            inputless,
+            ..Decoding::greedy(6)
+        };
+        let decoded = m.generate(z.clone(), how, &mut rng);
+        for (r, words) in decoded.iter().enumerate() {
+            let fed: Vec<i64> = std::iter::once(BOS_ID)
+                .chain(words.iter().map(|&w| if inputless { UNK_ID } else { w }))
+                .map(i64::from)
+                .collect();
+            let n = fed.len();
+            let inputs = Tensor::<2, Int>::from_data(TensorData::new(fed, [1, n]), &device);
+            let zr = z.clone().slice([r..r + 1, 0..3]);
+            let argmax = m.logits(inputs, zr).argmax(2).reshape([1, n]);
+            let mut want: Vec<i64> = words.iter().map(|&w| i64::from(w)).collect();
+            if words.len() < 6 {
+                want.push(i64::from(EOS_ID)); // it stopped at its end token
+            } else {
+                want.push(ints(&argmax)[n - 1]); // cut at max_words: any last token
+            }
+            assert_eq!(ints(&argmax), want, "row {r}, inputless {inputless}");
+        }
+        both.push(decoded);
+    }
+    assert_ne!(both[0], both[1], "the fed words make a difference");
+}

@@ -46,6 +46,9 @@ pub enum TrainError {
         /// Which checkpoint is the last good one.
         kept: String,
     },
+    /// A request the data kind cannot serve (e.g. a view it has not), with what to do.
+    #[error("{0}")]
+    Usage(String),
     /// The requested backend is not compiled in or cannot open its device.
     #[error("{0}")]
     Backend(String),

@@ -35,6 +35,10 @@ pub struct EvalMetrics {
     /// Mutual information and active units, where the data kind reports them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latent: Option<LatentStats>,
+    /// The greedy reconstruction's accuracy, where the data kind reports it
+    /// ([`DataKind::recon_accuracy`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recon_accuracy: Option<f64>,
 }
 
 impl EvalMetrics {
@@ -70,7 +74,8 @@ pub struct EvalCuts<'a, B> {
 
 /// Reconstruction (sampled z and at the posterior's location), KL and ELBO in nats
 /// per example over `batches`, cut as `cuts` says; `seed` seeds the draws. `kappa` is
-/// ignored by the Gaussian model. [`EvalMetrics::latent`] is left `None`.
+/// ignored by the Gaussian model. [`EvalMetrics::latent`] and
+/// [`EvalMetrics::recon_accuracy`] are left `None`.
 pub fn evaluate<M: VaeModel>(
     model: &M,
     batches: &[M::Batch],
@@ -113,6 +118,7 @@ pub fn evaluate<M: VaeModel>(
         elbo: -(recon_sampled + kl),
         units_per_example: units as f64 / n as f64,
         latent: None,
+        recon_accuracy: None,
     })
 }
 
@@ -274,6 +280,7 @@ impl WithKind for EvalCheckpoint<'_> {
             };
             metrics.latent = Some(latent_stats(model.kind(), &codes, state.kappa, mean_w));
         }
+        metrics.recon_accuracy = kind.recon_accuracy(&model, Split::Test, &device)?;
         let ll = log_likelihood(&model, &x, per_call, state.kappa, samples, seed, &device)?;
         let n = ll.len() as f64;
         let mean = ll.iter().sum::<f64>() / n;

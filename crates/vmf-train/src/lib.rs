@@ -5,7 +5,8 @@
 //! evaluation and the importance-sampled log-likelihood ([`evaluation`]), latent
 //! usage: mutual information and active units ([`latent_stats`]),
 //! checkpoints ([`checkpoint`]), the data-parallel step ([`step`]), run outputs
-//! ([`output`]), CPU thread setup ([`cpu`]: denormals) and the backend choice
+//! ([`output`]), views of a trained model ([`views`]: [`pictures`] for images,
+//! [`sentences`] for text), CPU thread setup ([`cpu`]: denormals) and the backend choice
 //! ([`backend`], the only module that knows which backend runs).
 
 pub mod backend;
@@ -22,8 +23,10 @@ pub mod output;
 pub mod pictures;
 pub mod schedule;
 pub mod seeds;
+pub mod sentences;
 pub mod step;
 pub mod training;
+pub mod views;
 
 pub use config::TrainConfig;
 pub use error::TrainError;

@@ -1,7 +1,7 @@
 //! Run-folder outputs: metrics CSV files and PNG image grids.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::Path;
 
 use burn::tensor::Tensor;
@@ -16,8 +16,9 @@ pub fn train_header(examples: &str) -> String {
 }
 /// Header of `eval.csv` and `valid.csv` (one row per epoch): the ELBO-based
 /// perplexity for text (`per_unit`), mutual information and active units where the
-/// data kind reports them (`latent`).
-pub fn eval_header(per_unit: bool, latent: bool) -> String {
+/// data kind reports them (`latent`), and its greedy reconstruction's accuracy
+/// (`accuracy`).
+pub fn eval_header(per_unit: bool, latent: bool, accuracy: bool) -> String {
     let mut h = "step,epoch,kappa,kl,recon_sampled,recon_mean,elbo".to_string();
     if per_unit {
         h += ",ppl_elbo";
@@ -25,12 +26,20 @@ pub fn eval_header(per_unit: bool, latent: bool) -> String {
     if latent {
         h += ",mi,active_units,components_90";
     }
+    if accuracy {
+        h += ",recon_accuracy";
+    }
     h
 }
 
-/// Appends `row` to the CSV at `path`, writing `header` first if the file is new.
+/// Appends `row` to the CSV at `path`, writing `header` first if the file is new. A
+/// file whose header is a prefix of `header` (a run resumed by a newer version that
+/// reports more columns) gets the new header; its older rows keep fewer fields.
 pub fn append_csv(path: &Path, header: &str, row: &str) -> Result<(), TrainError> {
     let new = !path.exists();
+    if !new {
+        extend_header(path, header)?;
+    }
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
@@ -40,6 +49,23 @@ pub fn append_csv(path: &Path, header: &str, row: &str) -> Result<(), TrainError
         writeln!(f, "{header}").map_err(TrainError::io("writing", path))?;
     }
     writeln!(f, "{row}").map_err(TrainError::io("writing", path))
+}
+
+/// Replaces the header of the CSV at `path` by `header` where the old one is a strict
+/// prefix of it (whole columns only).
+fn extend_header(path: &Path, header: &str) -> Result<(), TrainError> {
+    let mut first = String::new();
+    let file = std::fs::File::open(path).map_err(TrainError::io("reading", path))?;
+    std::io::BufReader::new(file)
+        .read_line(&mut first)
+        .map_err(TrainError::io("reading", path))?;
+    let old = first.trim_end_matches(['\n', '\r']);
+    if old == header || !header.starts_with(&format!("{old},")) {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(TrainError::io("reading", path))?;
+    let rest = text.split_once('\n').map_or("", |(_, r)| r);
+    replace_file(path, &format!("{header}\n{rest}"))
 }
 
 /// The column `name` of the CSV at `path` (with a header row); empty or unparsable
@@ -78,7 +104,17 @@ pub fn truncate_csv_after(path: &Path, step: u64) -> Result<(), TrainError> {
         })
         .map(|(_, l)| l)
         .collect();
-    std::fs::write(path, kept.join("\n") + "\n").map_err(TrainError::io("writing", path))
+    replace_file(path, &(kept.join("\n") + "\n"))
+}
+
+/// Writes `text` to a temporary file beside `path` and renames it over `path`, so
+/// that a crash leaves either the old file or the new one, never half of it.
+fn replace_file(path: &Path, text: &str) -> Result<(), TrainError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, text).map_err(TrainError::io("writing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(TrainError::io("renaming", &tmp))
 }
 
 /// Saves images (values in [0, 1], each `h x w`) as a grid with `cols` columns.

@@ -20,6 +20,7 @@ use crate::modality::DataKind;
 use crate::modality::image::Images;
 use crate::output::{self, save_grid};
 use crate::seeds;
+use crate::views::{self, View};
 
 /// A checkpoint's model with its test set, ready to draw.
 pub struct Pictures {
@@ -44,12 +45,27 @@ impl Pictures {
         let opened = checkpoint::open(path)?;
         let images = Images::load(&opened.config)?;
         let model = opened.load_model::<Images>(images.init_model(&opened.config, &device))?;
-        Ok(Self {
+        Ok(Self::new(model, images.splits().test.clone(), device))
+    }
+
+    /// `model` with the test set it is shown on.
+    pub fn new(model: ImageVae, test: ImageSet, device: Device) -> Self {
+        Self {
+            dim: model.latent_dim(),
             model,
-            dim: opened.config.model.latent_dim,
-            test: images.splits().test.clone(),
+            test,
             device,
-        })
+        }
+    }
+
+    /// Draws `view` into the PNG file `out`.
+    pub fn view(&self, view: View, out: &Path) -> Result<(), TrainError> {
+        match view {
+            View::Sample { side, seed, .. } => self.sample(out, side, seed),
+            View::Reconstruct { n } => self.reconstruct(out, n),
+            View::Interpolate { pairs, steps } => self.interpolate(out, pairs, steps),
+            View::Latent { n } => self.latent(out, n),
+        }
     }
 
     /// Pixels of the images decoded from latents `z` (rows of length d).
@@ -108,19 +124,10 @@ impl Pictures {
     pub fn interpolate(&self, out: &Path, pairs: usize, steps: usize) -> Result<(), TrainError> {
         let steps = steps.max(2);
         let mus = self.mus(2 * pairs)?;
+        let on_sphere = self.model.kind().on_sphere();
         let mut z = Vec::new();
         for p in mus.chunks(2).filter(|p| p.len() == 2) {
-            z.extend((0..steps).map(|s| {
-                let t = s as f64 / (steps - 1) as f64;
-                if self.model.kind().on_sphere() {
-                    slerp(&p[0], &p[1], t)
-                } else {
-                    p[0].iter()
-                        .zip(&p[1])
-                        .map(|(a, b)| a + t * (b - a))
-                        .collect()
-                }
-            }));
+            z.extend(views::path(on_sphere, &p[0], &p[1], steps));
         }
         save_grid(out, &self.decode(&z)?, self.test.shape, steps)
     }
@@ -200,25 +207,6 @@ fn put(img: &mut RgbImage, x: f64, y: f64, c: [u8; 3]) {
     }
 }
 
-/// The point at fraction `t` of the great circle from unit vector `a` to `b`.
-pub fn slerp(a: &[f64], b: &[f64], t: f64) -> Vec<f64> {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| x * y)
-        .sum::<f64>()
-        .clamp(-1.0, 1.0);
-    let omega = dot.acos();
-    if omega < 1e-9 {
-        return a.to_vec();
-    }
-    let (wa, wb) = (
-        ((1.0 - t) * omega).sin() / omega.sin(),
-        (t * omega).sin() / omega.sin(),
-    );
-    a.iter().zip(b).map(|(x, y)| wa * x + wb * y).collect()
-}
-
 /// Coordinates of `points` in the plane of their two leading principal components
 /// (power iteration with deflation on the covariance).
 fn principal_plane(points: &[Vec<f64>]) -> Vec<(f64, f64)> {
@@ -264,23 +252,6 @@ fn principal_plane(points: &[Vec<f64>]) -> Vec<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slerp_stays_on_the_great_circle() {
-        let a = [1.0, 0.0, 0.0];
-        let b = [0.0, 1.0, 0.0];
-        let m = slerp(&a, &b, 0.5);
-        let h = std::f64::consts::FRAC_1_SQRT_2;
-        assert!((m[0] - h).abs() < 1e-15 && (m[1] - h).abs() < 1e-15 && m[2] == 0.0);
-        for t in [0.0, 0.1, 0.77, 1.0] {
-            let p = slerp(&a, &b, t);
-            assert!((p.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-15);
-            assert!(
-                (p[1].atan2(p[0]) - t * std::f64::consts::FRAC_PI_2).abs() < 1e-15,
-                "constant speed"
-            );
-        }
-    }
 
     #[test]
     fn principal_plane_finds_the_spread_directions() {

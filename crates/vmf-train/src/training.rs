@@ -228,8 +228,8 @@ fn train_kind<K: DataKind>(
         units: &K::units,
     };
     let train_header = output::train_header(K::UNITS);
-    let eval_header = output::eval_header(K::PER_UNIT, K::LATENT_STATS);
-    let valid_header = output::eval_header(K::PER_UNIT, false);
+    let eval_header = output::eval_header(K::PER_UNIT, K::LATENT_STATS, K::ACCURACY);
+    let valid_header = output::eval_header(K::PER_UNIT, false, false);
     let max_steps = config.training.max_steps.unwrap_or(u64::MAX);
     let stop_at = opts.stop_at_step.unwrap_or(u64::MAX).min(max_steps);
     // The vMF table (None for the Gaussian model).
@@ -377,6 +377,9 @@ fn train_kind<K: DataKind>(
                     l.mutual_information, l.active_units, l.components_90
                 );
             }
+            if let Some(a) = m.recon_accuracy {
+                r += &format!(",{a}");
+            }
             r
         };
         let mut metrics = evaluate(
@@ -399,6 +402,7 @@ fn train_kind<K: DataKind>(
             let mean_w = reparam.as_ref().map_or(0.0, |r| r.stats().mean_w);
             metrics.latent = Some(latent_stats(eval_model.kind(), &codes, state.kappa, mean_w));
         }
+        metrics.recon_accuracy = kind.recon_accuracy(&eval_model, Split::Test, &device)?;
         output::append_csv(&run_dir.join("eval.csv"), &eval_header, &row(&metrics))?;
         eprintln!(
             "epoch {} step {}: test recon {:.3} (at the posterior's location {:.3}), KL {:.3}, \
@@ -473,6 +477,9 @@ fn extras(m: &EvalMetrics, per_unit: bool) -> String {
             ", MI {:.3}, active units {} (90% of the variance in {})",
             l.mutual_information, l.active_units, l.components_90
         );
+    }
+    if let Some(a) = m.recon_accuracy {
+        s += &format!(", greedy reconstruction {:.1}% right", 100.0 * a);
     }
     s
 }

@@ -13,7 +13,9 @@ use vmf_train::data::text::{
     LongSentences, TextOptions, UNK_ID, build_vocab, load_text, read_text,
 };
 use vmf_train::evaluation::evaluate_checkpoint;
-use vmf_train::modality::text::{bucketed_batches, padding_fraction};
+use vmf_train::modality::text::{Sentences, bucketed_batches, padding_fraction, tokens_right};
+use vmf_train::modality::{DataKind, Split};
+use vmf_train::views::{View, show_checkpoint};
 use vmf_train::{Resume, TrainConfig, TrainOptions, checkpoint, train};
 
 fn tmp_dir(name: &str) -> PathBuf {
@@ -347,6 +349,109 @@ fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
         k1.log_likelihood
     );
     assert_eq!(k1.test_images, 60);
+    // The greedy reconstruction's token accuracy, each epoch and at `eval` (the same
+    // deterministic decoding of the last checkpoint).
+    let acc = column(&run.join("eval.csv"), "recon_accuracy");
+    assert_eq!(acc.len(), 3);
+    assert!(acc.iter().all(|a| (0.0..=1.0).contains(a)), "{acc:?}");
+    assert_eq!(k1.metrics.recon_accuracy, Some(acc[2]));
+
+    // The text twins of the picture views.
+    let show = |view: View| {
+        let out = run.join("view.txt");
+        show_checkpoint(&ckpt, view, Some(&out))?;
+        Ok::<_, vmf_train::TrainError>(std::fs::read_to_string(out).unwrap())
+    };
+    let lines = |text: &str, prefix: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(prefix).map(str::to_string))
+            .collect()
+    };
+    let sample = show(View::Sample {
+        side: 4,
+        seed: 1,
+        temperature: 0.7,
+    })
+    .unwrap();
+    assert_eq!(
+        (lines(&sample, "= ").len(), lines(&sample, "~ ").len()),
+        (4, 4)
+    );
+    let recon = show(View::Reconstruct { n: 3 }).unwrap();
+    let (inputs, outputs) = (lines(&recon, "> "), lines(&recon, "< "));
+    assert_eq!((inputs.len(), outputs.len()), (3, 3));
+    let test = std::fs::read_to_string(data.join("test.txt")).unwrap();
+    assert_eq!(inputs, test.lines().take(3).collect::<Vec<_>>());
+    let path = show(View::Interpolate { pairs: 1, steps: 5 }).unwrap();
+    assert_eq!(lines(&path, "> "), inputs[..2].to_vec());
+    let points: Vec<&str> = path.lines().filter(|l| l.starts_with(['0', '1'])).collect();
+    assert_eq!(points.len(), 5);
+    // The path's ends are the two sentences' locations: their decodings are the
+    // reconstructions.
+    assert_eq!(points[0].strip_prefix("0.00 ").unwrap(), outputs[0]);
+    assert_eq!(points[4].strip_prefix("1.00 ").unwrap(), outputs[1]);
+    let e = show(View::Latent { n: 10 }).unwrap_err().to_string();
+    assert!(e.contains("label") && e.contains("eval"), "{e}");
+    let e = show(View::Sample {
+        side: 2,
+        seed: 0,
+        temperature: 0.0,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("temperature = 0"), "{e}");
+}
+
+#[test]
+fn tokens_right_compares_words_and_the_end_token_by_position() {
+    let s = [4, 5, 6];
+    assert_eq!(tokens_right(&s, &[4, 5, 6]), 4); // every word and the end
+    assert_eq!(tokens_right(&s, &[4, 9, 6]), 3);
+    assert_eq!(tokens_right(&s, &[4]), 1); // ends where 5 is due
+    assert_eq!(tokens_right(&s, &[4, 5, 6, 7]), 3); // goes on where the end is due
+    assert_eq!(tokens_right(&s, &[5, 6]), 0); // shifted: nothing at its place
+    assert_eq!(tokens_right(&s, &[]), 0);
+}
+
+#[test]
+fn an_inputless_run_is_evaluated_without_its_words() {
+    let data = topic_data("inputless");
+    let run = tmp_dir("inputless-run");
+    let device = burn::tensor::Device::flex();
+    for (dropout, hidden) in [(1.0, true), (0.5, false)] {
+        let config = text_config(&data, &run, &format!("word_dropout = {dropout}\n{VMF}"));
+        let kind = Sentences::load(&config).unwrap();
+        assert_eq!(kind.decoding(None).inputless, hidden);
+        let batches = kind.eval_batches(Split::Test, 0, &device).unwrap();
+        for b in &batches {
+            let inputs: Vec<i64> = b
+                .inputs
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap();
+            let words: Vec<i64> = b
+                .targets
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap();
+            let [rows, cols] = b.inputs.dims();
+            for r in 0..rows {
+                let len = b.lengths[r];
+                for t in 1..=len {
+                    let want = if hidden {
+                        UNK_ID as i64
+                    } else {
+                        words[r * cols + t - 1]
+                    };
+                    assert_eq!(inputs[r * cols + t], want, "row {r} position {t}");
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -255,16 +255,20 @@ impl TextVae {
         self.output.forward(out)
     }
 
-    /// Decodes each row of `z` word by word from the begin token, for at most
-    /// `max_words` words: greedily (`temperature` None) or sampling from the softmax
-    /// at that temperature with `rng`. Returns word ids up to (without) the end token.
+    /// Decodes each row of `z` word by word from the begin token, as `how` says (see
+    /// [`Decoding`]), drawing any sampling noise from `rng`. Returns word ids up to
+    /// (without) the end token.
     pub fn generate<R: Rng + ?Sized>(
         &self,
         z: Tensor<2>,
-        max_words: usize,
-        temperature: Option<f64>,
+        how: Decoding,
         rng: &mut R,
     ) -> Vec<Vec<u32>> {
+        let Decoding {
+            max_words,
+            temperature,
+            inputless,
+        } = how;
         let [b, _] = z.dims();
         let device = z.device();
         let (mut state, extra) = self.start(z);
@@ -306,12 +310,39 @@ impl TextVae {
             if done.iter().all(|&d| d) {
                 break;
             }
+            if inputless {
+                // Trained on unknown tokens only: the next input is one too.
+                tokens.fill(UNK_ID);
+            }
         }
         out
     }
 
     fn embedding_dim(&self) -> usize {
         self.embedding.weight.dims()[1]
+    }
+}
+
+/// How [`TextVae::generate`] decodes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decoding {
+    /// Words at most per sentence (the end token is not counted).
+    pub max_words: usize,
+    /// `None`: greedy (argmax); `Some(t)`: sampling from the softmax of logits / t.
+    pub temperature: Option<f64>,
+    /// Feed the unknown token instead of the previous word at every step, as a model
+    /// trained with `word_dropout = 1` (Inputless) always saw.
+    pub inputless: bool,
+}
+
+impl Decoding {
+    /// Greedy decoding of at most `max_words` words, feeding back each word.
+    pub fn greedy(max_words: usize) -> Self {
+        Self {
+            max_words,
+            temperature: None,
+            inputless: false,
+        }
     }
 }
 

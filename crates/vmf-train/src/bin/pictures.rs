@@ -1,4 +1,5 @@
-//! `pictures <sample|reconstruct|interpolate|latent> --checkpoint DIR --out FILE.png`,
+//! `pictures <sample|reconstruct|interpolate|latent> --checkpoint DIR --out FILE.png`
+//! (a text checkpoint: sentences, to `--out FILE` or stdout),
 //! `pictures curves --checkpoint DIR --out FILE.svg` (the run's loss curves),
 //! `pictures collapse --runs RUN,RUN --out FILE.svg` (KL and MI of several runs)
 
@@ -6,19 +7,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vmf_train::pictures::Pictures;
+use vmf_train::views::{View, show_checkpoint};
 
 #[derive(Parser)]
 #[command(
     name = "pictures",
     version,
-    about = "Pictures of a trained checkpoint (PNG) and its run's loss curves (SVG)"
+    about = "Pictures of a trained checkpoint (PNG; sentences for a text model) and its \
+             run's loss curves (SVG)"
 )]
 struct Cli {
     /// Checkpoint folder (RUN/checkpoints/step-N).
     #[arg(long, global = true)]
     checkpoint: Option<PathBuf>,
-    /// Output file (PNG; SVG for `curves`).
+    /// Output file (PNG; SVG for `curves` and `collapse`; text for a text model's
+    /// sentences, which go to stdout without it).
     #[arg(long, global = true)]
     out: Option<PathBuf>,
     #[command(subcommand)]
@@ -27,23 +30,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum What {
-    /// A grid decoded from prior samples (uniform on the sphere, or N(0, I)).
+    /// A grid decoded from prior samples (uniform on the sphere, or N(0, I)); text:
+    /// `side` prior draws, each decoded greedily and sampled at `--temperature`.
     Sample {
-        /// Grid side.
+        /// Grid side (text: number of draws).
         #[arg(long, default_value_t = 10)]
         side: usize,
         /// Seed of the samples.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Text: the softmax temperature of the sampled sentences.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
     },
-    /// Test images above their reconstructions at the posterior's location.
+    /// Test images above their reconstructions at the posterior's location (text: test
+    /// sentences over their greedy decodings).
     Reconstruct {
-        /// Number of test images.
+        /// Number of test images (sentences).
         #[arg(short = 'n', default_value_t = 30)]
         n: usize,
     },
     /// Paths between the posterior locations of pairs of test images (great
-    /// circles for vMF, straight lines for the Gaussian).
+    /// circles for vMF, straight lines for the Gaussian); text: one decoded sentence
+    /// per point.
     Interpolate {
         /// Number of pairs (rows).
         #[arg(long, default_value_t = 8)]
@@ -75,8 +84,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     vmf_train::cpu::flush_denormals();
     let run = || -> Result<(), String> {
-        let out = cli.out.clone().ok_or("--out is required")?;
+        let need_out = || cli.out.clone().ok_or("--out is required");
         if let What::Collapse { runs } = &cli.what {
+            let out = need_out()?;
             let dirs: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();
             vmf_train::curves::collapse_curves(&dirs, &out).map_err(|e| e.to_string())?;
             eprintln!("wrote {}", out.display());
@@ -84,6 +94,7 @@ fn main() -> ExitCode {
         }
         let ckpt = cli.checkpoint.clone().ok_or("--checkpoint is required")?;
         if let What::Curves = cli.what {
+            let out = need_out()?;
             // RUN/checkpoints/step-N -> RUN
             let run_dir = ckpt
                 .parent()
@@ -93,16 +104,25 @@ fn main() -> ExitCode {
             eprintln!("wrote {}", out.display());
             return Ok(());
         }
-        let p = Pictures::open(&ckpt).map_err(|e| e.to_string())?;
-        match cli.what {
-            What::Sample { side, seed } => p.sample(&out, side, seed),
-            What::Reconstruct { n } => p.reconstruct(&out, n),
-            What::Interpolate { pairs, steps } => p.interpolate(&out, pairs, steps),
-            What::Latent { n } => p.latent(&out, n),
+        let view = match cli.what {
+            What::Sample {
+                side,
+                seed,
+                temperature,
+            } => View::Sample {
+                side,
+                seed,
+                temperature,
+            },
+            What::Reconstruct { n } => View::Reconstruct { n },
+            What::Interpolate { pairs, steps } => View::Interpolate { pairs, steps },
+            What::Latent { n } => View::Latent { n },
             What::Curves | What::Collapse { .. } => unreachable!("handled above"),
+        };
+        show_checkpoint(&ckpt, view, cli.out.as_deref()).map_err(|e| e.to_string())?;
+        if let Some(out) = &cli.out {
+            eprintln!("wrote {}", out.display());
         }
-        .map_err(|e| e.to_string())?;
-        eprintln!("wrote {}", out.display());
         Ok(())
     };
     vmf_train::error::exit_code(run())

@@ -14,7 +14,9 @@ use crate::config::{PixelMode, TrainConfig};
 use crate::data::{self, ImageSet, Splits};
 use crate::error::TrainError;
 use crate::output;
+use crate::pictures::Pictures;
 use crate::seeds::{self, HostNoise};
+use crate::views::View;
 
 /// Loaded image splits with the settings that shape their batches.
 pub struct Images {
@@ -166,6 +168,19 @@ impl DataKind for Images {
         } else {
             Ok(())
         }
+    }
+
+    fn view(
+        &self,
+        model: &ImageVae,
+        view: View,
+        out: Option<&Path>,
+        device: &Device,
+    ) -> Result<(), TrainError> {
+        let out = out.ok_or_else(|| {
+            TrainError::Usage("--out is required for an image checkpoint: a PNG file".into())
+        })?;
+        Pictures::new(model.clone(), self.splits.test.clone(), device.clone()).view(view, out)
     }
 }
 

@@ -22,6 +22,7 @@ use vmf_model::{Rows, VaeModel};
 use crate::config::{DatasetKind, TrainConfig};
 use crate::error::TrainError;
 use crate::seeds::HostNoise;
+use crate::views::View;
 
 /// The batch type of a data kind's model.
 pub type Batch<K> = <<K as DataKind>::Model as VaeModel>::Batch;
@@ -49,6 +50,8 @@ pub trait DataKind: Sized + Sync {
     /// Whether each epoch's evaluation reports mutual information and active units
     /// (the measures of KL collapse; O(n^2 d) on the host).
     const LATENT_STATS: bool = false;
+    /// Whether [`DataKind::recon_accuracy`] reports a figure (a column of eval.csv).
+    const ACCURACY: bool = false;
 
     /// Loads the splits the config names (for training, the loop then calls
     /// [`DataKind::upload_training`]); reports what it loaded on stderr.
@@ -104,6 +107,28 @@ pub trait DataKind: Sized + Sync {
     /// The evaluation inputs of `split` on `device`, in batches (`None` when the split
     /// is not configured); `seed` fixes any randomness of the inputs.
     fn eval_batches(&self, split: Split, seed: u64, device: &Device) -> Option<Vec<Batch<Self>>>;
+
+    /// The share of the units of `split` that the model's greedy reconstruction from
+    /// the posterior's location gets exactly right (text: tokens, end token counted,
+    /// at their position), for kinds with [`DataKind::ACCURACY`]; `None` by default.
+    fn recon_accuracy(
+        &self,
+        _model: &Self::Model,
+        _split: Split,
+        _device: &Device,
+    ) -> Result<Option<f64>, TrainError> {
+        Ok(None)
+    }
+
+    /// Renders `view` of a trained `model` of this kind into `out` (see
+    /// [`crate::views`]).
+    fn view(
+        &self,
+        model: &Self::Model,
+        view: View,
+        out: Option<&Path>,
+        device: &Device,
+    ) -> Result<(), TrainError>;
 
     /// This kind's outputs after epoch `epoch` (1-based) into the run folder, e.g.
     /// reconstructions and prior samples.

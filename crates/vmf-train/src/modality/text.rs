@@ -5,18 +5,20 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
-use vmf_model::text::Cell;
+use vmf_model::text::{Cell, Decoding, EOS_ID};
 use vmf_model::{TextBatch, TextVae, TextVaeConfig, VaeModel};
 
 use super::{DataKind, Split};
 use crate::config::{DEFAULT_MAX_LENGTH, TrainConfig};
-use crate::data::text::{LoadReport, TextOptions, TextSet, TextSplits, Vocab, load_text};
+use crate::data::text::{LoadReport, TextOptions, TextSet, TextSplits, load_text};
 use crate::error::TrainError;
 use crate::seeds::{self, HostNoise};
+use crate::sentences::SentenceViews;
+use crate::views::View;
 
 /// Default of `model.embed_dim`.
 pub const DEFAULT_EMBED_DIM: usize = 100;
@@ -131,10 +133,28 @@ impl Sentences {
         }
     }
 
-    /// A batch of the sentences `ids` of `set`, without word dropout.
-    pub fn batch(set: &TextSet, ids: &[usize], device: &Device) -> TextBatch {
+    /// Whether the decoder never sees a word (`model.word_dropout = 1`, Inputless):
+    /// then evaluation and decoding hide the words too, as training did. Below 1, word
+    /// dropout is a training-time noise like dropout, and evaluation sees every word.
+    pub fn inputless(&self) -> bool {
+        self.config.model.word_dropout >= 1.0
+    }
+
+    /// How this run's model decodes sentences of at most `max_length` words.
+    pub fn decoding(&self, temperature: Option<f64>) -> Decoding {
+        Decoding {
+            max_words: self.config.data.max_length.unwrap_or(DEFAULT_MAX_LENGTH),
+            temperature,
+            inputless: self.inputless(),
+        }
+    }
+
+    /// An evaluation batch of the sentences `ids` of `set`: no word dropout, except
+    /// that an Inputless model's inputs are all unknown tokens.
+    pub fn batch(&self, set: &TextSet, ids: &[usize], device: &Device) -> TextBatch {
         let rows: Vec<&[u32]> = ids.iter().map(|&i| set.sentences[i].as_slice()).collect();
-        TextBatch::new(&rows, |_, _| false, device)
+        let hide = self.inputless();
+        TextBatch::new(&rows, |_, _| hide, device)
     }
 }
 
@@ -167,6 +187,7 @@ impl DataKind for Sentences {
     const UNITS: &'static str = "tokens";
     const PER_UNIT: bool = true;
     const LATENT_STATS: bool = true;
+    const ACCURACY: bool = true;
 
     fn load(config: &TrainConfig) -> Result<Self, TrainError> {
         let dir = data_dir(config);
@@ -271,7 +292,7 @@ impl DataKind for Sentences {
         Some(
             order
                 .chunks(size)
-                .map(|ids| Self::batch(set, ids, device))
+                .map(|ids| self.batch(set, ids, device))
                 .collect(),
         )
     }
@@ -284,6 +305,35 @@ impl DataKind for Sentences {
 
     fn units(batch: &TextBatch) -> usize {
         batch.tokens()
+    }
+
+    fn recon_accuracy(
+        &self,
+        model: &TextVae,
+        split: Split,
+        device: &Device,
+    ) -> Result<Option<f64>, TrainError> {
+        let set = self.set(split);
+        let mut order: Vec<usize> = (0..set.len()).collect();
+        order.sort_by_key(|&i| set.sentences[i].len());
+        let (mut right, mut total) = (0usize, 0usize);
+        let mut rng = StdRng::seed_from_u64(0); // greedy decoding draws nothing
+        for ids in order.chunks(self.config.training.eval_batch_size.max(1)) {
+            let batch = self.batch(set, ids, device);
+            let longest = batch.lengths.iter().copied().max().unwrap_or(0);
+            // One word more than the longest sentence: a decoding that stops earlier
+            // stopped at its end token, so every compared position is known.
+            let how = Decoding {
+                max_words: longest + 1,
+                ..self.decoding(None)
+            };
+            let decoded = model.generate(model.posterior(&batch).location(), how, &mut rng);
+            for (&i, d) in ids.iter().zip(&decoded) {
+                right += tokens_right(&set.sentences[i], d);
+                total += set.sentences[i].len() + 1;
+            }
+        }
+        Ok(Some(right as f64 / total.max(1) as f64))
     }
 
     fn epoch_outputs(
@@ -299,45 +349,34 @@ impl DataKind for Sentences {
         let dir = config.run_dir.join("samples");
         std::fs::create_dir_all(&dir).map_err(TrainError::io("creating", &dir))?;
         let path = dir.join(format!("epoch-{epoch:03}.txt"));
-        let text = sample_text(self, model, config, device)?;
+        let views = SentenceViews::new(self, model, device);
+        let text = views.reconstruct(5)? + &views.sample(5, config.seed, 1.0)?;
         std::fs::write(&path, text).map_err(TrainError::io("writing", &path))
+    }
+
+    fn view(
+        &self,
+        model: &TextVae,
+        view: View,
+        out: Option<&Path>,
+        device: &Device,
+    ) -> Result<(), TrainError> {
+        let text = SentenceViews::new(self, model, device).render(view)?;
+        match out {
+            Some(path) => std::fs::write(path, text).map_err(TrainError::io("writing", path)),
+            None => {
+                print!("{text}");
+                Ok(())
+            }
+        }
     }
 }
 
-/// Five test sentences over their greedy decodings from mu, and five prior samples.
-fn sample_text(
-    kind: &Sentences,
-    model: &TextVae,
-    config: &TrainConfig,
-    device: &Device,
-) -> Result<String, TrainError> {
-    let vocab: &Vocab = &kind.splits.vocab;
-    let test = &kind.splits.test;
-    let n = 5.min(test.len());
-    let ids: Vec<usize> = (0..n).collect();
-    let batch = Sentences::batch(test, &ids, device);
-    let mu = model.posterior(&batch).location();
-    let mut rng = StdRng::seed_from_u64(seeds::derive(config.seed, "text-samples", 0));
-    let max = config.data.max_length.unwrap_or(DEFAULT_MAX_LENGTH);
-    let recon = model.generate(mu, max, None, &mut rng);
-    let mut out = String::from("# test sentences (>) and their greedy decodings from mu (<)\n");
-    for (i, r) in recon.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "> {}\n< {}",
-            vocab.decode(&test.sentences[i]),
-            vocab.decode(r)
-        );
-    }
-    let d = config.model.latent_dim;
-    let z: Vec<f32> = (0..5)
-        .flat_map(|_| model.kind().prior_sample(&mut rng, d))
-        .map(|v| v as f32)
-        .collect();
-    let z = Tensor::<2>::from_data(TensorData::new(z, [5, d]), device);
-    out.push_str("# greedy decodings of prior samples\n");
-    for s in model.generate(z, max, None, &mut rng) {
-        let _ = writeln!(out, "{}", vocab.decode(&s));
-    }
-    Ok(out)
+/// How many of the sentence's tokens (its words, then the end token) `decoded` (words
+/// up to its end token) has at the same position.
+pub fn tokens_right(sentence: &[u32], decoded: &[u32]) -> usize {
+    let end = [EOS_ID];
+    let target = sentence.iter().chain(&end);
+    let got = decoded.iter().chain(&end);
+    target.zip(got).filter(|(a, b)| a == b).count()
 }
