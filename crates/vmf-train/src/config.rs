@@ -175,7 +175,8 @@ fn default_loss() -> ReconLoss {
 
 /// `[optimizer]` (Adam).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Each key omitted takes its default (the section's Default), not only the section.
+#[serde(deny_unknown_fields, default)]
 pub struct OptimizerConfig {
     /// Learning rate.
     pub lr: f64,
@@ -245,7 +246,8 @@ fn default_true() -> bool {
 
 /// `[checkpoint]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Each key omitted takes its default (the section's Default), not only the section.
+#[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {
     /// Also checkpoint every N steps (0: only at the end of each epoch).
     pub every_steps: u64,
@@ -301,6 +303,13 @@ impl TrainConfig {
 
     /// Checks every value; the message names the key and the reason.
     pub fn validate(&self) -> Result<(), String> {
+        if self.run_dir.as_os_str().is_empty() {
+            return Err(
+                "run_dir is empty: name a folder for the run's config, metrics and \
+                        checkpoints (e.g. run_dir = \"runs/mnist\", or --run-dir)"
+                    .into(),
+            );
+        }
         let m = &self.model;
         let min_dim = match m.kind {
             ModelKind::Vmf => vmf_core::DIM_MIN,

@@ -136,6 +136,28 @@ fn dataset_loading_checks_the_files_belong_together() {
         "pixels 0 and 255 are certain"
     );
 
+    // Labels beyond MNIST's ten classes are refused, naming file and index.
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[3], &[1, 12, 3])).unwrap();
+    let e = load(&config(&dir), 0).unwrap_err().to_string();
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte") && e.contains("label 12 at index 1"),
+        "{e}"
+    );
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[3], &[1, 9, 3])).unwrap();
+    assert!(load(&config(&dir), 0).is_ok(), "label 9 is a class");
+
+    // A test split of another image size is refused at load, naming both files.
+    let other = idx(&[3, 2, 1], &[0, 1, 2, 3, 4, 5]);
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), other).unwrap();
+    let e = load(&config(&dir), 0).unwrap_err().to_string();
+    assert!(
+        e.contains("t10k-images-idx3-ubyte")
+            && e.contains("train-images-idx3-ubyte.gz")
+            && e.contains("2x1")
+            && e.contains("2x2"),
+        "{e}"
+    );
+
     std::fs::remove_file(dir.join("t10k-images-idx3-ubyte")).unwrap();
     let e = load(&config(&dir), 0).unwrap_err().to_string();
     assert!(

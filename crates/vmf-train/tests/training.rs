@@ -474,6 +474,11 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
             "epochs = \"many\"",
             &["epochs", "invalid type"],
         ),
+        (
+            "run_dir = \"runs/mnist\"",
+            "run_dir = \"\"",
+            &["run_dir is empty"],
+        ),
     ];
     for (from, to, needles) in cases {
         assert!(base.contains(from), "{from}");
@@ -493,6 +498,25 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
         err.contains("no-such-config.toml") && err.contains("cannot read"),
         "{err}"
     );
+    // Every documented default applies per key, not only per section.
+    let partial = base
+        .replacen(
+            "lr = 1e-3\nbeta1 = 0.9\nbeta2 = 0.999\neps = 1e-8",
+            "lr = 5e-4",
+            1,
+        )
+        .replacen("every_steps = 0\nkeep = 3", "keep = 5", 1);
+    let c = TrainConfig::parse(&partial, Path::new("partial.toml")).unwrap();
+    assert_eq!(
+        (
+            c.optimizer.lr,
+            c.optimizer.beta1,
+            c.optimizer.beta2,
+            c.optimizer.eps
+        ),
+        (5e-4, 0.9, 0.999, 1e-8)
+    );
+    assert_eq!((c.checkpoint.every_steps, c.checkpoint.keep), (0, 5));
     // Every shipped config parses.
     let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     for entry in std::fs::read_dir(&configs).unwrap() {

@@ -184,7 +184,15 @@ fn find_file(dir: &Path, stem: &str) -> Result<PathBuf, TrainError> {
     })
 }
 
-fn load_split(dir: &Path, prefix: &str, limit: Option<usize>) -> Result<ImageSet, TrainError> {
+/// The classes of an MNIST-format label file (MNIST and Fashion-MNIST have ten).
+const CLASSES: u8 = 10;
+
+/// One split and the path of its image file.
+fn load_split(
+    dir: &Path,
+    prefix: &str,
+    limit: Option<usize>,
+) -> Result<(ImageSet, PathBuf), TrainError> {
     let img_path = find_file(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let lab_path = find_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
     let images = read_idx(&img_path)?;
@@ -215,10 +223,21 @@ fn load_split(dir: &Path, prefix: &str, limit: Option<usize>) -> Result<ImageSet
             ),
         });
     }
+    if let Some(i) = labels.data.iter().position(|&l| l >= CLASSES) {
+        return Err(TrainError::Data {
+            file: lab_path,
+            message: format!(
+                "label {} at index {i}: MNIST-format labels are classes 0 to {}; the file is \
+                 corrupt or belongs to another data set",
+                labels.data[i],
+                CLASSES - 1
+            ),
+        });
+    }
     let n = limit.map_or(images.dims[0], |l| l.min(images.dims[0]));
     let dim = images.dims[1] * images.dims[2];
 
-    Ok(ImageSet {
+    let set = ImageSet {
         pixels: images.data[..n * dim]
             .iter()
             .map(|&p| f32::from(p) / 255.0)
@@ -226,7 +245,8 @@ fn load_split(dir: &Path, prefix: &str, limit: Option<usize>) -> Result<ImageSet
         labels: labels.data[..n].to_vec(),
         dim,
         shape: [images.dims[1], images.dims[2]],
-    })
+    };
+    Ok((set, img_path))
 }
 
 /// Loads both splits as configured; static binarisation is applied here (once, seeded).
@@ -255,8 +275,22 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, TrainError> {
             message: format!("folder not found: {hint}"),
         });
     }
-    let mut train = load_split(&dir, "train", config.train_limit)?;
-    let mut test = load_split(&dir, "t10k", config.test_limit)?;
+    let (mut train, train_path) = load_split(&dir, "train", config.train_limit)?;
+    let (mut test, test_path) = load_split(&dir, "t10k", config.test_limit)?;
+    if test.shape != train.shape {
+        return Err(TrainError::Data {
+            file: test_path,
+            message: format!(
+                "images of {}x{} pixels, but the training images in {} are {}x{}: both \
+                 splits need one size",
+                test.shape[0],
+                test.shape[1],
+                train_path.display(),
+                train.shape[0],
+                train.shape[1]
+            ),
+        });
+    }
     if config.pixels == PixelMode::StaticBinary {
         let mut rng = StdRng::seed_from_u64(crate::seeds::derive(seed, "static-binarisation", 0));
         for set in [&mut train, &mut test] {
