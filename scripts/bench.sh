@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark suite: training throughput of the default MNIST config per backend at
 # batch 100 and 1024, time per epoch, peak memory, the dev profile against release,
-# PyTorch on the same model when it is installed, where a step's time goes, and the
-# sampler's table build and throughput. Prints one markdown report and writes it to
+# PyTorch on the same model when it is installed, where a step's time goes, the text
+# model's tokens/s against PyTorch's and its profile (with perf), and the sampler's
+# table build and throughput. Prints one markdown report and writes it to
 # BENCHMARKS.md.
 #
 #   scripts/bench.sh            # CPU backends (flex, ndarray)
@@ -10,7 +11,8 @@
 #
 # STEPS (default 1800: three epochs, past the ~1.3 epochs after which denormals used
 # to slow Intel cores) sets the steps of a batch-100 run; batch 1024 runs the same
-# number of images. PYTHON (default python3) is the interpreter tried for PyTorch.
+# number of images. TEXT_STEPS (default 200) sets the text runs' steps. PYTHON (default
+# python3) is the interpreter tried for PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -140,6 +142,68 @@ flop = 3 * 2 * (784 * 256 + 256 * 8 + 8 * 256 + 256 * 784)
 print(f"- flex at batch 100: {statistics.median(rel) * flop / 1e9:.0f} GFLOP/s in the matmuls "
       f"({flop / 1e6:.1f} MFLOP per image and step)")
 EOF
+
+# The text model: configs/ptb.toml (images off) against the same model in PyTorch.
+text_steps=${TEXT_STEPS:-200}
+sed -e "s/^images = .*/images = false/" configs/ptb.toml > "$work/ptb.toml"
+text_run() { # BINARY [perf output] -> tokens/s
+  rm -rf "$work/trun"
+  local cmd=("$1" --config "$work/ptb.toml" --run-dir "$work/trun" --max-steps "$text_steps")
+  if [ -n "${2:-}" ]; then cmd=(perf record -q -F 499 -o "$2" -- "${cmd[@]}"); fi
+  "${cmd[@]}" 2> "$work/stderr" | tail -n 1 |
+    python3 -c 'import json, sys; print(round(json.load(sys.stdin)["tokens_per_sec"]))' || {
+    cat "$work/stderr" >&2
+    return 1
+  }
+}
+{
+  echo
+  echo "## Training throughput: the text model (configs/ptb.toml, images off)"
+  echo
+  echo "Embedding 100, LSTM encoder and decoder with 400 units, d = 50, vocabulary 10,002,"
+  echo "batch 32 bucketed by length; $text_steps steps; tokens/s with the end tokens, over"
+  echo "the training steps. PyTorch: \`scripts/bench_pytorch_text.py --threads $(nproc)\`"
+  echo "(nn.LSTM, the same sizes, bucketing and sampler, the loss read back every step)."
+  echo "Interleaved pairs:"
+  echo
+  echo "| pair | vmf-vae (flex, release) | PyTorch | vmf-vae / PyTorch |"
+  echo "|---|---|---|---|"
+} >> "$report"
+trel=() ttor=()
+for i in $(seq "$pairs"); do
+  echo "text pair $i ..." >&2
+  trel+=("$(text_run "$work/train-release")")
+  t=nan
+  if [ "$have_torch" = 1 ]; then
+    t=$("$python" scripts/bench_pytorch_text.py --threads "$(nproc)" --steps "$text_steps" |
+      python3 -c 'import json, sys; print(round(json.load(sys.stdin)["tokens_per_sec"]))')
+  fi
+  ttor+=("$t")
+done
+python3 - "${trel[*]}" "${ttor[*]}" >> "$report" <<'EOF'
+import statistics, sys
+rel, tor = ([float(v) for v in a.split()] for a in sys.argv[1:3])
+for i, (r, t) in enumerate(zip(rel, tor), 1):
+    ts = "- | -" if t != t else f"{t:.0f} | {r / t:.2f}x"
+    print(f"| {i} | {r:.0f} | {ts} |")
+print()
+if all(t == t for t in tor):
+    print(f"- vmf-vae / PyTorch on text: {statistics.median(r / t for r, t in zip(rel, tor)):.2f}x "
+          "(targets: >= 1x, issue 11; >= 1.5x, issue 13)")
+print(f"- a PTB epoch (929,589 tokens) at the median: {929589 / statistics.median(rel) / 60:.1f} min")
+EOF
+if command -v perf > /dev/null; then
+  echo "text profile ..." >&2
+  text_run "$work/train-release" "$work/perf.data" > /dev/null
+  {
+    echo
+    echo "Where the text step's time goes (\`perf record\` of one such run, whole process,"
+    echo "samples grouped by the function they fell in):"
+    echo
+    perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2> /dev/null |
+      python3 scripts/perf_groups.py
+  } >> "$report"
+fi
 
 {
   echo
