@@ -6,6 +6,7 @@ Run from the repository root:
 
     python3 -m pip install mpmath==1.3.0
     python3 scripts/vmf_reference.py > crates/vmf-core/tests/data/reference.json
+    python3 scripts/vmf_reference.py --derivatives > crates/vmf-core/tests/data/derivatives.json
 """
 import json
 
@@ -94,5 +95,59 @@ def main():
     print()
 
 
+# (d, kappa, j) points of the quantile's kappa-derivative, at theta = mode + j * width:
+# bulk and tails, small and large d, kappa off any grid.
+QUANTILE_CASES = [(2, 0.37, 0.5), (2, 2.5e4, 2), (3, 20.0, -0.8), (5, 2.0, 0), (5, 2.0, 2.5),
+                  (21, 77.7, 0.3), (129, 3.3e3, -1.5), (1024, 1.7, 1), (1024, 5e4, 4),
+                  (4096, 1e5, 0.2), (9, 25000, -0.5)]
+
+
+def quantile_derivative(d, k, j):
+    """theta = mode + j * width and dw/dkappa there by the implicit formula
+    sin(theta) int_0^theta (cos phi - A) q(phi) / q(theta) dphi, all in mpmath (no CDF:
+    the formula holds at any theta, whatever its probability)."""
+    _, mode, width = theta_cdf(d, k, mp.mpf(1) / 2)
+    theta = mode + j * width
+    assert 0 < theta < mp.pi, (d, k, j)
+    kk = mp.mpf(k)
+    v = mp.mpf(d) / 2 - 1
+    a = mp.besseli(v + 1, kk, maxterms=10**6) / mp.besseli(v, kk, maxterms=10**6)
+
+    def q_rel(t):  # q(t) / q(theta)
+        g = mp.exp(kk * (mp.cos(t) - mp.cos(theta)))
+        return g if d == 2 else g * (mp.sin(t) / mp.sin(theta)) ** (d - 2)
+
+    n = 128
+    pts = sorted({mp.mpf(0), theta} | {p for p in (mode + i * width / 2 for i in range(-n, n + 1))
+                                      if 0 < p < theta})
+    integral = mp.quad(lambda t: (mp.cos(t) - a) * q_rel(t), pts)
+    return theta, mp.sin(theta) * integral
+
+
+def derivatives():
+    out = {"generator": "scripts/vmf_reference.py --derivatives (mpmath %s, %d digits)"
+           % (mp.__version__, mp.mp.dps), "stats": [], "quantile": []}
+    for d in DIMS + [9]:
+        for k in KAPPAS + [25000, 3.3e4, 0.77]:
+            if k == 0:
+                ap = mp.mpf(1) / d
+            else:
+                v, kk = mp.mpf(d) / 2 - 1, mp.mpf(k)
+                a = mp.besseli(v + 1, kk, maxterms=10**6) / mp.besseli(v, kk, maxterms=10**6)
+                ap = 1 - a * a - (d - 1) * a / kk
+            out["stats"].append({"dim": d, "kappa": k, "mean_w_derivative": float(ap),
+                                 "kl_derivative": float(mp.mpf(k) * ap)})
+    for d, k, j in QUANTILE_CASES:
+        theta, dw = quantile_derivative(d, k, j)
+        out["quantile"].append({"dim": d, "kappa": k, "theta": float(theta),
+                                "dw_dkappa": float(dw)})
+    return out
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if sys.argv[1:] == ["--derivatives"]:
+        json.dump(derivatives(), sys.stdout, indent=1)
+        print()
+    else:
+        main()

@@ -7,6 +7,8 @@
 //!   log-density, and the kappa for a KL budget (Bessel route, f64);
 //! - [`marginal`]: the law of theta = arccos(<mu, z>): exact CDF by adaptive
 //!   quadrature, and the independent quadrature route to the same statistics;
+//! - [`kappa_grad`]: derivatives in kappa for a learned kappa: A_d', dKL/dkappa and
+//!   the quantile's dw/dkappa (the exact reparameterisation gradient);
 //! - [`table`]: the inverse-CDF table of theta, built in f64 in well under a millisecond;
 //! - [`host`]: host sampling with `rand`; [`device`]: sampling on a Burn device with
 //!   the table held as a tensor constant.
@@ -17,6 +19,7 @@ pub mod bessel;
 pub mod device;
 pub mod error;
 pub mod host;
+pub mod kappa_grad;
 pub mod marginal;
 mod quad;
 pub mod stats;
@@ -25,6 +28,7 @@ pub mod table;
 pub use device::{DeviceSampler, DeviceTable};
 pub use error::{DIM_MAX, DIM_MIN, KAPPA_MAX, Result, VmfError};
 pub use host::{HostSampler, normalise, uniform_sphere};
+pub use kappa_grad::{QuantileGradient, kl_derivative, mean_w_derivative};
 pub use marginal::{QuadratureStats, ThetaMarginal, quadrature_stats};
 pub use stats::{
     VmfStats, kappa_for_kl, kl_to_uniform, log_density, log_normaliser, log_normaliser_uniform,

@@ -180,25 +180,50 @@ impl ThetaMarginal {
     /// The exact CDF at many sorted points in one pass (each stretch between
     /// consecutive points and breakpoints integrated once).
     pub fn cdf_theta_sorted(&self, ts: &[f64]) -> Vec<f64> {
+        let mut out = self.integrate_sorted(|_| 1.0, ts, false);
+        let last = ts.last().map_or(0.0, |&t| t.clamp(0.0, PI));
+        let total = out.last().copied().unwrap_or(0.0) + self.integrate(|_| 1.0, last, PI);
+        out.iter_mut().for_each(|v| *v /= total);
+        out
+    }
+
+    /// The integrals of g(t) exp(l(t) - l(mode)) from 0 to each of the sorted points
+    /// `ts` (`from_pi`: from each point to pi), in one sweep: each stretch between
+    /// consecutive points and breakpoints is integrated once.
+    pub fn integrate_sorted(&self, g: impl Fn(f64) -> f64, ts: &[f64], from_pi: bool) -> Vec<f64> {
         debug_assert!(ts.windows(2).all(|w| w[0] <= w[1]));
-        let f = |t: f64| self.log_density_rel(t).exp();
+        let f = |t: f64| g(t) * self.log_density_rel(t).exp();
         let tol = 1e-17 * self.width;
         let bps = self.breakpoints();
-        let mut out = Vec::with_capacity(ts.len());
-        let (mut pos, mut acc, mut b) = (0.0, 0.0, 0);
-        for &t in ts {
-            let t = t.clamp(0.0, PI);
-            while b < bps.len() && bps[b] < t {
-                acc += adaptive(&f, pos, bps[b], tol);
-                pos = bps[b];
-                b += 1;
+        let mut out = vec![0.0; ts.len()];
+        let mut acc = 0.0;
+        if from_pi {
+            let (mut pos, mut b) = (PI, bps.len());
+            for (i, &t) in ts.iter().enumerate().rev() {
+                let t = t.clamp(0.0, PI);
+                while b > 0 && bps[b - 1] > t {
+                    acc += adaptive(&f, bps[b - 1], pos, tol);
+                    pos = bps[b - 1];
+                    b -= 1;
+                }
+                acc += adaptive(&f, t, pos, tol);
+                pos = t;
+                out[i] = acc;
             }
-            acc += adaptive(&f, pos, t, tol);
-            pos = t;
-            out.push(acc);
+        } else {
+            let (mut pos, mut b) = (0.0, 0);
+            for (i, &t) in ts.iter().enumerate() {
+                let t = t.clamp(0.0, PI);
+                while b < bps.len() && bps[b] < t {
+                    acc += adaptive(&f, pos, bps[b], tol);
+                    pos = bps[b];
+                    b += 1;
+                }
+                acc += adaptive(&f, pos, t, tol);
+                pos = t;
+                out[i] = acc;
+            }
         }
-        let total = acc + self.integrate(|_| 1.0, pos, PI);
-        out.iter_mut().for_each(|v| *v /= total);
         out
     }
 

@@ -28,6 +28,9 @@ fn kl_and_kappa_print_json_matching_the_library() {
     assert_eq!(v["kl"].as_f64(), Some(s.kl));
     assert_eq!(v["mean_w"].as_f64(), Some(s.mean_w));
     assert_eq!(v["log_normaliser"].as_f64(), Some(s.log_normaliser));
+    let dmean = vmf_core::mean_w_derivative(8, 20.0).unwrap();
+    assert_eq!(v["dmean_w_dkappa"].as_f64(), Some(dmean));
+    assert_eq!(v["dkl_dkappa"].as_f64(), Some(20.0 * dmean));
 
     let out = stdout(&vmf(&[
         "kappa",
@@ -80,6 +83,38 @@ fn samples_are_full_precision_data_lines() {
         assert_eq!(r.len(), 3);
         assert!((r.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-12);
         assert!(r[2] < -0.5, "points concentrate around mu = -e_3: {r:?}");
+    }
+}
+
+#[test]
+fn sample_w_grad_prints_each_sample_with_its_kappa_derivative() {
+    let lines = |kappa: &str| -> Vec<(f64, f64)> {
+        stdout(&vmf(&[
+            "sample-w", "--dim", "5", "--kappa", kappa, "-n", "50", "--seed", "9", "--grad",
+        ]))
+        .lines()
+        .map(|l| {
+            let (w, g) = l.split_once(',').expect("w,dw_dkappa");
+            (w.parse().unwrap(), g.parse().unwrap())
+        })
+        .collect()
+    };
+    let (lo, mid, hi) = (lines("1.99"), lines("2"), lines("2.01"));
+    assert_eq!(mid.len(), 50);
+    // The w column is what sample-w prints without --grad.
+    let plain = stdout(&vmf(&[
+        "sample-w", "--dim", "5", "--kappa", "2", "-n", "50", "--seed", "9",
+    ]));
+    let ws: Vec<f64> = plain.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(ws, mid.iter().map(|p| p.0).collect::<Vec<_>>());
+    // The same uniforms at every kappa: each w moves smoothly, at the printed slope.
+    for i in 0..50 {
+        let fd = (hi[i].0 - lo[i].0) / 0.02;
+        assert!(
+            (fd - mid[i].1).abs() < 1e-4 * mid[i].1.abs().max(1e-3),
+            "line {i}: {fd} vs {}",
+            mid[i].1
+        );
     }
 }
 

@@ -5,9 +5,13 @@ use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use vmf_core::{HostSampler, QuantileTable, VmfStats, kappa_for_kl};
+use vmf_core::{
+    HostSampler, QuantileGradient, QuantileTable, VmfStats, kappa_for_kl, kl_derivative,
+    mean_w_derivative,
+};
 
 #[derive(Parser)]
 #[command(
@@ -56,7 +60,8 @@ impl Draws {
 
 #[derive(Subcommand)]
 enum Command {
-    /// KL(vMF(mu, kappa) || uniform), A_d = E[<mu, z>] and log C_d(kappa).
+    /// KL(vMF(mu, kappa) || uniform), A_d = E[<mu, z>], log C_d(kappa), and the
+    /// kappa-derivatives of the KL and of A_d.
     Kl {
         #[command(flatten)]
         dist: Dist,
@@ -82,6 +87,10 @@ enum Command {
         dist: Dist,
         #[command(flatten)]
         draws: Draws,
+        /// Print `w,dw_dkappa` per line: the sample and its exact kappa-derivative at
+        /// its probability (the uniforms depend on the seed only, not on kappa).
+        #[arg(long)]
+        grad: bool,
     },
     /// Points z ~ vMF(mu, kappa), one comma-separated row per line.
     Sample {
@@ -107,14 +116,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let s = VmfStats::new(dim, kappa)?;
+            let (dkl, dmean) = (kl_derivative(dim, kappa)?, mean_w_derivative(dim, kappa)?);
             if json {
                 let v = serde_json::json!({"dim": dim, "kappa": kappa, "kl": s.kl,
-                    "mean_w": s.mean_w, "log_normaliser": s.log_normaliser});
+                    "mean_w": s.mean_w, "log_normaliser": s.log_normaliser,
+                    "dkl_dkappa": dkl, "dmean_w_dkappa": dmean});
                 writeln!(out, "{v}")?;
             } else {
                 writeln!(
                     out,
-                    "kl {:e}\nmean_w {:e}\nlog_normaliser {:e}",
+                    "kl {:e}\nmean_w {:e}\nlog_normaliser {:e}\ndkl_dkappa {dkl:e}\n\
+                     dmean_w_dkappa {dmean:e}",
                     s.kl, s.mean_w, s.log_normaliser
                 )?;
             }
@@ -131,10 +143,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 writeln!(out, "{kappa:e}")?;
             }
         }
-        Command::SampleW { dist, draws } => {
+        Command::SampleW { dist, draws, grad } => {
             let (sampler, mut rng) = (dist.sampler()?, draws.rng());
+            let gradient = grad
+                .then(|| QuantileGradient::new(dist.dim, dist.kappa))
+                .transpose()?;
             for _ in 0..draws.n {
-                writeln!(out, "{:e}", sampler.sample_w(&mut rng))?;
+                // One uniform per line, as sample_w draws it.
+                let theta = sampler.table().theta_at(rng.random::<f64>());
+                match &gradient {
+                    None => writeln!(out, "{:e}", theta.cos())?,
+                    Some(g) => writeln!(out, "{:e},{:e}", theta.cos(), g.dw_dkappa(theta))?,
+                }
             }
         }
         Command::Sample { dist, draws, mu } => {
