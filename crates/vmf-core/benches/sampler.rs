@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Distribution, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use vmf_core::{DeviceTable, HostSampler, QuantileTable};
+use vmf_core::{DeviceTable, HostSampler, KappaQuantileTable, KlTable, QuantileTable};
 
 /// Median seconds of `reps` runs of `f`.
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -44,6 +44,24 @@ fn main() {
         println!();
     }
     println!("\nslowest build: {:.2} ms\n", worst * 1e3);
+
+    println!("## Tables for a learned kappa over [1e-2, 1e5] (one build each)\n");
+    println!("| d | quantiles: build | quantiles: device memory | KL: build |\n|---|---|---|---|");
+    for d in [2, 50, 1024] {
+        let s = Instant::now();
+        let q = KappaQuantileTable::new(d, 1e-2, 1e5).unwrap();
+        let tq = s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        std::hint::black_box(KlTable::new(d, 1e-2, 1e5).unwrap());
+        let tk = s.elapsed().as_secs_f64();
+        println!(
+            "| {d} | {tq:.2} s | {:.1} MB ({} kappas x {} probabilities) | {tk:.2} s |",
+            q.device_bytes() as f64 / 1e6,
+            q.grid().points,
+            q.probabilities()
+        );
+    }
+    println!();
 
     let table = QuantileTable::new(16, 20.0).unwrap();
     let host = HostSampler::new(table.clone());

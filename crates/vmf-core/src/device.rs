@@ -5,6 +5,7 @@
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 use crate::error::Result;
+use crate::kappa_table::{KappaQuantileTable, KlTable, LogKappaGrid};
 use crate::table::{DEFAULT_TABLE_SIZE, QuantileTable};
 
 /// Smallest norm of e - <e, mu> mu before normalising (a zero vector has probability 0;
@@ -184,4 +185,154 @@ impl DeviceSampler {
     pub fn sample_with(&self, mu: Tensor<2>, u: Tensor<1>, e: Tensor<2>) -> Tensor<2> {
         self.table.sample_with(mu, u, e)
     }
+}
+
+/// A [`KappaQuantileTable`] on a device: angles at any kappa of its range, a different
+/// kappa on every row, differentiable in ln kappa (cubic Hermite in s = ln kappa of
+/// exact values and slopes, linear in u): the reparameterisation gradient of a
+/// learned kappa. Eight gathers and a few element-wise kernels per call.
+#[derive(Debug, Clone)]
+pub struct DeviceKappaTable {
+    dim: usize,
+    grid: LogKappaGrid,
+    probabilities: usize,
+    /// theta, kappa-major: `[points * M]`
+    theta: Tensor<1>,
+    /// theta at the next kappa point minus theta, differenced in f64 (0 on the last
+    /// row): the interpolant's slope is then no difference of nearby f32 numbers
+    delta: Tensor<1>,
+    /// step * dtheta/ds at the same places
+    slope: Tensor<1>,
+}
+
+impl DeviceKappaTable {
+    /// Uploads a host table to `device` (f32: [`KappaQuantileTable::device_bytes`]).
+    pub fn new(table: &KappaQuantileTable, device: &Device) -> Self {
+        let h = table.grid().step;
+        let (th, m) = (table.theta(), table.probabilities());
+        let n = th.len();
+        let delta: Vec<f64> = (0..n)
+            .map(|k| if k + m < n { th[k + m] - th[k] } else { 0.0 })
+            .collect();
+        let slope: Vec<f64> = table.slope().iter().map(|&d| h * d).collect();
+        let upload = |v: &[f64]| {
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Tensor::from_data(TensorData::new(v, [n]), device)
+        };
+        Self {
+            dim: table.dim(),
+            grid: table.grid(),
+            probabilities: m,
+            theta: upload(th),
+            delta: upload(&delta),
+            slope: upload(&slope),
+        }
+    }
+
+    /// Dimension d.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The angle for uniform `u` at concentration exp(`log_kappa`), row by row;
+    /// gradients reach `log_kappa` (outside the table's range it is clamped, and the
+    /// gradient there is 0).
+    ///
+    /// # Shapes
+    /// - `u`, `log_kappa`: `[n]` -> `[n]`
+    pub fn theta(&self, u: Tensor<1>, log_kappa: Tensor<1>) -> Tensor<1> {
+        let (points, m) = (self.grid.points as i64, self.probabilities as i64);
+        let pos_s = log_kappa
+            .sub_scalar(self.grid.s0)
+            .div_scalar(self.grid.step)
+            .clamp(0.0, (points - 1) as f64);
+        let j: Tensor<1, Int> = pos_s.clone().floor().int().clamp(0, points - 2);
+        let t = pos_s - j.clone().float();
+        let [w1, w2, w3] = hermite(t);
+        let pos_u = u.mul_scalar((m - 1) as f64);
+        let i: Tensor<1, Int> = pos_u.clone().floor().int().clamp(0, m - 2);
+        let f = pos_u - i.clone().float();
+        let base = j.mul_scalar(m) + i;
+        let at = |table: &Tensor<1>, offset: i64| {
+            table.clone().select(0, base.clone().add_scalar(offset))
+        };
+        // The Hermite interpolant in s at probability entries i and i + 1.
+        let row = |o: i64| {
+            at(&self.theta, o)
+                + at(&self.slope, o) * w1.clone()
+                + at(&self.delta, o) * w2.clone()
+                + at(&self.slope, o + m) * w3.clone()
+        };
+        let (lo, hi) = (row(0), row(1));
+        lo.clone() + f * (hi - lo)
+    }
+}
+
+/// A [`KlTable`] on a device: KL(vMF(., kappa) || uniform) at any kappa of its range,
+/// row by row, with a continuous first derivative in ln kappa.
+#[derive(Debug, Clone)]
+pub struct DeviceKlTable {
+    grid: LogKappaGrid,
+    kl: Tensor<1>,
+    /// KL at the next point minus KL, differenced in f64 (0 at the last point)
+    delta: Tensor<1>,
+    /// step * dKL/ds
+    slope: Tensor<1>,
+}
+
+impl DeviceKlTable {
+    /// Uploads a host table to `device`.
+    pub fn new(table: &KlTable, device: &Device) -> Self {
+        let h = table.grid().step;
+        let kl = table.kl();
+        let n = kl.len();
+        let delta: Vec<f64> = (0..n)
+            .map(|j| if j + 1 < n { kl[j + 1] - kl[j] } else { 0.0 })
+            .collect();
+        let slope: Vec<f64> = table.slope().iter().map(|&d| h * d).collect();
+        let upload = |v: &[f64]| {
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Tensor::from_data(TensorData::new(v, [n]), device)
+        };
+        Self {
+            grid: table.grid(),
+            kl: upload(kl),
+            delta: upload(&delta),
+            slope: upload(&slope),
+        }
+    }
+
+    /// The KL at concentration exp(`log_kappa`), differentiable in `log_kappa`.
+    ///
+    /// # Shapes
+    /// - `log_kappa`: `[n]` -> `[n]`
+    pub fn kl(&self, log_kappa: Tensor<1>) -> Tensor<1> {
+        let points = self.grid.points as i64;
+        let pos = log_kappa
+            .sub_scalar(self.grid.s0)
+            .div_scalar(self.grid.step)
+            .clamp(0.0, (points - 1) as f64);
+        let j: Tensor<1, Int> = pos.clone().floor().int().clamp(0, points - 2);
+        let t = pos - j.clone().float();
+        let [w1, w2, w3] = hermite(t);
+        let at =
+            |table: &Tensor<1>, offset: i64| table.clone().select(0, j.clone().add_scalar(offset));
+        at(&self.kl, 0)
+            + at(&self.slope, 0) * w1
+            + at(&self.delta, 0) * w2
+            + at(&self.slope, 1) * w3
+    }
+}
+
+/// The cubic Hermite interpolant in difference form, f0 + w1 h d0 + w2 (f1 - f0) +
+/// w3 h d1: the weights (w1, w2, w3) at t. With the difference stored, neither value
+/// nor slope subtracts nearby f32 numbers.
+fn hermite(t: Tensor<1>) -> [Tensor<1>; 3] {
+    let t2 = t.clone() * t.clone();
+    let t3 = t2.clone() * t.clone();
+    [
+        t3.clone() - t2.clone().mul_scalar(2.0) + t,
+        t2.clone().mul_scalar(3.0) - t3.clone().mul_scalar(2.0),
+        t3 - t2,
+    ]
 }

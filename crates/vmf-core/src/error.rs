@@ -43,6 +43,18 @@ pub enum VmfError {
         /// KL at the largest supported kappa.
         max: f64,
     },
+    /// A kappa range that is empty or reaches 0 (tables over ln kappa need
+    /// 0 < min < max).
+    #[error(
+        "kappa range [{min}, {max}] is not usable: a learned kappa needs 0 < min < max <= \
+         {KAPPA_MAX}"
+    )]
+    KappaRange {
+        /// Lower end.
+        min: f64,
+        /// Upper end.
+        max: f64,
+    },
     /// A mean direction or point of the wrong length.
     #[error("vector has {got} entries but the dimension is d = {dim}")]
     Length {

@@ -112,9 +112,22 @@ impl QuantileGradient {
     /// dw/dkappa at each of the sorted angles `thetas` (e.g. a quantile table's
     /// entries), with one quadrature sweep from each end instead of one per angle.
     pub fn dw_dkappa_sorted(&self, thetas: &[f64]) -> Vec<f64> {
+        thetas
+            .iter()
+            .zip(self.neg_dtheta_sorted(thetas))
+            .map(|(&t, n)| t.clamp(0.0, PI).sin() * n)
+            .collect()
+    }
+
+    /// dtheta/dkappa at each of the sorted angles `thetas`, in one sweep from each end.
+    pub fn dtheta_dkappa_sorted(&self, thetas: &[f64]) -> Vec<f64> {
+        self.neg_dtheta_sorted(thetas).iter().map(|n| -n).collect()
+    }
+
+    /// -dtheta/dkappa (see [`QuantileGradient::dtheta_dkappa`]) at sorted angles.
+    fn neg_dtheta_sorted(&self, thetas: &[f64]) -> Vec<f64> {
         let e = self.one_minus_a;
-        let theta_a = self.sign_change();
-        let split = thetas.partition_point(|&t| t <= theta_a);
+        let split = thetas.partition_point(|&t| t <= self.sign_change());
         let (left, right) = thetas.split_at(split);
         let mut out = self
             .marginal
@@ -125,11 +138,8 @@ impl QuantileGradient {
         );
         thetas
             .iter()
-            .zip(&mut out)
-            .map(|(&t, i)| {
-                let t = t.clamp(0.0, PI);
-                t.sin() * *i * (-self.marginal.log_density_rel(t)).exp()
-            })
+            .zip(out)
+            .map(|(&t, i)| i * (-self.marginal.log_density_rel(t.clamp(0.0, PI))).exp())
             .collect()
     }
 

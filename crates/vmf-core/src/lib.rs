@@ -9,6 +9,8 @@
 //!   quadrature, and the independent quadrature route to the same statistics;
 //! - [`kappa_grad`]: derivatives in kappa for a learned kappa: A_d', dKL/dkappa and
 //!   the quantile's dw/dkappa (the exact reparameterisation gradient);
+//! - [`kappa_table`]: the quantiles and the KL over a range of kappa, smooth in
+//!   ln kappa with exact slopes (for a learned, per-example kappa);
 //! - [`table`]: the inverse-CDF table of theta, built in f64 in well under a millisecond;
 //! - [`host`]: host sampling with `rand`; [`device`]: sampling on a Burn device with
 //!   the table held as a tensor constant.
@@ -20,15 +22,17 @@ pub mod device;
 pub mod error;
 pub mod host;
 pub mod kappa_grad;
+pub mod kappa_table;
 pub mod marginal;
 mod quad;
 pub mod stats;
 pub mod table;
 
-pub use device::{DeviceSampler, DeviceTable};
+pub use device::{DeviceKappaTable, DeviceKlTable, DeviceSampler, DeviceTable};
 pub use error::{DIM_MAX, DIM_MIN, KAPPA_MAX, Result, VmfError};
 pub use host::{HostSampler, normalise, uniform_sphere};
 pub use kappa_grad::{QuantileGradient, kl_derivative, mean_w_derivative};
+pub use kappa_table::{KappaQuantileTable, KlTable, LogKappaGrid};
 pub use marginal::{QuadratureStats, ThetaMarginal, quadrature_stats};
 pub use stats::{
     VmfStats, kappa_for_kl, kl_to_uniform, log_density, log_normaliser, log_normaliser_uniform,
