@@ -15,7 +15,7 @@
 //! theta-density q(phi) = p(cos phi) sin phi, the normaliser cancels:
 //! dw/dkappa = sin(theta) int_0^theta (cos phi - A_d) q(phi) / q(theta) dphi
 //!           = sin(theta) int_theta^pi (A_d - cos phi) q(phi) / q(theta) dphi
-//! (the two agree because E[w] = A_d); each theta uses the side that does not cancel.
+//! (the two agree because `E[w]` = A_d); each theta uses the side that does not cancel.
 
 use std::f64::consts::PI;
 
@@ -33,7 +33,7 @@ fn one_minus_cos(t: f64) -> f64 {
     2.0 * s * s
 }
 
-/// dA_d/dkappa = d E[w] / dkappa = Var(w) = 1 - A_d^2 - (d - 1) A_d / kappa (1/d at
+/// dA_d/dkappa = d `E[w]` / dkappa = Var(w) = 1 - A_d^2 - (d - 1) A_d / kappa (1/d at
 /// kappa = 0), to ~1e-10 relative over 2 <= d <= 4096, 0 <= kappa <= 1e5.
 pub fn mean_w_derivative(dim: usize, kappa: f64) -> Result<f64> {
     check_params(dim, kappa)?;

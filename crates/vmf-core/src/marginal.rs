@@ -240,12 +240,12 @@ impl ThetaMarginal {
 
 /// log C_d(kappa), A_d(kappa) and the KL computed by quadrature of the w-marginal,
 /// independently of any Bessel function (DESIGN.md section 2):
-/// KL = kappa E[w] - log Z(kappa) + log Z(0), Z(kappa) = int exp(kappa w)(1-w^2)^((d-3)/2) dw.
+/// KL = kappa `E[w]` - log Z(kappa) + log Z(0), Z(kappa) = int exp(kappa w)(1-w^2)^((d-3)/2) dw.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QuadratureStats {
     /// log C_d(kappa).
     pub log_normaliser: f64,
-    /// E[w] = A_d(kappa).
+    /// `E[w]` = A_d(kappa).
     pub mean_w: f64,
     /// KL(vMF(mu, kappa) || uniform).
     pub kl: f64,

@@ -1,5 +1,5 @@
 //! The vMF quantities that depend on (d, kappa), by the Bessel route:
-//! log C_d(kappa), A_d(kappa) = E[<mu, z>], KL(vMF || uniform), the log-density,
+//! log C_d(kappa), A_d(kappa) = `E[<mu, z>]`, KL(vMF || uniform), the log-density,
 //! and the kappa that spends a given KL budget.
 //!
 //! With v = d/2 - 1 and I_v(kappa) = (kappa/2)^v / Gamma(v+1) * S_v(kappa):
@@ -41,7 +41,7 @@ pub fn log_normaliser(dim: usize, kappa: f64) -> Result<f64> {
     }
 }
 
-/// A_d(kappa) = E[<mu, z>] = I_{d/2}(kappa) / I_{d/2-1}(kappa), the mean resultant length.
+/// A_d(kappa) = `E[<mu, z>]` = I_{d/2}(kappa) / I_{d/2-1}(kappa), the mean resultant length.
 pub fn mean_resultant_length(dim: usize, kappa: f64) -> Result<f64> {
     check_params(dim, kappa)?;
     Ok(bessel_i_ratio(order(dim), kappa))
@@ -78,7 +78,7 @@ pub struct VmfStats {
     pub kappa: f64,
     /// KL(vMF || uniform) in nats.
     pub kl: f64,
-    /// A_d(kappa) = E[w].
+    /// A_d(kappa) = `E[w]`.
     pub mean_w: f64,
     /// log C_d(kappa).
     pub log_normaliser: f64,

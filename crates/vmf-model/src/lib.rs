@@ -10,6 +10,28 @@
 //!   token cross-entropy.
 //!
 //! Every module has a config twin whose `init(&device)` builds it.
+//!
+//! The vMF reparameterisation layer on its own, inside any Burn model: gradients reach
+//! the encoder's output through z = w mu + sqrt(1 - w^2) nu.
+//!
+//! ```
+//! use burn::tensor::{Device, Distribution, Tensor};
+//! use vmf_model::{LatentNoise, VmfReparam, l2_normalise};
+//!
+//! let device = Device::flex().autodiff();
+//! let layer = VmfReparam::new(8, 20.0, &device)?; // S^7, kappa = 20
+//! let h = Tensor::<2>::random([4, 8], Distribution::Normal(0.0, 1.0), &device).require_grad();
+//! let mu = l2_normalise(h.clone());
+//! let noise = LatentNoise {
+//!     u: Tensor::random([4], Distribution::Default, &device),
+//!     e: Tensor::random([4, 8], Distribution::Normal(0.0, 1.0), &device),
+//! };
+//! let z = layer.forward(mu, noise); // [4, 8], unit rows
+//! let grads = z.sum().backward();
+//! assert_eq!(h.grad(&grads).unwrap().dims(), [4, 8]);
+//! assert!((layer.stats().kl - 4.485985873856137).abs() < 1e-12); // a constant of kappa
+//! # Ok::<(), vmf_core::VmfError>(())
+//! ```
 
 pub mod gaussian;
 pub mod image;

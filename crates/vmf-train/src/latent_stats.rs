@@ -4,10 +4,10 @@
 //! - MI = E_x E_q(z|x)[log q(z|x)] - E_x E_q(z|x)[log q(z)], with the aggregate
 //!   posterior q(z) = mean_j q(z | x_j) over the N examples (one draw per example;
 //!   an estimate, biased low by at most log N).
-//! - Active units: dimensions u with Var_x(E_q[z_u]) > 0.01; E_q[z] = A_d(kappa) mu
+//! - Active units: dimensions u with `Var_x(E_q[z_u]) > 0.01`; `E_q[z] = A_d(kappa) mu`
 //!   for vMF, the mean for the Gaussian. Because |mu| = 1 the per-unit variances of a
 //!   vMF code sum to at most A_d^2 <= 1, so the scale-free count is reported too: the
-//!   number of principal components of E_q[z] that hold 90% of its variance.
+//!   number of principal components of `E_q[z]` that hold 90% of its variance.
 //!
 //! Computed on the host in f64 from the posteriors read back.
 
@@ -29,9 +29,9 @@ pub const VARIANCE_SHARE: f64 = 0.9;
 pub struct LatentStats {
     /// I(x; z) in nats.
     pub mutual_information: f64,
-    /// Units with Var_x(E_q[z_u]) > 0.01.
+    /// Units with `Var_x(E_q[z_u]) > 0.01`.
     pub active_units: usize,
-    /// Principal components of E_q[z] holding 90% of its variance.
+    /// Principal components of `E_q[z]` holding 90% of its variance.
     pub components_90: usize,
 }
 
@@ -124,7 +124,7 @@ fn log_q_rows(kind: ModelKind, codes: &Codes, kappa: f64, z: &[f64], out: &mut [
 }
 
 /// MI and active units of `codes` (see the module docs). `mean_w` is A_d(kappa), the
-/// factor between mu and E_q[z] for vMF (ignored for the Gaussian).
+/// factor between mu and `E_q[z]` for vMF (ignored for the Gaussian).
 pub fn latent_stats(kind: ModelKind, codes: &Codes, kappa: f64, mean_w: f64) -> LatentStats {
     let (n, d) = (codes.len(), codes.dim);
     // MI: for each draw z_i, log q(z_i | x_i) - log mean_j q(z_i | x_j).

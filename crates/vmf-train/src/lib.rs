@@ -8,6 +8,41 @@
 //! ([`output`]), views of a trained model ([`views`]: [`pictures`] for images,
 //! [`sentences`] for text), CPU thread setup ([`cpu`]: denormals) and the backend choice
 //! ([`backend`], the only module that knows which backend runs).
+//!
+//! A run from a config, in code (the `train` binary does the same from a file):
+//!
+//! ```
+//! use std::path::Path;
+//! use vmf_train::{TrainConfig, TrainOptions, checkpoint, train};
+//!
+//! let run = std::env::temp_dir().join(format!("vmf-train-doc-{}", std::process::id()));
+//! # let _ = std::fs::remove_dir_all(&run);
+//! let text = format!(
+//!     r#"run_dir = "{}"
+//!     [data]
+//!     dataset = "mnist"
+//!     train_limit = 200
+//!     test_limit = 100
+//!     [model]
+//!     latent_dim = 8
+//!     hidden = [32]
+//!     [kappa]
+//!     schedule = "constant"
+//!     value = 20.0
+//!     [training]
+//!     epochs = 1
+//!     batch_size = 50
+//!     images = false"#,
+//!     run.display()
+//! );
+//! let config = TrainConfig::parse(&text, Path::new("doc.toml"))?;
+//! let summary = train(&config, &TrainOptions::default())?;
+//! assert_eq!(summary.steps, 4); // 200 images in batches of 50
+//! assert!(summary.last_eval.unwrap().elbo < 0.0);
+//! assert_eq!(checkpoint::list(&run).len(), 1);
+//! # std::fs::remove_dir_all(&run).unwrap();
+//! # Ok::<(), vmf_train::TrainError>(())
+//! ```
 
 pub mod backend;
 pub mod checkpoint;

@@ -60,7 +60,7 @@ impl Draws {
 
 #[derive(Subcommand)]
 enum Command {
-    /// KL(vMF(mu, kappa) || uniform), A_d = E[<mu, z>], log C_d(kappa), and the
+    /// KL(vMF(mu, kappa) || uniform), A_d = `E[<mu, z>]`, log C_d(kappa), and the
     /// kappa-derivatives of the KL and of A_d.
     Kl {
         #[command(flatten)]

@@ -66,7 +66,7 @@ pub fn text_options(config: &TrainConfig) -> TextOptions {
 }
 
 /// Batches of `size` indices into `lengths`, similar lengths together: a seeded
-/// shuffle, then pools of [`POOL_BATCHES`] batches sorted by length and cut, then the
+/// shuffle, then pools of `POOL_BATCHES` (50) batches sorted by length and cut, then the
 /// batches shuffled. A pure function of (lengths, size, seed, epoch); the last partial
 /// batch is dropped.
 pub fn bucketed_batches(
