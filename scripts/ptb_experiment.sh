@@ -49,10 +49,11 @@ wait
   echo "tokens with the end tokens); NLL in nats per sentence; perplexities count end tokens."
   echo "ELBO NLL = reconstruction + KL (what Xu & Durrett report); IS = importance-sampled"
   echo "with K = $samples. MI = I(x; z), AU = active units (Var > 0.01) and, in brackets, the"
-  echo "principal components of E_q[z] holding 90% of its variance."
+  echo "principal components of E_q[z] holding 90% of its variance; acc = the share of test"
+  echo "tokens (end tokens counted) that the greedy decoding from mu gets at their position."
   echo
-  echo "| config | steps (epochs) | ELBO NLL | KL | ppl (ELBO) | NLL (IS) | ppl (IS) | recon at mu | MI | AU |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| config | steps (epochs) | ELBO NLL | KL | ppl (ELBO) | NLL (IS) | ppl (IS) | recon at mu | MI | AU | acc |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
 } > "$out.tmp"
 for r in $rows; do
   ckpt=$(ls -d "$runs/$r"/checkpoints/step-* | tail -1)
@@ -69,7 +70,8 @@ epochs = e["step"] / 1314
 print(f"| {name} | {e['step']} ({epochs:.2f}) | {-m['elbo']:.2f} | {m['kl']:.2f} | "
       f"{__import__('math').exp(-m['elbo'] / m['units_per_example']):.1f} | {-e['log_likelihood']:.2f} | "
       f"{e.get('perplexity', float('nan')):.1f} | {m['recon_mean']:.2f} | "
-      f"{lat.get('mutual_information', float('nan')):.3f} | {lat.get('active_units', '-')} ({lat.get('components_90', '-')}) |")
+      f"{lat.get('mutual_information', float('nan')):.3f} | {lat.get('active_units', '-')} ({lat.get('components_90', '-')}) | "
+      f"{100 * m.get('recon_accuracy', float('nan')):.1f}% |")
 EOF
 done
 {
