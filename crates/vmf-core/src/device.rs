@@ -196,36 +196,19 @@ pub struct DeviceKappaTable {
     dim: usize,
     grid: LogKappaGrid,
     probabilities: usize,
-    /// theta, kappa-major: `[points * M]`
-    theta: Tensor<1>,
-    /// theta at the next kappa point minus theta, differenced in f64 (0 on the last
-    /// row): the interpolant's slope is then no difference of nearby f32 numbers
-    delta: Tensor<1>,
-    /// step * dtheta/ds at the same places
-    slope: Tensor<1>,
+    /// The angles, kappa-major (`[points * M]`), a kappa point apart = M entries.
+    theta: HermiteColumns,
 }
 
 impl DeviceKappaTable {
     /// Uploads a host table to `device` (f32: [`KappaQuantileTable::device_bytes`]).
     pub fn new(table: &KappaQuantileTable, device: &Device) -> Self {
-        let h = table.grid().step;
-        let (th, m) = (table.theta(), table.probabilities());
-        let n = th.len();
-        let delta: Vec<f64> = (0..n)
-            .map(|k| if k + m < n { th[k + m] - th[k] } else { 0.0 })
-            .collect();
-        let slope: Vec<f64> = table.slope().iter().map(|&d| h * d).collect();
-        let upload = |v: &[f64]| {
-            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-            Tensor::from_data(TensorData::new(v, [n]), device)
-        };
+        let m = table.probabilities();
         Self {
             dim: table.dim(),
             grid: table.grid(),
             probabilities: m,
-            theta: upload(th),
-            delta: upload(&delta),
-            slope: upload(&slope),
+            theta: HermiteColumns::new(table.theta(), table.slope(), m, table.grid(), device),
         }
     }
 
@@ -241,29 +224,15 @@ impl DeviceKappaTable {
     /// # Shapes
     /// - `u`, `log_kappa`: `[n]` -> `[n]`
     pub fn theta(&self, u: Tensor<1>, log_kappa: Tensor<1>) -> Tensor<1> {
-        let (points, m) = (self.grid.points as i64, self.probabilities as i64);
-        let pos_s = log_kappa
-            .sub_scalar(self.grid.s0)
-            .div_scalar(self.grid.step)
-            .clamp(0.0, (points - 1) as f64);
-        let j: Tensor<1, Int> = pos_s.clone().floor().int().clamp(0, points - 2);
-        let t = pos_s - j.clone().float();
-        let [w1, w2, w3] = hermite(t);
+        let m = self.probabilities as i64;
+        let (j, weights) = locate(&self.grid, log_kappa);
         let pos_u = u.mul_scalar((m - 1) as f64);
         let i: Tensor<1, Int> = pos_u.clone().floor().int().clamp(0, m - 2);
         let f = pos_u - i.clone().float();
         let base = j.mul_scalar(m) + i;
-        let at = |table: &Tensor<1>, offset: i64| {
-            table.clone().select(0, base.clone().add_scalar(offset))
-        };
         // The Hermite interpolant in s at probability entries i and i + 1.
-        let row = |o: i64| {
-            at(&self.theta, o)
-                + at(&self.slope, o) * w1.clone()
-                + at(&self.delta, o) * w2.clone()
-                + at(&self.slope, o + m) * w3.clone()
-        };
-        let (lo, hi) = (row(0), row(1));
+        let lo = self.theta.at(&base, &weights);
+        let hi = self.theta.at(&base.add_scalar(1), &weights);
         lo.clone() + f * (hi - lo)
     }
 }
@@ -273,32 +242,15 @@ impl DeviceKappaTable {
 #[derive(Debug, Clone)]
 pub struct DeviceKlTable {
     grid: LogKappaGrid,
-    kl: Tensor<1>,
-    /// KL at the next point minus KL, differenced in f64 (0 at the last point)
-    delta: Tensor<1>,
-    /// step * dKL/ds
-    slope: Tensor<1>,
+    kl: HermiteColumns,
 }
 
 impl DeviceKlTable {
     /// Uploads a host table to `device`.
     pub fn new(table: &KlTable, device: &Device) -> Self {
-        let h = table.grid().step;
-        let kl = table.kl();
-        let n = kl.len();
-        let delta: Vec<f64> = (0..n)
-            .map(|j| if j + 1 < n { kl[j + 1] - kl[j] } else { 0.0 })
-            .collect();
-        let slope: Vec<f64> = table.slope().iter().map(|&d| h * d).collect();
-        let upload = |v: &[f64]| {
-            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-            Tensor::from_data(TensorData::new(v, [n]), device)
-        };
         Self {
             grid: table.grid(),
-            kl: upload(kl),
-            delta: upload(&delta),
-            slope: upload(&slope),
+            kl: HermiteColumns::new(table.kl(), table.slope(), 1, table.grid(), device),
         }
     }
 
@@ -307,32 +259,85 @@ impl DeviceKlTable {
     /// # Shapes
     /// - `log_kappa`: `[n]` -> `[n]`
     pub fn kl(&self, log_kappa: Tensor<1>) -> Tensor<1> {
-        let points = self.grid.points as i64;
-        let pos = log_kappa
-            .sub_scalar(self.grid.s0)
-            .div_scalar(self.grid.step)
-            .clamp(0.0, (points - 1) as f64);
-        let j: Tensor<1, Int> = pos.clone().floor().int().clamp(0, points - 2);
-        let t = pos - j.clone().float();
-        let [w1, w2, w3] = hermite(t);
-        let at =
-            |table: &Tensor<1>, offset: i64| table.clone().select(0, j.clone().add_scalar(offset));
-        at(&self.kl, 0)
-            + at(&self.slope, 0) * w1
-            + at(&self.delta, 0) * w2
-            + at(&self.slope, 1) * w3
+        let (j, weights) = locate(&self.grid, log_kappa);
+        self.kl.at(&j, &weights)
     }
 }
 
-/// The cubic Hermite interpolant in difference form, f0 + w1 h d0 + w2 (f1 - f0) +
-/// w3 h d1: the weights (w1, w2, w3) at t. With the difference stored, neither value
-/// nor slope subtracts nearby f32 numbers.
-fn hermite(t: Tensor<1>) -> [Tensor<1>; 3] {
+/// Values on a ln-kappa grid with their s-slopes, in the difference form that the
+/// device interpolates: f0 + w1 h d0 + w2 (f1 - f0) + w3 h d1. The difference f1 - f0
+/// is taken in f64 before the cast, so neither value nor slope subtracts nearby f32
+/// numbers (the slope of small angles was 1.5e-3 off otherwise).
+#[derive(Debug, Clone)]
+struct HermiteColumns {
+    value: Tensor<1>,
+    /// The value at the next kappa point minus this one (0 on the last point).
+    delta: Tensor<1>,
+    /// Grid step times the slope.
+    slope: Tensor<1>,
+    /// Entries from one kappa point to the next.
+    stride: i64,
+}
+
+impl HermiteColumns {
+    fn new(
+        values: &[f64],
+        slopes: &[f64],
+        stride: usize,
+        grid: LogKappaGrid,
+        device: &Device,
+    ) -> Self {
+        let n = values.len();
+        let delta: Vec<f64> = (0..n)
+            .map(|k| {
+                if k + stride < n {
+                    values[k + stride] - values[k]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let slope: Vec<f64> = slopes.iter().map(|&d| grid.step * d).collect();
+        let upload = |v: &[f64]| {
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Tensor::from_data(TensorData::new(v, [n]), device)
+        };
+        Self {
+            value: upload(values),
+            delta: upload(&delta),
+            slope: upload(&slope),
+            stride: stride as i64,
+        }
+    }
+
+    /// The interpolant between entry `base` (at the lower kappa point) and the entry a
+    /// kappa point on, with the weights of [`locate`].
+    fn at(&self, base: &Tensor<1, Int>, [w1, w2, w3]: &[Tensor<1>; 3]) -> Tensor<1> {
+        let pick =
+            |t: &Tensor<1>, offset: i64| t.clone().select(0, base.clone().add_scalar(offset));
+        pick(&self.value, 0)
+            + pick(&self.slope, 0) * w1.clone()
+            + pick(&self.delta, 0) * w2.clone()
+            + pick(&self.slope, self.stride) * w3.clone()
+    }
+}
+
+/// The grid cell j of each ln kappa (clamped into the grid) and the Hermite weights
+/// (w1, w2, w3) of its position t in the cell; gradients reach `log_kappa` through t.
+fn locate(grid: &LogKappaGrid, log_kappa: Tensor<1>) -> (Tensor<1, Int>, [Tensor<1>; 3]) {
+    let points = grid.points as i64;
+    let pos = log_kappa
+        .sub_scalar(grid.s0)
+        .div_scalar(grid.step)
+        .clamp(0.0, (points - 1) as f64);
+    let j: Tensor<1, Int> = pos.clone().floor().int().clamp(0, points - 2);
+    let t = pos - j.clone().float();
     let t2 = t.clone() * t.clone();
     let t3 = t2.clone() * t.clone();
-    [
+    let weights = [
         t3.clone() - t2.clone().mul_scalar(2.0) + t,
         t2.clone().mul_scalar(3.0) - t3.clone().mul_scalar(2.0),
         t3 - t2,
-    ]
+    ];
+    (j, weights)
 }

@@ -29,8 +29,12 @@ fn main() -> Result<(), vmf_core::VmfError> {
     device.seed(0);
     let embed = Tensor::<2>::random([DIM, INPUT], Distribution::Normal(0.0, 1.0), &device);
     let data = |n: usize| {
-        l2_normalise(Tensor::random([n, DIM], Distribution::Normal(0.0, 1.0), &device))
-            .matmul(embed.clone())
+        l2_normalise(Tensor::random(
+            [n, DIM],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        ))
+        .matmul(embed.clone())
     };
     let mut model = AutoEncoder {
         encoder: LinearConfig::new(INPUT, DIM).init(&device),
@@ -47,7 +51,10 @@ fn main() -> Result<(), vmf_core::VmfError> {
             e: Tensor::random([BATCH, DIM], Distribution::Normal(0.0, 1.0), &device),
         };
         let z = vmf.forward(mu, noise); // gradients reach the encoder through z
-        let error = (model.decoder.forward(z) - x).powi_scalar(2).sum_dim(1).mean();
+        let error = (model.decoder.forward(z) - x)
+            .powi_scalar(2)
+            .sum_dim(1)
+            .mean();
         let value = error.clone().into_scalar::<f32>();
         first.get_or_insert(value);
         last = value;
@@ -61,6 +68,9 @@ fn main() -> Result<(), vmf_core::VmfError> {
         "KL(vMF(mu, 50) || uniform on S^2) = {:.3} nats per example, whatever mu is",
         vmf.stats().kl
     );
-    println!("squared error: {:.3} -> {last:.3}", first.unwrap_or(f32::NAN));
+    println!(
+        "squared error: {:.3} -> {last:.3}",
+        first.unwrap_or(f32::NAN)
+    );
     Ok(())
 }
