@@ -52,6 +52,7 @@ pub mod curves;
 pub mod data;
 pub mod error;
 pub mod evaluation;
+pub mod export;
 pub mod latent_stats;
 pub mod modality;
 pub mod output;

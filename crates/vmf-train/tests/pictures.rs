@@ -91,3 +91,54 @@ fn loss_curves_are_drawn_from_the_run_csv_files() {
     let e = vmf_train::curves::loss_curves(&dir.join("checkpoints"), &out).unwrap_err();
     assert!(e.to_string().contains("metrics.csv"), "{e}");
 }
+
+#[test]
+fn export_writes_named_safetensors_that_load_back_to_the_same_model() {
+    use burn::tensor::Device;
+    use vmf_train::export::{export_checkpoint, first_location, load_exported};
+    use vmf_train::modality::DataKind;
+    use vmf_train::modality::image::Images;
+
+    let (dir, _) = trained(
+        "export",
+        "[model]\nlatent_dim = 3\nhidden = [32]\n[kappa]\nschedule = \"constant\"\nvalue = 10.0\n",
+    );
+    let ckpt = checkpoint::list(&dir).pop().unwrap();
+    let out = dir.join("model.safetensors");
+    let e = export_checkpoint(&ckpt, &out).unwrap();
+    assert_eq!(e.first_location.len(), 3);
+    // The names and [in, out] shapes another stack reads (the safetensors header).
+    let raw = std::fs::read(&out).unwrap();
+    let n = u64::from_le_bytes(raw[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&raw[8..8 + n]).unwrap();
+    for (name, shape) in [
+        ("encoder.layers.0.weight", [784, 32]),
+        ("encoder.layers.1.weight", [32, 3]),
+        ("decoder.layers.1.weight", [32, 784]),
+    ] {
+        assert_eq!(header[name]["shape"], serde_json::json!(shape), "{name}");
+        assert_eq!(header[name]["dtype"], "F32");
+    }
+    // Loaded into a fresh model, the file gives back the same encoder output; the
+    // fresh model alone does not.
+    let opened = checkpoint::open(&ckpt).unwrap();
+    let images = Images::load(&opened.config).unwrap();
+    let device = Device::flex();
+    let back = load_exported(&images, &opened, &out, &device).unwrap();
+    assert_eq!(
+        first_location(&images, &back, &device).unwrap(),
+        e.first_location
+    );
+    let fresh = images.init_model(&opened.config, &device);
+    assert_ne!(
+        first_location(&images, &fresh, &device).unwrap(),
+        e.first_location
+    );
+    // A file of another model is refused with its name.
+    let other = dir.join("other.safetensors");
+    std::fs::write(&other, b"not a safetensors file").unwrap();
+    let err = load_exported(&images, &opened, &other, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("other.safetensors"), "{err}");
+}
