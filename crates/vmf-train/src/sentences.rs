@@ -55,7 +55,8 @@ impl<'a> SentenceViews<'a> {
         self.kind.splits().vocab.decode(ids)
     }
 
-    /// Greedy decodings of the rows of `z` (host vectors of length d).
+    /// Decodings of the rows of `z` (host vectors of length d): greedy, or sampled at
+    /// `temperature`.
     fn decode(&self, z: &[Vec<f64>], temperature: Option<f64>, rng: &mut StdRng) -> Vec<String> {
         let d = self.model.latent_dim();
         let flat: Vec<f32> = z.iter().flatten().map(|&v| v as f32).collect();
