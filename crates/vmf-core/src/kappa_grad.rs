@@ -99,14 +99,13 @@ impl QuantileGradient {
     /// dw/dkappa at the angle `theta` (w = cos theta) with its probability held
     /// fixed: > 0 inside (0, pi), where the quantiles rise with kappa.
     pub fn dw_dkappa(&self, theta: f64) -> f64 {
-        let theta = theta.clamp(0.0, PI);
-        theta.sin() * self.neg_dtheta(theta)
+        self.dw_dkappa_sorted(&[theta])[0]
     }
 
     /// dtheta/dkappa at `theta` with its probability held fixed (-dw/dkappa / sin
     /// theta; < 0: the angles shrink as kappa grows).
     pub fn dtheta_dkappa(&self, theta: f64) -> f64 {
-        -self.neg_dtheta(theta.clamp(0.0, PI))
+        self.dtheta_dkappa_sorted(&[theta])[0]
     }
 
     /// dw/dkappa at each of the sorted angles `thetas` (e.g. a quantile table's
@@ -124,7 +123,8 @@ impl QuantileGradient {
         self.neg_dtheta_sorted(thetas).iter().map(|n| -n).collect()
     }
 
-    /// -dtheta/dkappa (see [`QuantileGradient::dtheta_dkappa`]) at sorted angles.
+    /// -dtheta/dkappa = int_0^theta (cos phi - A_d) q(phi) / q(theta) dphi at sorted
+    /// angles, each from the side of theta on which the integrand keeps one sign.
     fn neg_dtheta_sorted(&self, thetas: &[f64]) -> Vec<f64> {
         let e = self.one_minus_a;
         let split = thetas.partition_point(|&t| t <= self.sign_change());
@@ -146,19 +146,5 @@ impl QuantileGradient {
     /// theta_A = arccos A_d, where cos phi - A_d = (1 - A_d) - (1 - cos phi) changes sign.
     fn sign_change(&self) -> f64 {
         2.0 * (0.5 * self.one_minus_a).sqrt().min(1.0).asin()
-    }
-
-    /// -dtheta/dkappa = int_0^theta (cos phi - A_d) q(phi) / q(theta) dphi, from the
-    /// side of theta on which the integrand keeps one sign.
-    fn neg_dtheta(&self, theta: f64) -> f64 {
-        let e = self.one_minus_a;
-        let integral = if theta <= self.sign_change() {
-            self.marginal
-                .integrate(|p| e - one_minus_cos(p), 0.0, theta)
-        } else {
-            self.marginal.integrate(|p| one_minus_cos(p) - e, theta, PI)
-        };
-        // The integral is relative to the density's peak: divide by q(theta) / q(peak).
-        integral * (-self.marginal.log_density_rel(theta)).exp()
     }
 }

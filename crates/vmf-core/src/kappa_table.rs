@@ -23,26 +23,19 @@ pub const DEFAULT_PROBABILITIES: usize = 2049;
 /// ~h^3 KL'''' / 24, and KL ~ kappa^2 / (2d) for small kappa (KL'''' = 16 KL in s).
 pub const KL_LOG_KAPPA_STEP: f64 = 0.01;
 
-/// The cubic Hermite basis at t in [0, 1]: weights of (f0, h d0, f1, h d1).
-pub fn hermite_weights(t: f64) -> [f64; 4] {
+/// The cubic Hermite interpolant through values f0, f1 with s-slopes d0, d1 at the
+/// ends of a cell of width `h`, at position t in [0, 1] of the cell: its value and
+/// its s-derivative.
+fn hermite(f0: f64, d0: f64, f1: f64, d1: f64, t: f64, h: f64) -> (f64, f64) {
     let (t2, t3) = (t * t, t * t * t);
-    [
-        2.0 * t3 - 3.0 * t2 + 1.0,
-        t3 - 2.0 * t2 + t,
-        -2.0 * t3 + 3.0 * t2,
-        t3 - t2,
-    ]
-}
-
-/// The s-derivatives of [`hermite_weights`] times h: d/dt of each weight.
-pub fn hermite_slopes(t: f64) -> [f64; 4] {
-    let t2 = t * t;
-    [
-        6.0 * t2 - 6.0 * t,
-        3.0 * t2 - 4.0 * t + 1.0,
-        -6.0 * t2 + 6.0 * t,
-        3.0 * t2 - 2.0 * t,
-    ]
+    let value = f0 * (2.0 * t3 - 3.0 * t2 + 1.0)
+        + h * d0 * (t3 - 2.0 * t2 + t)
+        + f1 * (3.0 * t2 - 2.0 * t3)
+        + h * d1 * (t3 - t2);
+    let slope = (f1 - f0) * (6.0 * t - 6.0 * t2) / h
+        + d0 * (3.0 * t2 - 4.0 * t + 1.0)
+        + d1 * (3.0 * t2 - 2.0 * t);
+    (value, slope)
 }
 
 /// A grid of s = ln kappa covering [kappa_min, kappa_max] with step at most `step`.
@@ -183,19 +176,11 @@ impl KappaQuantileTable {
         let pos = u.clamp(0.0, 1.0) * (m - 1) as f64;
         let i = (pos.floor() as usize).min(m - 2);
         let f = pos - i as f64;
-        let (w, dw) = (hermite_weights(t), hermite_slopes(t));
         let h = self.grid.step;
         let at = |ii: usize| {
             let (a, b) = (j * m + ii, (j + 1) * m + ii);
-            let c = [
-                self.theta[a],
-                h * self.slope[a],
-                self.theta[b],
-                h * self.slope[b],
-            ];
-            let value: f64 = c.iter().zip(w).map(|(c, w)| c * w).sum();
-            let ds: f64 = c.iter().zip(dw).map(|(c, w)| c * w).sum::<f64>() / h;
-            (value, ds)
+            let (th, sl) = (&self.theta, &self.slope);
+            hermite(th[a], sl[a], th[b], sl[b], t, h)
         };
         let ((v0, d0), (v1, d1)) = (at(i), at(i + 1));
         (v0 + f * (v1 - v0), (d0 + f * (d1 - d0)) / kappa)
@@ -244,20 +229,8 @@ impl KlTable {
     /// The interpolated KL at `kappa` and its kappa-derivative, in f64.
     pub fn kl_at(&self, kappa: f64) -> (f64, f64) {
         let (j, t) = self.grid.locate(kappa);
-        let h = self.grid.step;
-        let c = [
-            self.kl[j],
-            h * self.slope[j],
-            self.kl[j + 1],
-            h * self.slope[j + 1],
-        ];
-        let value = c.iter().zip(hermite_weights(t)).map(|(c, w)| c * w).sum();
-        let ds: f64 = c
-            .iter()
-            .zip(hermite_slopes(t))
-            .map(|(c, w)| c * w)
-            .sum::<f64>()
-            / h;
+        let (kl, sl) = (&self.kl, &self.slope);
+        let (value, ds) = hermite(kl[j], sl[j], kl[j + 1], sl[j + 1], t, self.grid.step);
         (value, ds / kappa)
     }
 }

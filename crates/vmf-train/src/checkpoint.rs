@@ -7,6 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -176,13 +177,23 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// `fresh` (a model of data kind `K` built from the run's config) with the
-    /// checkpoint's weights.
-    pub fn load_model<K: DataKind>(&self, fresh: K::Model) -> Result<K::Model, TrainError> {
-        K::load_weights(fresh, &self.path.join(MODEL_FILE)).map_err(|e| TrainError::Checkpoint {
-            path: self.path.clone(),
-            message: format!("model: {e}"),
-        })
+    /// The data of `config` (the run's config, or a variant with other data limits)
+    /// as data kind `K`, and the model it describes on `device` with this checkpoint's
+    /// weights: what every tool that reads a checkpoint starts from.
+    pub fn load<K: DataKind>(
+        &self,
+        config: &TrainConfig,
+        device: &Device,
+    ) -> Result<(K, K::Model), TrainError> {
+        let kind = K::load(config)?;
+        let fresh = kind.init_model(config, device);
+        let model = K::load_weights(fresh, &self.path.join(MODEL_FILE)).map_err(|e| {
+            TrainError::Checkpoint {
+                path: self.path.clone(),
+                message: format!("model: {e}"),
+            }
+        })?;
+        Ok((kind, model))
     }
 }
 

@@ -259,8 +259,7 @@ impl WithKind for EvalCheckpoint<'_> {
             seed,
         } = self;
         let device = Backend::default_compiled().device()?;
-        let kind = K::load(config)?;
-        let model = opened.load_model::<K>(kind.init_model(config, &device))?;
+        let (kind, model) = opened.load::<K>(config, &device)?;
         let state = &opened.state;
         let x = kind
             .eval_batches(Split::Test, seed, &device)

@@ -82,10 +82,7 @@ impl WithKind for Export<'_> {
 
     fn run<K: DataKind>(self) -> Self::Output {
         let device = Backend::default_compiled().device()?;
-        let kind = K::load(&self.opened.config)?;
-        let model = self
-            .opened
-            .load_model::<K>(kind.init_model(&self.opened.config, &device))?;
+        let (kind, model) = self.opened.load::<K>(&self.opened.config, &device)?;
         model
             .save_into(&mut SafetensorsStore::from_file(self.out).overwrite(true))
             .map_err(|e| TrainError::Io {

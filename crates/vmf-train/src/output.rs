@@ -1,7 +1,7 @@
 //! Run-folder outputs: metrics CSV files and PNG image grids.
 
 use std::fs::OpenOptions;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 
 use burn::tensor::Tensor;
@@ -32,14 +32,9 @@ pub fn eval_header(per_unit: bool, latent: bool, accuracy: bool) -> String {
     h
 }
 
-/// Appends `row` to the CSV at `path`, writing `header` first if the file is new. A
-/// file whose header is a prefix of `header` (a run resumed by a newer version that
-/// reports more columns) gets the new header; its older rows keep fewer fields.
+/// Appends `row` to the CSV at `path`, writing `header` first if the file is new.
 pub fn append_csv(path: &Path, header: &str, row: &str) -> Result<(), TrainError> {
     let new = !path.exists();
-    if !new {
-        extend_header(path, header)?;
-    }
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
@@ -49,23 +44,6 @@ pub fn append_csv(path: &Path, header: &str, row: &str) -> Result<(), TrainError
         writeln!(f, "{header}").map_err(TrainError::io("writing", path))?;
     }
     writeln!(f, "{row}").map_err(TrainError::io("writing", path))
-}
-
-/// Replaces the header of the CSV at `path` by `header` where the old one is a strict
-/// prefix of it (whole columns only).
-fn extend_header(path: &Path, header: &str) -> Result<(), TrainError> {
-    let mut first = String::new();
-    let file = std::fs::File::open(path).map_err(TrainError::io("reading", path))?;
-    std::io::BufReader::new(file)
-        .read_line(&mut first)
-        .map_err(TrainError::io("reading", path))?;
-    let old = first.trim_end_matches(['\n', '\r']);
-    if old == header || !header.starts_with(&format!("{old},")) {
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(path).map_err(TrainError::io("reading", path))?;
-    let rest = text.split_once('\n').map_or("", |(_, r)| r);
-    replace_file(path, &format!("{header}\n{rest}"))
 }
 
 /// The column `name` of the CSV at `path` (with a header row); empty or unparsable
@@ -86,23 +64,28 @@ pub fn read_csv_column(path: &Path, name: &str) -> Result<Vec<Option<f64>>, Trai
         .collect())
 }
 
-/// Drops rows of a CSV whose first column (the step) is above `step`, so a resumed
-/// run does not duplicate what it is about to write again.
-pub fn truncate_csv_after(path: &Path, step: u64) -> Result<(), TrainError> {
+/// Readies the CSV at `path` (if any) for a run resumed at `step`: drops the rows whose
+/// first column (the step) is above it, so that nothing is written twice, and, where
+/// the file's header is a strict prefix of `header` (a run resumed by a version that
+/// reports more columns), puts `header` in its place; older rows keep fewer fields.
+pub fn resume_csv(path: &Path, step: u64, header: &str) -> Result<(), TrainError> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(());
     };
-    let kept: Vec<&str> = text
-        .lines()
-        .enumerate()
-        .filter(|(i, l)| {
-            *i == 0
-                || l.split(',')
-                    .next()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .is_none_or(|s| s <= step)
-        })
-        .map(|(_, l)| l)
+    let mut lines = text.lines();
+    let old = lines.next().unwrap_or_default();
+    let first = if header.starts_with(&format!("{old},")) {
+        header
+    } else {
+        old
+    };
+    let kept: Vec<&str> = std::iter::once(first)
+        .chain(lines.filter(|l| {
+            l.split(',')
+                .next()
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_none_or(|s| s <= step)
+        }))
         .collect();
     replace_file(path, &(kept.join("\n") + "\n"))
 }
@@ -169,4 +152,28 @@ pub fn read_back<const N: usize>(t: Tensor<N>) -> Result<Vec<f32>, TrainError> {
 pub fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>, TrainError> {
     let [_, d] = t.dims();
     Ok(read_back(t)?.chunks(d).map(<[f32]>::to_vec).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resuming_drops_later_rows_and_widens_an_older_header() {
+        let dir = std::env::temp_dir().join(format!("vmf-resume-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("eval.csv");
+        std::fs::write(&path, "step,kl\n10,1.5\n20,1.4\n30,1.3\n").unwrap();
+        resume_csv(&path, 20, "step,kl,recon_accuracy").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "step,kl,recon_accuracy\n10,1.5\n20,1.4\n");
+        // A header that is not a prefix of the new one is left as it is.
+        resume_csv(&path, 10, "epoch,kl,recon_accuracy").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "step,kl,recon_accuracy\n10,1.5\n");
+        // No file: nothing to do.
+        resume_csv(&dir.join("none.csv"), 5, "step").unwrap();
+        assert!(!dir.join("none.csv").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

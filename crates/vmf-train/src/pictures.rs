@@ -16,7 +16,6 @@ use crate::backend::Backend;
 use crate::checkpoint;
 use crate::data::ImageSet;
 use crate::error::TrainError;
-use crate::modality::DataKind;
 use crate::modality::image::Images;
 use crate::output::{self, save_grid};
 use crate::seeds;
@@ -43,8 +42,7 @@ impl Pictures {
     pub fn open(path: &Path) -> Result<Self, TrainError> {
         let device = Backend::default_compiled().device()?;
         let opened = checkpoint::open(path)?;
-        let images = Images::load(&opened.config)?;
-        let model = opened.load_model::<Images>(images.init_model(&opened.config, &device))?;
+        let (images, model) = opened.load::<Images>(&opened.config, &device)?;
         Ok(Self::new(model, images.splits().test.clone(), device))
     }
 

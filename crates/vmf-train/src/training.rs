@@ -106,6 +106,9 @@ fn train_kind<K: DataKind>(
     eprintln!("{}", backend::describe(backend, &device));
 
     let mut kind = K::load(config)?;
+    let train_header = output::train_header(K::UNITS);
+    let eval_header = output::eval_header(K::PER_UNIT, K::LATENT_STATS, K::ACCURACY);
+    let valid_header = output::eval_header(K::PER_UNIT, false, false);
 
     let d = config.model.latent_dim;
     // Initialised on the host device from the seed, then moved: the same initial
@@ -195,9 +198,9 @@ fn train_kind<K: DataKind>(
             st.epoch,
             st.batch_in_epoch
         );
-        output::truncate_csv_after(&run_dir.join("metrics.csv"), st.step)?;
-        output::truncate_csv_after(&run_dir.join("eval.csv"), st.step)?;
-        output::truncate_csv_after(&run_dir.join("valid.csv"), st.step)?;
+        output::resume_csv(&run_dir.join("metrics.csv"), st.step, &train_header)?;
+        output::resume_csv(&run_dir.join("eval.csv"), st.step, &eval_header)?;
+        output::resume_csv(&run_dir.join("valid.csv"), st.step, &valid_header)?;
         state = TrainState {
             config_hash: hash.clone(),
             ..st
@@ -227,9 +230,6 @@ fn train_kind<K: DataKind>(
         rows_per_call: &per_call,
         units: &K::units,
     };
-    let train_header = output::train_header(K::UNITS);
-    let eval_header = output::eval_header(K::PER_UNIT, K::LATENT_STATS, K::ACCURACY);
-    let valid_header = output::eval_header(K::PER_UNIT, false, false);
     let max_steps = config.training.max_steps.unwrap_or(u64::MAX);
     let stop_at = opts.stop_at_step.unwrap_or(u64::MAX).min(max_steps);
     // The vMF table (None for the Gaussian model).

@@ -70,11 +70,7 @@ impl WithKind for Show<'_> {
 
     fn run<K: DataKind>(self) -> Self::Output {
         let device = Backend::default_compiled().device()?;
-        let config = &self.opened.config;
-        let kind = K::load(config)?;
-        let model = self
-            .opened
-            .load_model::<K>(kind.init_model(config, &device))?;
+        let (kind, model) = self.opened.load::<K>(&self.opened.config, &device)?;
         kind.view(&model, self.view, self.out, &device)
     }
 }

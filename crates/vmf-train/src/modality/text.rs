@@ -149,6 +149,15 @@ impl Sentences {
         }
     }
 
+    /// The evaluation's batches of `set` as sentence indices: sorted by length, so that
+    /// each batch pads little, and cut at `training.eval_batch_size`; a fixed order.
+    fn eval_groups(&self, set: &TextSet) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..set.len()).collect();
+        order.sort_by_key(|&i| set.sentences[i].len());
+        let size = self.config.training.eval_batch_size.max(1);
+        order.chunks(size).map(<[usize]>::to_vec).collect()
+    }
+
     /// An evaluation batch of the sentences `ids` of `set`: no word dropout, except
     /// that an Inputless model's inputs are all unknown tokens.
     pub fn batch(&self, set: &TextSet, ids: &[usize], device: &Device) -> TextBatch {
@@ -285,13 +294,9 @@ impl DataKind for Sentences {
 
     fn eval_batches(&self, split: Split, _seed: u64, device: &Device) -> Option<Vec<TextBatch>> {
         let set = self.set(split);
-        // Sorted by length, so that each batch pads little; order is fixed.
-        let mut order: Vec<usize> = (0..set.len()).collect();
-        order.sort_by_key(|&i| set.sentences[i].len());
-        let size = self.config.training.eval_batch_size.max(1);
         Some(
-            order
-                .chunks(size)
+            self.eval_groups(set)
+                .iter()
                 .map(|ids| self.batch(set, ids, device))
                 .collect(),
         )
@@ -314,11 +319,9 @@ impl DataKind for Sentences {
         device: &Device,
     ) -> Result<Option<f64>, TrainError> {
         let set = self.set(split);
-        let mut order: Vec<usize> = (0..set.len()).collect();
-        order.sort_by_key(|&i| set.sentences[i].len());
         let (mut right, mut total) = (0usize, 0usize);
         let mut rng = StdRng::seed_from_u64(0); // greedy decoding draws nothing
-        for ids in order.chunks(self.config.training.eval_batch_size.max(1)) {
+        for ids in &self.eval_groups(set) {
             let batch = self.batch(set, ids, device);
             let longest = batch.lengths.iter().copied().max().unwrap_or(0);
             // One word more than the longest sentence: a decoding that stops earlier
