@@ -4,6 +4,10 @@
 # the vMF VAE (configs/svae-vmf.toml, z on S^d, ambient d + 1), each early-stopped on
 # the validation ELBO within an epoch budget; evaluate the best checkpoint's test
 # log-likelihood with K importance samples; write the table to docs/svae-protocol.md.
+# Two more vMF kinds learn kappa instead of fixing it: vmf-learned (one kappa,
+# configs/svae-vmf-learned.toml) and vmf-per-example (kappa(x), as S-VAE,
+# configs/svae-vmf-per-example.toml); KINDS="gaussian vmf vmf-learned vmf-per-example"
+# runs all four, each a column group of the table.
 #
 #   scripts/svae_protocol.sh [EPOCHS [SAMPLES]]
 #
@@ -34,6 +38,8 @@ epochs=${1:-1000}
 samples=${2:-500}
 dims=${DIMS:-"2 5 10 20 40"}
 kinds=${KINDS:-"gaussian vmf"}
+declare -A label=([gaussian]="Gaussian here" [vmf]="vMF here" [vmf-learned]="vMF, learned kappa"
+  [vmf-per-example]="vMF, kappa per example")
 read -r -a budgets <<< "${BUDGETS:-}"
 declare -A searched=([2]=6.3 [5]=12 [10]=19 [20]=30 [40]=30)
 jobs=${JOBS:-1}
@@ -52,7 +58,7 @@ declare -A published=(
 # run KIND D BUDGET -> writes "LL SE EPOCHS BEST_EPOCH KL" to $runs/KIND-dD.result
 run() {
   local kind=$1 d=$2 budget=$3 latent dir cfg
-  if [ "$kind" = vmf ]; then latent=$((d + 1)); else latent=$d; fi
+  if [[ "$kind" == vmf* ]]; then latent=$((d + 1)); else latent=$d; fi
   dir="$runs/$kind-d$d"
   cfg="$runs/configs/$kind-d$d.toml"
   sed -e "s|^run_dir = .*|run_dir = \"$dir\"|" \
@@ -91,8 +97,8 @@ i=0
 for d in $dims; do
   budget=${budgets[$i]:-${searched[$d]:-$((4 * d < 30 ? 4 * d : 30))}}
   i=$((i + 1))
-  for kind in gaussian vmf; do
-    [[ " $kinds " == *" $kind "* ]] || continue
+  for kind in $kinds; do
+    [ -f "configs/svae-$kind.toml" ] || { echo "no configs/svae-$kind.toml" >&2; exit 1; }
     rm -f "$runs/$kind-d$d.result"
     while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
     run "$kind" "$d" "$budget" &
@@ -121,15 +127,22 @@ row() {
   echo "Dynamically binarised MNIST, MLP 784-256-128-d, batch 64, Adam 1e-3. The vMF model"
   echo "schedules kappa by a KL budget (nats, in the KL column; ${BUDGETS:+BUDGETS=\"$BUDGETS\", otherwise }the best of a 20-epoch search); S-VAE learns kappa per example."
   echo
-  echo "| d | N-VAE (paper) | Gaussian here | epochs (best) | KL | S-VAE (paper) | vMF here | epochs (best) | KL |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  if [[ " $kinds " == *" vmf-"* ]]; then
+    echo "vmf-learned and vmf-per-example learn kappa (KL column: the test set's mean KL)."
+  fi
+  echo
+  header="| d | N-VAE (paper) | S-VAE (paper) |" rule="|---|---|---|"
+  for kind in $kinds; do
+    header+=" ${label[$kind]:-$kind} | epochs (best) | KL |" rule+="---|---|---|"
+  done
+  echo "$header"
+  echo "$rule"
 } > "$runs/table.md"
 for d in $dims; do
   read -r n_paper s_paper <<< "${published[$d]}"
-  g="- | - | -" v="- | - | -"
-  if [[ " $kinds " == *" gaussian "* ]]; then g=$(row gaussian "$d"); fi
-  if [[ " $kinds " == *" vmf "* ]]; then v=$(row vmf "$d"); fi
-  echo "| $d | $n_paper | $g | $s_paper | $v |" >> "$runs/table.md"
+  line="| $d | $n_paper | $s_paper |"
+  for kind in $kinds; do line+=" $(row "$kind" "$d") |"; done
+  echo "$line" >> "$runs/table.md"
 done
 cp "$runs/table.md" "$out"
 cat "$out"

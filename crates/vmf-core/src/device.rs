@@ -104,23 +104,32 @@ impl DeviceTable {
     pub fn sample_with(&self, mu: Tensor<2>, u: Tensor<1>, e: Tensor<2>) -> Tensor<2> {
         let [batch, dim] = mu.dims();
         debug_assert_eq!(dim, self.dim);
-        let theta = self.theta_from_uniform(u).reshape([batch, 1]); // [batch, 1]
-        let along = (e.clone() * mu.clone()).sum_dim(1); // [batch, 1]
-        let perp = e - mu.clone() * along;
-        // Twice: when e is nearly parallel to mu, f32 rounding leaves a component along
-        // mu of ~1e-7 |e|, large next to a small |perp|; then nu is not orthogonal to mu
-        // and |z| drifts from 1 (by 1.7e-5 seen at d = 2). A second pass removes it.
-        let along = (perp.clone() * mu.clone()).sum_dim(1);
-        let perp = perp - mu.clone() * along;
-        let norm = perp
-            .clone()
-            .powi_scalar(2)
-            .sum_dim(1)
-            .sqrt()
-            .clamp_min(MIN_NORM);
-        let nu = perp / norm; // [batch, d], unit, orthogonal to mu
-        mu * theta.clone().cos() + nu * theta.sin()
+        rotate(mu, self.theta_from_uniform(u).reshape([batch, 1]), e)
     }
+}
+
+/// z = cos(theta) mu + sin(theta) nu, nu the unit direction of `e`'s component
+/// orthogonal to mu: the point at angle theta from mu in the direction `e` picks.
+///
+/// # Shapes
+/// - `mu`: `[batch, d]` (unit rows), `theta`: `[batch, 1]`, `e`: `[batch, d]`
+/// - returns `[batch, d]`
+pub fn rotate(mu: Tensor<2>, theta: Tensor<2>, e: Tensor<2>) -> Tensor<2> {
+    let along = (e.clone() * mu.clone()).sum_dim(1); // [batch, 1]
+    let perp = e - mu.clone() * along;
+    // Twice: when e is nearly parallel to mu, f32 rounding leaves a component along
+    // mu of ~1e-7 |e|, large next to a small |perp|; then nu is not orthogonal to mu
+    // and |z| drifts from 1 (by 1.7e-5 seen at d = 2). A second pass removes it.
+    let along = (perp.clone() * mu.clone()).sum_dim(1);
+    let perp = perp - mu.clone() * along;
+    let norm = perp
+        .clone()
+        .powi_scalar(2)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(MIN_NORM);
+    let nu = perp / norm; // [batch, d], unit, orthogonal to mu
+    mu * theta.clone().cos() + nu * theta.sin()
 }
 
 /// A device sampler whose kappa can change: it keeps the uploaded table while kappa
@@ -234,6 +243,24 @@ impl DeviceKappaTable {
         let lo = self.theta.at(&base, &weights);
         let hi = self.theta.at(&base.add_scalar(1), &weights);
         lo.clone() + f * (hi - lo)
+    }
+
+    /// One z ~ vMF(mu_i, exp(log_kappa_i)) per row with the noise given (as
+    /// [`DeviceTable::sample_with`]); gradients reach mu and `log_kappa`.
+    ///
+    /// # Shapes
+    /// - `mu`: `[batch, d]` (unit rows), `log_kappa`, `u`: `[batch]`, `e`: `[batch, d]`
+    /// - returns `[batch, d]`
+    pub fn sample_with(
+        &self,
+        mu: Tensor<2>,
+        log_kappa: Tensor<1>,
+        u: Tensor<1>,
+        e: Tensor<2>,
+    ) -> Tensor<2> {
+        let [batch, dim] = mu.dims();
+        debug_assert_eq!(dim, self.dim);
+        rotate(mu, self.theta(u, log_kappa).reshape([batch, 1]), e)
     }
 }
 

@@ -55,6 +55,10 @@ pub fn kl_derivative(dim: usize, kappa: f64) -> Result<f64> {
     Ok(kappa * mean_w_derivative(dim, kappa)?)
 }
 
+/// Angles this close to a pole get the slope 0 (see `neg_dtheta_sorted`); table
+/// entries meant to be 0 come out of the inversion as ~1e-17.
+const POLE: f64 = 1e-12;
+
 /// The kappa-derivative of the quantile function of w = <mu, z> for one (d, kappa):
 /// see the module docs.
 #[derive(Debug, Clone)]
@@ -139,7 +143,17 @@ impl QuantileGradient {
         thetas
             .iter()
             .zip(out)
-            .map(|(&t, i)| i * (-self.marginal.log_density_rel(t.clamp(0.0, PI))).exp())
+            .map(|(&t, i)| {
+                // Near a pole the quantile's slope is proportional to its distance from
+                // it (theta ~ u^(1 / (d - 1)) times a function of kappa), so within
+                // POLE it is 0 to f64 rounding, while the formula there is 0 / 0 for
+                // d >= 3 (the density vanishes at the poles).
+                if t <= POLE || t >= PI - POLE {
+                    0.0
+                } else {
+                    i * (-self.marginal.log_density_rel(t)).exp()
+                }
+            })
             .collect()
     }
 

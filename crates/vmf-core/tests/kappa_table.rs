@@ -170,3 +170,48 @@ fn the_kl_table_has_the_exact_value_and_a_continuous_slope() {
         }
     }
 }
+
+/// Where the first or last probability entry is a pole (0 or pi, where the density's
+/// support reaches it; ~1e-17 after the inversion) it is so at every kappa: its slope
+/// is 0, not the formula's 0 / 0 (a NaN there reached every draw whose u fell in the table's first or last
+/// cell, at d = 3, as NaN losses).
+#[test]
+fn the_poles_have_slope_zero_and_every_entry_is_finite() {
+    let device = Device::flex().autodiff();
+    for d in [2usize, 3, 4, 5] {
+        let host = KappaQuantileTable::with_steps(d, 0.5, 1e4, 0.5, 65).unwrap();
+        let m = host.probabilities();
+        let bad: Vec<(usize, usize, f64, f64)> = (0..host.theta().len())
+            .filter(|&k| !(host.theta()[k].is_finite() && host.slope()[k].is_finite()))
+            .map(|k| (k / m, k % m, host.theta()[k], host.slope()[k]))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "d = {d}: (kappa point, entry, theta, slope) {bad:?}"
+        );
+        let mut poles = 0;
+        for j in 0..host.grid().points {
+            for i in [0, m - 1] {
+                let (theta, slope) = (host.theta()[j * m + i], host.slope()[j * m + i]);
+                if theta < 1e-12 || theta > std::f64::consts::PI - 1e-12 {
+                    assert_eq!(slope, 0.0, "d = {d}, kappa point {j}, entry {i}");
+                    poles += 1;
+                }
+            }
+        }
+        if d == 3 {
+            assert!(poles > 0, "d = 3: the support reaches a pole at some kappa");
+        }
+        // Draws in the first and last cells, and their gradients, are finite.
+        let table = DeviceKappaTable::new(&host, &device);
+        let s = tensor(&[1.0, 3.3, 7.0, 2.2], &device).require_grad();
+        let theta = table.theta(tensor(&[0.0, 1e-4, 0.9999, 0.99999], &device), s.clone());
+        let grads = theta.clone().sum().backward();
+        let values = floats(theta.inner());
+        let slopes = floats(s.grad(&grads).unwrap());
+        assert!(
+            values.iter().chain(&slopes).all(|v| v.is_finite()),
+            "d = {d}: {values:?} {slopes:?}"
+        );
+    }
+}

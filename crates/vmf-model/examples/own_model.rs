@@ -66,7 +66,7 @@ fn main() -> Result<(), vmf_core::VmfError> {
     }
     println!(
         "KL(vMF(mu, 50) || uniform on S^2) = {:.3} nats per example, whatever mu is",
-        vmf.stats().kl
+        vmf.stats().map_or(f64::NAN, |s| s.kl)
     );
     println!(
         "squared error: {:.3} -> {last:.3}",

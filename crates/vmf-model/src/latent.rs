@@ -5,12 +5,13 @@
 //! and pictures then use only [`Posterior`] and [`PosteriorDraw`], so they never need
 //! to know which posterior and prior are in play.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, RngExt};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::gaussian::{gaussian_kl, gaussian_log_ratio, gaussian_sample};
+use crate::kappa::{KappaHead, KappaRange};
 use crate::reparam::{LatentNoise, VmfReparam};
 use crate::vae::Rows;
 
@@ -47,17 +48,30 @@ impl ModelKind {
         }
     }
 
-    /// q(z | x) from the encoder head's output: mu = h / |h| for vMF; for the
-    /// Gaussian the first d columns are the mean, the last d the log-variance; for the
-    /// language model, which has no head, `h` is the point itself (zeros).
+    /// q(z | x) from the encoder head's output: mu = h / |h| for vMF (with a
+    /// per-example kappa, the head's last column is `kappa`'s); for the Gaussian the
+    /// first d columns are the mean, the last d the log-variance; for the language
+    /// model, which has no head, `h` is the point itself (zeros).
     ///
     /// # Shapes
-    /// - `h`: `[batch, head_width(d)]`
-    pub fn posterior(self, h: Tensor<2>) -> Posterior {
+    /// - `h`: `[batch, head_width(d) + kappa.mode().head_columns()]`
+    pub fn posterior(self, h: Tensor<2>, kappa: &KappaHead) -> Posterior {
         match self {
-            Self::Vmf => Posterior::Vmf {
-                mu: l2_normalise(h),
-            },
+            Self::Vmf => {
+                let [batch, width] = h.dims();
+                let (h, column) = match kappa.mode().head_columns() {
+                    0 => (h, None),
+                    extra => {
+                        let d = width - extra;
+                        let column = h.clone().slice([0..batch, d..width]);
+                        (h.slice([0..batch, 0..d]), Some(column))
+                    }
+                };
+                Posterior::Vmf {
+                    mu: l2_normalise(h),
+                    log_kappa: kappa.log_kappa(column, batch),
+                }
+            }
             Self::Gaussian => {
                 let [batch, two_d] = h.dims();
                 let d = two_d / 2;
@@ -85,10 +99,13 @@ impl ModelKind {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Posterior {
-    /// vMF(mu, kappa): mean directions `[batch, d]` (unit rows); kappa is the layer's.
+    /// vMF(mu, kappa): mean directions `[batch, d]` (unit rows); kappa is the
+    /// layer's when scheduled, else learned: ln kappa per row.
     Vmf {
         /// Mean directions.
         mu: Tensor<2>,
+        /// ln kappa per row, `[batch]`, for a learned kappa.
+        log_kappa: Option<Tensor<1>>,
     },
     /// N(mean, diag exp(logvar)): both `[batch, d]`.
     Gaussian {
@@ -113,6 +130,8 @@ pub struct PosteriorDraw {
     pub z: Tensor<2>,
     /// KL(q(z | x) || p(z)) per row (a constant for vMF at fixed kappa): `[batch]`.
     pub kl: Tensor<1>,
+    /// ln kappa per row for a learned vMF kappa: `[batch]`.
+    pub log_kappa: Option<Tensor<1>>,
     /// What [`PosteriorDraw::log_ratio`] needs beyond location and z.
     ratio: RatioParts,
 }
@@ -125,6 +144,13 @@ pub struct PosteriorDraw {
 enum RatioParts {
     /// kappa and the f64 constant log C_d(0) - log C_d(kappa) - kappa.
     Vmf { kappa: f64, constant: f64 },
+    /// ln kappa per row (detached) of a learned kappa, clamped into `range` as the
+    /// sampler clamps it; the constants are made on the host per row.
+    VmfPerRow {
+        log_kappa: Tensor<1>,
+        dim: usize,
+        range: KappaRange,
+    },
     /// The standard normals of the draw and the log-variances.
     Gaussian { eps: Tensor<2>, logvar: Tensor<2> },
     /// q = p: the ratio is 0.
@@ -145,6 +171,20 @@ impl PosteriorDraw {
                 .add_scalar(1.0)
                 .mul_scalar(*kappa)
                 .add_scalar(*constant),
+            RatioParts::VmfPerRow {
+                log_kappa,
+                dim,
+                range,
+            } => {
+                let (kappa, constant) = per_row_constants(log_kappa, *dim, *range);
+                (self.location.clone() * self.z.clone())
+                    .sum_dim(1)
+                    .squeeze_dim::<1>(1)
+                    .neg()
+                    .add_scalar(1.0)
+                    .mul(kappa)
+                    .add(constant)
+            }
             RatioParts::Gaussian { eps, logvar } => {
                 gaussian_log_ratio(self.z.clone(), eps.clone(), logvar.clone())
             }
@@ -157,7 +197,7 @@ impl Posterior {
     /// The location: mu or the mean, `[batch, d]`.
     pub fn location(&self) -> Tensor<2> {
         match self {
-            Self::Vmf { mu } => mu.clone(),
+            Self::Vmf { mu, .. } => mu.clone(),
             Self::Gaussian { mean, .. } => mean.clone(),
             Self::Point { z } => z.clone(),
         }
@@ -167,8 +207,12 @@ impl Posterior {
     /// for k draws per example.
     pub fn repeat_rows(&self, k: usize) -> Self {
         match self {
-            Self::Vmf { mu } => Self::Vmf {
+            Self::Vmf { mu, log_kappa } => Self::Vmf {
                 mu: mu.repeat_rows(k),
+                log_kappa: log_kappa.as_ref().map(|s| {
+                    let [b] = s.dims();
+                    s.clone().reshape([b, 1]).repeat_dim(1, k).reshape([b * k])
+                }),
             },
             Self::Gaussian { mean, logvar } => Self::Gaussian {
                 mean: mean.repeat_rows(k),
@@ -181,23 +225,51 @@ impl Posterior {
     }
 
     /// One draw per row with `noise` (the Gaussian uses only its normals `e`);
-    /// `reparam` holds the vMF table and kappa.
+    /// `reparam` holds the vMF tables and the scheduled kappa.
     ///
     /// # Panics
-    /// If this is a vMF posterior and `reparam` is `None` (a programming error).
+    /// If this is a vMF posterior and `reparam` is `None`, or is a scheduled layer for a
+    /// learned kappa or the reverse (programming errors).
     pub fn draw(&self, noise: LatentNoise, reparam: Option<&VmfReparam>) -> PosteriorDraw {
         match self {
-            Self::Vmf { mu } => {
+            Self::Vmf {
+                mu,
+                log_kappa: Some(s),
+            } => {
+                let reparam = reparam.expect("a vMF posterior draws through its VmfReparam");
+                let range = reparam
+                    .range()
+                    .expect("a learned kappa draws from its tables");
+                let (z, kl) = reparam.forward_at(mu.clone(), s.clone(), noise);
+                PosteriorDraw {
+                    kl,
+                    location: mu.clone(),
+                    z,
+                    log_kappa: Some(s.clone()),
+                    ratio: RatioParts::VmfPerRow {
+                        log_kappa: s.clone().detach(),
+                        dim: reparam.dim(),
+                        range,
+                    },
+                }
+            }
+            Self::Vmf {
+                mu,
+                log_kappa: None,
+            } => {
                 let reparam = reparam.expect("a vMF posterior draws through its VmfReparam");
                 let [batch, _] = mu.dims();
                 let z = reparam.forward(mu.clone(), noise);
-                let stats = reparam.stats();
+                let stats = reparam
+                    .stats()
+                    .expect("a scheduled kappa has its constants");
                 let log_c0 = vmf_core::log_normaliser_uniform(stats.dim)
                     .expect("d was checked when the layer was built");
                 PosteriorDraw {
                     kl: Tensor::full([batch], stats.kl, &mu.device()),
                     location: mu.clone(),
                     z,
+                    log_kappa: None,
                     ratio: RatioParts::Vmf {
                         kappa: stats.kappa,
                         constant: log_c0 - stats.log_normaliser - stats.kappa,
@@ -210,6 +282,7 @@ impl Posterior {
                     kl: gaussian_kl(mean.clone(), logvar.clone()),
                     location: mean.clone(),
                     z,
+                    log_kappa: None,
                     ratio: RatioParts::Gaussian {
                         eps: noise.e,
                         logvar: logvar.clone(),
@@ -222,11 +295,53 @@ impl Posterior {
                     kl: Tensor::zeros([batch], &z.device()),
                     location: z.clone(),
                     z: z.clone(),
+                    log_kappa: None,
                     ratio: RatioParts::Point,
                 }
             }
         }
     }
+}
+
+/// kappa_i and log C_d(0) - log C_d(kappa_i) - kappa_i per row, in f64 on the host
+/// (then cast), for ln kappa read back and clamped into `range` as the sampler clamps
+/// it. Rows repeated for importance sampling sit side by side: a row equal to the one
+/// before reuses its constant.
+fn per_row_constants(
+    log_kappa: &Tensor<1>,
+    dim: usize,
+    range: KappaRange,
+) -> (Tensor<1>, Tensor<1>) {
+    let device = log_kappa.device();
+    let s: Vec<f32> = log_kappa
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 after the conversion");
+    let log_c0 = vmf_core::log_normaliser_uniform(dim).expect("d was checked by the layer");
+    let (lo, hi) = (range.min.ln(), range.max.ln());
+    let (mut kappa, mut constant) = (Vec::with_capacity(s.len()), Vec::with_capacity(s.len()));
+    let mut last: Option<(f32, f32, f32)> = None;
+    for &si in &s {
+        let (k, c) = match last {
+            Some((prev, k, c)) if prev.to_bits() == si.to_bits() => (k, c),
+            _ => {
+                let k = f64::from(si)
+                    .clamp(lo, hi)
+                    .exp()
+                    .clamp(range.min, range.max);
+                let log_c = vmf_core::log_normaliser(dim, k).expect("kappa in the layer's range");
+                (k as f32, (log_c0 - log_c - k) as f32)
+            }
+        };
+        last = Some((si, k, c));
+        kappa.push(k);
+        constant.push(c);
+    }
+    let n = s.len();
+    let upload = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [n]), &device);
+    (upload(kappa), upload(constant))
 }
 
 /// Divides each row by its L2 norm (Burn has no normalise op).

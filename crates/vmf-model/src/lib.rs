@@ -4,6 +4,7 @@
 //! - [`latent`]: the posterior families every data kind shares (vMF with its
 //!   reparameterisation layer [`reparam`] on top of vmf-core's device sampler; the
 //!   Gaussian baseline of [`gaussian`]);
+//! - [`kappa`]: how kappa is set: scheduled, or learned globally or per example;
 //! - [`vae`]: the [`VaeModel`] interface that training and evaluation use;
 //! - [`image`]: MLP encoder and decoder with pixel likelihoods;
 //! - [`text`]: embedding, recurrent encoder, autoregressive decoder conditioned on z,
@@ -29,12 +30,13 @@
 //! let z = layer.forward(mu, noise); // [4, 8], unit rows
 //! let grads = z.sum().backward();
 //! assert_eq!(h.grad(&grads).unwrap().dims(), [4, 8]);
-//! assert!((layer.stats().kl - 4.485985873856137).abs() < 1e-12); // a constant of kappa
+//! assert!((layer.stats().unwrap().kl - 4.485985873856137).abs() < 1e-12); // a constant of kappa
 //! # Ok::<(), vmf_core::VmfError>(())
 //! ```
 
 pub mod gaussian;
 pub mod image;
+pub mod kappa;
 pub mod latent;
 pub mod reparam;
 pub mod text;
@@ -42,6 +44,7 @@ pub mod vae;
 
 pub use image::loss::ReconLoss;
 pub use image::{ImageVae, ImageVaeConfig};
+pub use kappa::{KappaHead, KappaMode, KappaRange};
 pub use latent::{ModelKind, Posterior, PosteriorDraw, l2_normalise};
 pub use reparam::{LatentNoise, VmfReparam};
 pub use text::{TextBatch, TextVae, TextVaeConfig};

@@ -1,8 +1,16 @@
 //! The vMF reparameterisation layer: z = w mu + sqrt(1 - w^2) nu with w drawn from the
-//! quantile table held on the device (vmf-core's [`DeviceSampler`]).
+//! quantile table held on the device (vmf-core's [`DeviceSampler`]), or, for a learned
+//! kappa, from the tables over a kappa range (vmf-core's [`DeviceKappaTable`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use burn::tensor::{Device, Tensor};
-use vmf_core::{DeviceSampler, Result, VmfStats};
+use vmf_core::{
+    DeviceKappaTable, DeviceKlTable, DeviceSampler, KappaQuantileTable, KlTable, Result, VmfStats,
+};
+
+use crate::kappa::{KappaMode, KappaRange};
 
 /// The randomness of one posterior draw per row: drawn by the caller (e.g. on the
 /// host from a counter-based seed, which makes runs identical across backends).
@@ -25,57 +33,177 @@ impl LatentNoise {
     }
 }
 
-/// Holds the table constant for the current kappa and rebuilds it only when kappa
-/// changes, so a constant schedule uploads one table for the whole run. Not a
-/// [`burn::module::Module`]: it has no trainable parameters, and its state is
-/// (dim, kappa), which the training loop records.
+/// The vMF reparameterisation of a model: for a scheduled kappa it holds the table
+/// constant for the current kappa and rebuilds it only when kappa changes, so a
+/// constant schedule uploads one table for the whole run; for a learned kappa it holds
+/// the tables over the kappa range ([`VmfReparam::learned`]). Not a
+/// [`burn::module::Module`]: it has no trainable parameters (a learned kappa's are the
+/// model's [`crate::KappaHead`]), and its state is (dim, kappa) or (dim, range), which
+/// the config records.
 #[derive(Debug, Clone)]
 pub struct VmfReparam {
-    sampler: DeviceSampler,
-    stats: VmfStats,
+    dim: usize,
+    sampling: Sampling,
+}
+
+/// A learned kappa's host tables: quantiles and KL.
+type HostTables = (KappaQuantileTable, KlTable);
+
+// One per model, built once: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+enum Sampling {
+    /// One kappa for every row, set from outside.
+    Fixed {
+        sampler: DeviceSampler,
+        stats: VmfStats,
+    },
+    /// Any kappa of the range on any row, differentiable in ln kappa.
+    Learned {
+        quantiles: DeviceKappaTable,
+        kl: DeviceKlTable,
+        range: KappaRange,
+    },
+}
+
+/// The host tables of a learned kappa, built once per (d, min, max) and process:
+/// training, each epoch's evaluation and the tools all upload the same ones, and a
+/// build takes ~0.3-3 s (vmf-core's `KappaQuantileTable`, `KlTable`).
+fn host_tables(dim: usize, range: KappaRange) -> Result<Arc<HostTables>> {
+    type Key = (usize, u64, u64);
+    static TABLES: Mutex<Option<HashMap<Key, Arc<HostTables>>>> = Mutex::new(None);
+    let key = (dim, range.min.to_bits(), range.max.to_bits());
+    let mut guard = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+    let map = guard.get_or_insert_with(HashMap::new);
+    if let Some(t) = map.get(&key) {
+        return Ok(t.clone());
+    }
+    let tables = Arc::new((
+        KappaQuantileTable::new(dim, range.min, range.max)?,
+        KlTable::new(dim, range.min, range.max)?,
+    ));
+    map.insert(key, tables.clone());
+    Ok(tables)
 }
 
 impl VmfReparam {
     /// A layer for latent dimension `dim` (the sphere is S^(dim-1)) at `kappa`.
     pub fn new(dim: usize, kappa: f64, device: &Device) -> Result<Self> {
         Ok(Self {
-            sampler: DeviceSampler::new(dim, kappa, device)?,
-            stats: VmfStats::new(dim, kappa)?,
+            dim,
+            sampling: Sampling::Fixed {
+                sampler: DeviceSampler::new(dim, kappa, device)?,
+                stats: VmfStats::new(dim, kappa)?,
+            },
         })
     }
 
-    /// Moves to a new kappa (no work if unchanged). Returns whether the table was rebuilt.
+    /// A layer for a learned kappa in `range`: draws and KL at a different kappa on
+    /// every row, with gradients in ln kappa ([`VmfReparam::forward_at`]).
+    pub fn learned(dim: usize, range: KappaRange, device: &Device) -> Result<Self> {
+        let tables = host_tables(dim, range)?;
+        Ok(Self {
+            dim,
+            sampling: Sampling::Learned {
+                quantiles: DeviceKappaTable::new(&tables.0, device),
+                kl: DeviceKlTable::new(&tables.1, device),
+                range,
+            },
+        })
+    }
+
+    /// The layer a model whose kappa is set by `mode` needs: at `kappa` for a
+    /// scheduled kappa, over the range for a learned one.
+    pub fn for_mode(dim: usize, mode: KappaMode, kappa: f64, device: &Device) -> Result<Self> {
+        match mode.range() {
+            None => Self::new(dim, kappa, device),
+            Some(range) => Self::learned(dim, range, device),
+        }
+    }
+
+    /// Moves a scheduled layer to a new kappa (no work if unchanged). Returns whether
+    /// the table was rebuilt; a learned layer is left as it is (false).
     pub fn set_kappa(&mut self, kappa: f64) -> Result<bool> {
-        if kappa == self.stats.kappa {
+        let Sampling::Fixed { sampler, stats } = &mut self.sampling else {
+            return Ok(false);
+        };
+        if kappa == stats.kappa {
             return Ok(false);
         }
-        let stats = VmfStats::new(self.stats.dim, kappa)?;
-        self.sampler.set_kappa(kappa)?;
-        self.stats = stats;
+        let new = VmfStats::new(self.dim, kappa)?;
+        sampler.set_kappa(kappa)?;
+        *stats = new;
         Ok(true)
     }
 
-    /// The current kappa.
-    pub fn kappa(&self) -> f64 {
-        self.stats.kappa
+    /// Latent dimension d.
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
-    /// KL, A_d and log C_d at the current kappa (host constants).
-    pub fn stats(&self) -> VmfStats {
-        self.stats
+    /// KL, A_d and log C_d at the current kappa (host constants); `None` when kappa is
+    /// learned.
+    pub fn stats(&self) -> Option<VmfStats> {
+        match &self.sampling {
+            Sampling::Fixed { stats, .. } => Some(*stats),
+            Sampling::Learned { .. } => None,
+        }
     }
 
-    /// Tables built so far.
+    /// The range of a learned kappa (`None` when scheduled).
+    pub fn range(&self) -> Option<KappaRange> {
+        match &self.sampling {
+            Sampling::Fixed { .. } => None,
+            Sampling::Learned { range, .. } => Some(*range),
+        }
+    }
+
+    /// Tables built so far (scheduled kappa; 1 for a learned one).
     pub fn rebuilds(&self) -> usize {
-        self.sampler.rebuilds()
+        match &self.sampling {
+            Sampling::Fixed { sampler, .. } => sampler.rebuilds(),
+            Sampling::Learned { .. } => 1,
+        }
     }
 
-    /// z ~ vMF(mu, kappa) with the noise given (see [`LatentNoise`]).
+    /// z ~ vMF(mu, kappa) at the scheduled kappa, with the noise given (see
+    /// [`LatentNoise`]).
     ///
     /// # Shapes
     /// - `mu`: `[batch, d]`, unit rows
     /// - returns `[batch, d]`, unit rows
+    ///
+    /// # Panics
+    /// If the layer is a learned one (use [`VmfReparam::forward_at`]).
     pub fn forward(&self, mu: Tensor<2>, noise: LatentNoise) -> Tensor<2> {
-        self.sampler.sample_with(mu, noise.u, noise.e)
+        match &self.sampling {
+            Sampling::Fixed { sampler, .. } => sampler.sample_with(mu, noise.u, noise.e),
+            Sampling::Learned { .. } => panic!("a learned-kappa layer draws with forward_at"),
+        }
+    }
+
+    /// z ~ vMF(mu_i, exp(log_kappa_i)) row by row and each row's KL, for a learned
+    /// kappa: gradients reach mu and `log_kappa` through both (ln kappa outside the
+    /// range is clamped to it).
+    ///
+    /// # Shapes
+    /// - `mu`: `[batch, d]` unit rows, `log_kappa`: `[batch]`
+    /// - returns z `[batch, d]` and the KL `[batch]`
+    ///
+    /// # Panics
+    /// If the layer is a scheduled one (use [`VmfReparam::forward`]).
+    pub fn forward_at(
+        &self,
+        mu: Tensor<2>,
+        log_kappa: Tensor<1>,
+        noise: LatentNoise,
+    ) -> (Tensor<2>, Tensor<1>) {
+        match &self.sampling {
+            Sampling::Learned { quantiles, kl, .. } => (
+                quantiles.sample_with(mu, log_kappa.clone(), noise.u, noise.e),
+                kl.kl(log_kappa),
+            ),
+            Sampling::Fixed { .. } => panic!("a scheduled-kappa layer draws with forward"),
+        }
     }
 }

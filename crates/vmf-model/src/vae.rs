@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use burn::tensor::Tensor;
 
+use crate::kappa::KappaMode;
 use crate::latent::{ModelKind, Posterior};
 
 /// A batch whose examples are rows: shards take row ranges, importance sampling
@@ -49,6 +50,9 @@ pub trait VaeModel {
 
     /// Latent dimension d (ambient dimension of the sphere for vMF).
     fn latent_dim(&self) -> usize;
+
+    /// How a vMF model's kappa is set (scheduled for every other family).
+    fn kappa_mode(&self) -> KappaMode;
 
     /// q(z | x) for the rows of `x`.
     fn posterior(&self, x: &Self::Batch) -> Posterior;

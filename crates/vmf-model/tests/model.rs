@@ -1,9 +1,10 @@
 //! The posterior draws of both model kinds against f64 oracles: the Gaussian's KL and
 //! log-density ratio from the normal density written out, the vMF's ratio from
-//! vmf-core's log-density.
+//! vmf-core's log-density, at a scheduled kappa and at learned kappas that differ
+//! from row to row.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use vmf_model::{LatentNoise, Posterior, VmfReparam};
+use vmf_model::{KappaRange, LatentNoise, Posterior, VmfReparam};
 
 fn tensor2(v: &[f64], rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
@@ -82,42 +83,119 @@ fn gaussian_kl_and_density_ratio_match_the_normal_density() {
 fn vmf_density_ratio_matches_vmf_core_log_density() {
     let device = Device::flex();
     let d = 5;
-    for kappa in [0.5, 20.0, 1e3] {
-        let reparam = VmfReparam::new(d, kappa, &device).unwrap();
-        let mu_rows: Vec<Vec<f64>> = vec![
-            vec![1.0, 0.0, 0.0, 0.0, 0.0],
-            vec![0.0, 0.6, 0.0, -0.8, 0.0],
-        ];
-        let flat: Vec<f64> = mu_rows.iter().flatten().copied().collect();
+    let range = KappaRange {
+        init: 10.0,
+        min: 0.1,
+        max: 2e3,
+    };
+    let learned = VmfReparam::learned(d, range, &device).unwrap();
+    let mu_rows: Vec<Vec<f64>> = vec![
+        vec![1.0, 0.0, 0.0, 0.0, 0.0],
+        vec![0.0, 0.6, 0.0, -0.8, 0.0],
+    ];
+    let flat: Vec<f64> = mu_rows.iter().flatten().copied().collect();
+    let noise = || LatentNoise {
+        u: Tensor::from_data(TensorData::new(vec![0.3f32, 0.9], [2]), &device),
+        e: tensor2(
+            &[0.2, -1.0, 0.4, 0.1, 0.7, 1.2, 0.3, -0.6, 0.5, 0.0],
+            2,
+            d,
+            &device,
+        ),
+    };
+    // Scheduled kappa (one table), then the same kappa learned (the kappa-range
+    // tables, off their grid points), then two different kappas on the two rows.
+    let fixed = |kappa| VmfReparam::new(d, kappa, &device).unwrap();
+    for (kappas, reparam, learned_kappa) in [
+        ([0.5, 0.5], fixed(0.5), false),
+        ([20.0, 20.0], fixed(20.0), false),
+        ([1e3, 1e3], fixed(1e3), false),
+        ([0.5, 0.5], learned.clone(), true),
+        ([20.0, 1e3], learned.clone(), true),
+        ([3.3, 0.17], learned.clone(), true),
+    ] {
+        let log_kappa = learned_kappa.then(|| {
+            let s: Vec<f32> = kappas.iter().map(|k: &f64| k.ln() as f32).collect();
+            Tensor::from_data(TensorData::new(s, [2]), &device)
+        });
         let posterior = Posterior::Vmf {
             mu: tensor2(&flat, 2, d, &device),
+            log_kappa,
         };
-        let noise = LatentNoise {
-            u: Tensor::from_data(TensorData::new(vec![0.3f32, 0.9], [2]), &device),
-            e: tensor2(
-                &[0.2, -1.0, 0.4, 0.1, 0.7, 1.2, 0.3, -0.6, 0.5, 0.0],
-                2,
-                d,
-                &device,
-            ),
-        };
-        let draw = posterior.draw(noise, Some(&reparam));
+        let draw = posterior.draw(noise(), Some(&reparam));
         let ratio = to_vec(draw.log_ratio());
         let z = to_vec(draw.z);
         let kl = to_vec(draw.kl);
         for (r, mu) in mu_rows.iter().enumerate() {
+            let kappa = kappas[r];
             let zr = &z[r * d..(r + 1) * d];
             let want = vmf_core::log_normaliser_uniform(d).unwrap()
                 - vmf_core::log_density(mu, zr, kappa).unwrap();
-            // f32 z: <mu, z> carries ~1e-7, times kappa.
-            let tol = 1e-5 + 3e-7 * kappa;
+            // f32 z: <mu, z> carries ~1e-7, times kappa; ln kappa in f32 adds ~1e-7
+            // kappa (1 - <mu, z>) for a learned one.
+            let tol = 1e-5 + 6e-7 * kappa;
             assert!(
                 (ratio[r] - want).abs() < tol,
-                "kappa {kappa}: {} vs {want}",
+                "kappa {kappa} (learned {learned_kappa}): {} vs {want}",
                 ratio[r]
             );
             let want_kl = vmf_core::kl_to_uniform(d, kappa).unwrap();
-            assert!((kl[r] - want_kl).abs() < 1e-5 * want_kl);
+            assert!(
+                (kl[r] - want_kl).abs() < 1e-5 * want_kl + 1e-6,
+                "kappa {kappa} (learned {learned_kappa}): KL {} vs {want_kl}",
+                kl[r]
+            );
         }
+    }
+}
+
+/// max over kappa of E[w] - c KL(kappa): the slope is A_d' - c kappa A_d' (as
+/// dKL/dkappa = kappa A_d'), zero at kappa = 1 / c. Adam on a global learned kappa,
+/// through the sampler's pathwise gradient and the KL table, must get there; with the
+/// KL's slope alone it would run to the lower bound, with E[w]'s alone to the upper.
+#[test]
+fn gradient_ascent_through_the_sampler_finds_the_closed_form_kappa() {
+    use burn::optim::{AdamConfig, GradientsParams};
+    use vmf_model::{KappaHead, KappaMode};
+
+    let device = Device::flex().autodiff();
+    let (d, n) = (5, 256);
+    for (c, init) in [(0.05, 1.0), (0.004, 20.0)] {
+        let range = KappaRange {
+            init,
+            min: 0.1,
+            max: 1e4,
+        };
+        let reparam = VmfReparam::learned(d, range, &device).unwrap();
+        let mut head = KappaHead::new(KappaMode::Learned(range), &device);
+        let mut optim = AdamConfig::new().init();
+        // Stratified uniforms: a nearly exact E[w], so the walk is deterministic.
+        let u: Vec<f32> = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
+        let mut mu = vec![0.0f32; n * d];
+        mu.iter_mut().step_by(d).for_each(|m| *m = 1.0);
+        let mut kappa = 0.0;
+        for _ in 0..600 {
+            let noise = LatentNoise {
+                u: Tensor::from_data(TensorData::new(u.clone(), [n]), &device),
+                e: Tensor::random(
+                    [n, d],
+                    burn::tensor::Distribution::Normal(0.0, 1.0),
+                    &device,
+                ),
+            };
+            let mu = Tensor::from_data(TensorData::new(mu.clone(), [n, d]), &device);
+            let s = head.log_kappa(None, n).unwrap();
+            kappa = f64::from(s.clone().slice(0..1).into_scalar::<f32>()).exp();
+            let (z, kl) = reparam.forward_at(mu.clone(), s, noise);
+            let w = (z * mu).sum_dim(1).mean();
+            let loss = kl.mean().mul_scalar(c) - w.reshape([1]);
+            let grads = GradientsParams::from_grads(loss.backward(), &head);
+            head = optim.step(0.05, head, grads);
+        }
+        let want = 1.0 / c;
+        assert!(
+            (kappa - want).abs() < 0.02 * want,
+            "c = {c}: kappa {kappa} vs 1/c = {want}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use vmf_model::text::{BOS_ID, Cell, EOS_ID, PAD_ID, UNK_ID};
-use vmf_model::{ModelKind, TextBatch, TextVae, TextVaeConfig, VaeModel};
+use vmf_model::{KappaMode, ModelKind, TextBatch, TextVae, TextVaeConfig, VaeModel};
 
 const VOCAB: usize = 12;
 
@@ -20,6 +20,7 @@ fn model(cell: Cell, device: &Device) -> TextVae {
         hidden: 8,
         latent_dim: 3,
         cell,
+        kappa: KappaMode::Scheduled,
     }
     .init(device)
 }

@@ -3,7 +3,9 @@
 //!
 //! `cargo bench -p vmf-train --bench step [-- BACKEND [BATCH [SHARDS]]]`
 //! (BACKEND among those compiled in, default the CPU one; BATCH default 100), then
-//! the whole step as the loop runs it with 1..=SHARDS shards (default 2).
+//! the whole step as the loop runs it with 1..=SHARDS shards (default 2), for kappa
+//! scheduled (20), learned (one kappa) and per example, the three interleaved step by
+//! step so that their ratio comes from the same minutes of the machine.
 //! Each phase is timed with a device sync after it, so on an asynchronous backend
 //! (wgpu) the figures include the wait for the kernels, not just their launch.
 
@@ -11,7 +13,7 @@ use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
-use vmf_model::{ImageVaeConfig, ModelKind, ReconLoss, Rows, VmfReparam};
+use vmf_model::{ImageVaeConfig, KappaMode, KappaRange, ModelKind, ReconLoss, Rows, VmfReparam};
 use vmf_train::backend::{self, Backend};
 use vmf_train::seeds::HostNoise;
 use vmf_train::step;
@@ -46,14 +48,15 @@ fn main() {
     let ad = device.clone().autodiff();
 
     let d = 8;
-    let mut model = ImageVaeConfig {
+    let config = |kappa| ImageVaeConfig {
         kind: ModelKind::Vmf,
         input_dim: 784,
         hidden: vec![256],
         latent_dim: d,
         loss: ReconLoss::Bernoulli,
-    }
-    .init(&ad);
+        kappa,
+    };
+    let mut model = config(KappaMode::Scheduled).init(&ad);
     let mut optim = AdamConfig::new().init();
     let reparam = VmfReparam::new(d, 20.0, &ad).expect("table");
     let x = HostNoise::new(0, "bench-data", 0).uniform([batch, 784], &ad);
@@ -98,29 +101,54 @@ fn main() {
         batch as f64 / step
     );
 
-    // The whole step as the training loop runs it, for 1..=SHARDS shards.
+    // The whole step as the training loop runs it, for 1..=SHARDS shards and each way
+    // of setting kappa.
+    let range = KappaRange {
+        init: 20.0,
+        min: 1.0,
+        max: 1e4,
+    };
+    let modes = [
+        ("scheduled", KappaMode::Scheduled),
+        ("learned", KappaMode::Learned(range)),
+        ("per_example", KappaMode::PerExample(range)),
+    ];
     for shards in 1..=max_shards {
-        let mut total = vec![];
+        let mut runs: Vec<_> = modes
+            .iter()
+            .map(|&(_, mode)| {
+                let model = config(mode).init(&ad);
+                let reparam = VmfReparam::for_mode(d, mode, 20.0, &ad).expect("tables");
+                (model, AdamConfig::new().init(), reparam, vec![])
+            })
+            .collect();
         for s in 0..WARMUP + STEPS {
             let nz = HostNoise::new(0, "bench-step", s as u64).latent(batch, d, &ad);
-            sync(&ad);
-            let t0 = Instant::now();
-            // As the training loop's step.
-            let (_, grads) = step::gradients(&model, batch, shards, |m, rows| {
-                let xs = x.slice_rows(rows.clone());
-                step::vae_sums(m, &xs, nz.rows(rows), Some(&reparam), 1.0)
-            });
-            model = optim.step(1e-3, model, grads);
-            sync(&ad);
-            if s >= WARMUP {
-                total.push(t0.elapsed().as_secs_f64());
+            for (model, optim, reparam, total) in &mut runs {
+                sync(&ad);
+                let t0 = Instant::now();
+                // As the training loop's step.
+                let (reports, grads) = step::gradients(&*model, batch, shards, |m, rows| {
+                    let xs = x.slice_rows(rows.clone());
+                    step::vae_sums(m, &xs, nz.rows(rows), Some(&*reparam), 1.0)
+                });
+                let _figures = step::combine(reports, batch);
+                *model = optim.step(1e-3, model.clone(), grads);
+                sync(&ad);
+                if s >= WARMUP {
+                    total.push(t0.elapsed().as_secs_f64());
+                }
             }
         }
-        let t = median(total);
-        println!(
-            "shards {shards}: step {:.3} ms ({:.0} images/s)",
-            t * 1e3,
-            batch as f64 / t
-        );
+        let base = median(runs[0].3.clone());
+        for ((name, _), (.., total)) in modes.iter().zip(runs) {
+            let t = median(total);
+            println!(
+                "shards {shards}, kappa {name:<11}: step {:.3} ms ({:.0} images/s, {:.2}x the scheduled step)",
+                t * 1e3,
+                batch as f64 / t,
+                t / base
+            );
+        }
     }
 }

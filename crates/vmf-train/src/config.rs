@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use vmf_model::{ModelKind, ReconLoss};
+use vmf_model::{KappaMode, ModelKind, ReconLoss};
 
 use crate::data::text::LongSentences;
 use crate::error::TrainError;
@@ -341,11 +341,13 @@ impl TrainConfig {
             }
             _ => {}
         }
-        if m.kind != ModelKind::Gaussian && m.kl_warmup_steps > 0 {
+        let kl_in_loss =
+            m.kind == ModelKind::Gaussian || self.kappa.as_ref().is_some_and(|k| k.is_learned());
+        if !kl_in_loss && m.kl_warmup_steps > 0 {
             return Err(format!(
-                "model.kl_warmup_steps = {}: only for model.kind = \"gaussian\" (the vMF \
-                 KL is a constant of kappa, schedule kappa instead; the language model has \
-                 no KL)",
+                "model.kl_warmup_steps = {}: only for model.kind = \"gaussian\" or a learned \
+                 kappa (at a scheduled kappa the vMF KL is a constant, schedule kappa instead; \
+                 the language model has no KL)",
                 m.kl_warmup_steps
             ));
         }
@@ -539,6 +541,13 @@ impl TrainConfig {
             KlAnneal::Linear => t,
             KlAnneal::Logistic => 1.0 / (1.0 + (-10.0 * (t - 0.5)).exp()),
         }
+    }
+
+    /// How the model sets kappa (scheduled without a `[kappa]` section).
+    pub fn kappa_mode(&self) -> KappaMode {
+        self.kappa
+            .as_ref()
+            .map_or(KappaMode::Scheduled, Schedule::kappa_mode)
     }
 
     /// The resolved config as TOML.

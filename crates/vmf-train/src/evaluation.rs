@@ -39,6 +39,20 @@ pub struct EvalMetrics {
     /// ([`DataKind::recon_accuracy`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recon_accuracy: Option<f64>,
+    /// ln kappa over the examples, where kappa is learned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_kappa: Option<KappaSpread>,
+}
+
+/// Mean, smallest and largest ln kappa over a set of examples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct KappaSpread {
+    /// Mean of ln kappa (its exp: the geometric mean of kappa).
+    pub mean: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
 }
 
 impl EvalMetrics {
@@ -49,15 +63,19 @@ impl EvalMetrics {
     }
 }
 
-/// The vMF layer a model needs at `kappa` (None for the Gaussian).
-fn reparam_for(
-    kind: ModelKind,
-    d: usize,
+/// The vMF layer `model` needs, at `kappa` if it is scheduled (None for the Gaussian).
+fn reparam_for<M: VaeModel>(
+    model: &M,
     kappa: f64,
     device: &Device,
 ) -> Result<Option<VmfReparam>, TrainError> {
-    Ok(match kind {
-        ModelKind::Vmf => Some(VmfReparam::new(d, kappa, device)?),
+    Ok(match model.kind() {
+        ModelKind::Vmf => Some(VmfReparam::for_mode(
+            model.latent_dim(),
+            model.kappa_mode(),
+            kappa,
+            device,
+        )?),
         ModelKind::Gaussian | ModelKind::Lm => None,
     })
 }
@@ -74,7 +92,7 @@ pub struct EvalCuts<'a, B> {
 
 /// Reconstruction (sampled z and at the posterior's location), KL and ELBO in nats
 /// per example over `batches`, cut as `cuts` says; `seed` seeds the draws. `kappa` is
-/// ignored by the Gaussian model. [`EvalMetrics::latent`] and
+/// that of a scheduled vMF model (others ignore it). [`EvalMetrics::latent`] and
 /// [`EvalMetrics::recon_accuracy`] are left `None`.
 pub fn evaluate<M: VaeModel>(
     model: &M,
@@ -85,8 +103,9 @@ pub fn evaluate<M: VaeModel>(
     device: &Device,
 ) -> Result<EvalMetrics, TrainError> {
     let d = model.latent_dim();
-    let reparam = reparam_for(model.kind(), d, kappa, device)?;
+    let reparam = reparam_for(model, kappa, device)?;
     let (mut sampled, mut mean, mut kl) = (0.0f64, 0.0f64, 0.0f64);
+    let mut spread: Option<(f64, f64, f64)> = None; // sum, min, max of ln kappa
     let (mut n, mut part, mut units) = (0usize, 0u64, 0usize);
     for batch in batches {
         let rows = batch.rows();
@@ -98,18 +117,31 @@ pub fn evaluate<M: VaeModel>(
             let draw = model.posterior(&x).draw(noise, reparam.as_ref());
             let r_s = model.neg_log_likelihood(&x, draw.z);
             let r_m = model.neg_log_likelihood(&x, draw.location);
-            let sums = Tensor::cat(vec![r_s.sum(), r_m.sum(), draw.kl.sum()], 0);
-            let sums = crate::output::read_back(sums)?;
+            let mut sums = vec![r_s.sum(), r_m.sum(), draw.kl.sum()];
+            if let Some(s) = draw.log_kappa {
+                sums.extend([s.clone().sum(), s.clone().min(), s.max()]);
+            }
+            let sums = crate::output::read_back(Tensor::cat(sums, 0))?;
             sampled += f64::from(sums[0]);
             mean += f64::from(sums[1]);
             kl += f64::from(sums[2]);
+            if let [s, lo, hi] = sums[3..] {
+                let (s, lo, hi) = (f64::from(s), f64::from(lo), f64::from(hi));
+                spread = Some(match spread {
+                    None => (s, lo, hi),
+                    Some((a, b, c)) => (a + s, b.min(lo), c.max(hi)),
+                });
+            }
             n += b;
             units += (cuts.units)(&x);
             part += 1;
         }
     }
-    // vMF: the exact constant rather than its f32 sum over the examples.
-    let kl = reparam.as_ref().map_or(kl / n as f64, |r| r.stats().kl);
+    // A scheduled vMF: the exact constant rather than its f32 sum over the examples.
+    let kl = reparam
+        .as_ref()
+        .and_then(VmfReparam::stats)
+        .map_or(kl / n as f64, |s| s.kl);
     let recon_sampled = sampled / n as f64;
     Ok(EvalMetrics {
         recon_sampled,
@@ -119,6 +151,11 @@ pub fn evaluate<M: VaeModel>(
         units_per_example: units as f64 / n as f64,
         latent: None,
         recon_accuracy: None,
+        log_kappa: spread.map(|(s, min, max)| KappaSpread {
+            mean: s / n as f64,
+            min,
+            max,
+        }),
     })
 }
 
@@ -144,7 +181,7 @@ pub fn log_likelihood<M: VaeModel>(
     device: &Device,
 ) -> Result<Vec<f64>, TrainError> {
     let d = model.latent_dim();
-    let reparam = reparam_for(model.kind(), d, kappa, device)?;
+    let reparam = reparam_for(model, kappa, device)?;
     let samples = samples.max(1);
     let mut out = Vec::new();
     let mut call = 0u64;
@@ -201,7 +238,8 @@ fn log_add_exp(a: f64, b: f64) -> f64 {
 pub struct CheckpointEval {
     /// The checkpoint's step.
     pub step: u64,
-    /// kappa at that step (`None` for the Gaussian model).
+    /// kappa at that step (`None` for the Gaussian model; where kappa is learned, the
+    /// geometric mean over the test set, see [`EvalMetrics::log_kappa`]).
     pub kappa: Option<f64>,
     /// Test examples evaluated (images, sentences).
     pub test_images: usize,
@@ -273,11 +311,7 @@ impl WithKind for EvalCheckpoint<'_> {
         let mut metrics = evaluate(&model, &x, &cuts, state.kappa, seed, &device)?;
         if K::LATENT_STATS {
             let codes = collect_codes(&model, &x, cuts.max_rows, state.kappa, seed, &device)?;
-            let mean_w = match model.kind() {
-                ModelKind::Vmf => vmf_core::VmfStats::new(model.latent_dim(), state.kappa)?.mean_w,
-                ModelKind::Gaussian | ModelKind::Lm => 0.0,
-            };
-            metrics.latent = Some(latent_stats(model.kind(), &codes, state.kappa, mean_w));
+            metrics.latent = Some(latent_stats(model.kind(), &codes));
         }
         metrics.recon_accuracy = kind.recon_accuracy(&model, Split::Test, &device)?;
         let ll = log_likelihood(&model, &x, per_call, state.kappa, samples, seed, &device)?;
@@ -286,7 +320,11 @@ impl WithKind for EvalCheckpoint<'_> {
         let var = ll.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
         Ok(CheckpointEval {
             step: state.step,
-            kappa: (model.kind() == ModelKind::Vmf).then_some(state.kappa),
+            kappa: (model.kind() == ModelKind::Vmf).then(|| {
+                metrics
+                    .log_kappa
+                    .map_or(state.kappa, |spread| spread.mean.exp())
+            }),
             test_images: ll.len(),
             metrics,
             samples,

@@ -5,7 +5,7 @@
 //!   posterior q(z) = mean_j q(z | x_j) over the N examples (one draw per example;
 //!   an estimate, biased low by at most log N).
 //! - Active units: dimensions u with `Var_x(E_q[z_u]) > 0.01`; `E_q[z] = A_d(kappa) mu`
-//!   for vMF, the mean for the Gaussian. Because |mu| = 1 the per-unit variances of a
+//!   for vMF (each example's kappa where it is learned), the mean for the Gaussian. Because |mu| = 1 the per-unit variances of a
 //!   vMF code sum to at most A_d^2 <= 1, so the scale-free count is reported too: the
 //!   number of principal components of `E_q[z]` that hold 90% of its variance.
 //!
@@ -44,6 +44,8 @@ pub struct Codes {
     pub location: Vec<f64>,
     /// Gaussian log-variances `[n, d]` (empty for vMF).
     pub logvar: Vec<f64>,
+    /// vMF: each example's kappa, `[n]` (the scheduled one repeated, unless learned).
+    pub kappa: Vec<f64>,
     /// One draw z ~ q(z | x) per example, `[n, d]`.
     pub z: Vec<f64>,
 }
@@ -75,7 +77,7 @@ pub fn collect_codes<M: VaeModel>(
 ) -> Result<Codes, TrainError> {
     let d = model.latent_dim();
     let reparam = match model.kind() {
-        ModelKind::Vmf => Some(VmfReparam::new(d, kappa, device)?),
+        ModelKind::Vmf => Some(VmfReparam::for_mode(d, model.kappa_mode(), kappa, device)?),
         ModelKind::Gaussian | ModelKind::Lm => None,
     };
     let mut codes = Codes {
@@ -94,6 +96,21 @@ pub fn collect_codes<M: VaeModel>(
                 codes.logvar.extend(host(logvar.clone())?);
             }
             let draw = posterior.draw(noise, reparam.as_ref());
+            if let Some(r) = &reparam {
+                match (&draw.log_kappa, r.range()) {
+                    (Some(s), Some(range)) => {
+                        // As the sampler clamps it.
+                        let s = read_back(s.clone())?;
+                        codes.kappa.extend(s.iter().map(|&v| {
+                            f64::from(v)
+                                .clamp(range.min.ln(), range.max.ln())
+                                .exp()
+                                .clamp(range.min, range.max)
+                        }));
+                    }
+                    _ => codes.kappa.extend(std::iter::repeat_n(kappa, x.rows())),
+                }
+            }
             codes.location.extend(host(draw.location)?);
             codes.z.extend(host(draw.z)?);
             part += 1;
@@ -102,14 +119,43 @@ pub fn collect_codes<M: VaeModel>(
     Ok(codes)
 }
 
+/// Per example, log C_d(kappa_j) and A_d(kappa_j) of a vMF code (empty otherwise);
+/// examples that share the previous one's kappa share its values.
+fn vmf_constants(kind: ModelKind, codes: &Codes) -> Vec<(f64, f64)> {
+    if kind != ModelKind::Vmf {
+        return Vec::new();
+    }
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(codes.kappa.len());
+    for (j, &k) in codes.kappa.iter().enumerate() {
+        let c = match out.last() {
+            Some(&c) if codes.kappa[j - 1] == k => c,
+            _ => {
+                let stats = vmf_core::VmfStats::new(codes.dim, k)
+                    .expect("kappa of a trained layer is in range");
+                (stats.log_normaliser, stats.mean_w)
+            }
+        };
+        out.push(c);
+    }
+    out
+}
+
 /// log q(z | x_j) for every j, up to a constant common to all j (it cancels in MI).
-fn log_q_rows(kind: ModelKind, codes: &Codes, kappa: f64, z: &[f64], out: &mut [f64]) {
+fn log_q_rows(
+    kind: ModelKind,
+    codes: &Codes,
+    constants: &[(f64, f64)],
+    z: &[f64],
+    out: &mut [f64],
+) {
     let d = codes.dim;
     for (j, o) in out.iter_mut().enumerate() {
         let loc = &codes.location[j * d..(j + 1) * d];
         *o = match kind {
-            // log C_d(kappa) + kappa <mu_j, z>: the normaliser is the same for all j.
-            ModelKind::Vmf => kappa * loc.iter().zip(z).map(|(m, v)| m * v).sum::<f64>(),
+            // log C_d(kappa_j) + kappa_j <mu_j, z>
+            ModelKind::Vmf => {
+                constants[j].0 + codes.kappa[j] * loc.iter().zip(z).map(|(m, v)| m * v).sum::<f64>()
+            }
             // log N(z; m_j, diag e^lv_j) + (d/2) log 2 pi
             ModelKind::Gaussian => {
                 let lv = &codes.logvar[j * d..(j + 1) * d];
@@ -123,16 +169,16 @@ fn log_q_rows(kind: ModelKind, codes: &Codes, kappa: f64, z: &[f64], out: &mut [
     }
 }
 
-/// MI and active units of `codes` (see the module docs). `mean_w` is A_d(kappa), the
-/// factor between mu and `E_q[z]` for vMF (ignored for the Gaussian).
-pub fn latent_stats(kind: ModelKind, codes: &Codes, kappa: f64, mean_w: f64) -> LatentStats {
+/// MI and active units of `codes` (see the module docs).
+pub fn latent_stats(kind: ModelKind, codes: &Codes) -> LatentStats {
     let (n, d) = (codes.len(), codes.dim);
+    let constants = vmf_constants(kind, codes);
     // MI: for each draw z_i, log q(z_i | x_i) - log mean_j q(z_i | x_j).
     let mut row = vec![0.0; n];
     let mut mi = 0.0;
     for i in 0..n {
         let z = &codes.z[i * d..(i + 1) * d];
-        log_q_rows(kind, codes, kappa, z, &mut row);
+        log_q_rows(kind, codes, &constants, z, &mut row);
         let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
         mi += row[i] - (lse - (n as f64).ln());
@@ -140,14 +186,14 @@ pub fn latent_stats(kind: ModelKind, codes: &Codes, kappa: f64, mean_w: f64) -> 
     let mi = mi / n.max(1) as f64;
 
     // E_q[z] per example, then its covariance over examples.
-    let scale = match kind {
-        ModelKind::Vmf => mean_w,
+    let scale = |i: usize| match kind {
+        ModelKind::Vmf => constants[i].1,
         ModelKind::Gaussian | ModelKind::Lm => 1.0,
     };
     let mean: Vec<f64> = (0..d)
         .map(|u| {
             (0..n)
-                .map(|i| scale * codes.location[i * d + u])
+                .map(|i| scale(i) * codes.location[i * d + u])
                 .sum::<f64>()
                 / n as f64
         })
@@ -155,7 +201,7 @@ pub fn latent_stats(kind: ModelKind, codes: &Codes, kappa: f64, mean_w: f64) -> 
     let mut cov = vec![0.0; d * d];
     for i in 0..n {
         let e: Vec<f64> = (0..d)
-            .map(|u| scale * codes.location[i * d + u] - mean[u])
+            .map(|u| scale(i) * codes.location[i * d + u] - mean[u])
             .collect();
         for a in 0..d {
             for b in a..d {
@@ -263,6 +309,7 @@ mod tests {
             location,
             logvar,
             z,
+            kappa: vec![],
         }
     }
 
@@ -275,7 +322,7 @@ mod tests {
             .map(|i| ((i * 37 % 17) as f64 - 8.0) / 5.0)
             .collect();
         let c = codes(vec![0.0; 2 * n], z, vec![0.0; 2 * n], 2);
-        let s = latent_stats(ModelKind::Gaussian, &c, 0.0, 0.0);
+        let s = latent_stats(ModelKind::Gaussian, &c);
         assert!(s.mutual_information.abs() < 1e-12, "{s:?}");
         assert_eq!((s.active_units, s.components_90), (0, 0));
     }
@@ -287,7 +334,7 @@ mod tests {
         let n = 8;
         let loc: Vec<f64> = (0..n).flat_map(|i| [10.0 * i as f64, 0.0]).collect();
         let c = codes(loc.clone(), loc, vec![-4.0; 2 * n], 2);
-        let s = latent_stats(ModelKind::Gaussian, &c, 0.0, 0.0);
+        let s = latent_stats(ModelKind::Gaussian, &c);
         assert!(
             (s.mutual_information - (n as f64).ln()).abs() < 1e-9,
             "{s:?}"
@@ -297,11 +344,47 @@ mod tests {
         let mu: Vec<f64> = (0..4)
             .flat_map(|i| (0..4).map(move |u| f64::from(u8::from(u == i))))
             .collect();
-        let c = codes(mu.clone(), mu, vec![], 4);
-        let s = latent_stats(ModelKind::Vmf, &c, 200.0, 0.99);
+        let mut c = codes(mu.clone(), mu, vec![], 4);
+        c.kappa = vec![200.0; 4];
+        let s = latent_stats(ModelKind::Vmf, &c);
         assert!((s.mutual_information - 4f64.ln()).abs() < 1e-9, "{s:?}");
         // Each unit's A_d mu_u varies (0.99 once, 0 three times): all four active; the
         // four centred points span 3 dimensions equally.
         assert_eq!((s.active_units, s.components_90), (4, 3));
+    }
+
+    #[test]
+    fn per_example_kappas_enter_through_their_normalisers() {
+        // Two examples with the same mu but kappa 1 and 100: q(z|x_1) != q(z|x_2), so
+        // the code tells them apart. The oracle: vmf-core's normalised log-density.
+        let d = 3;
+        let mu = [0.0, 0.0, 1.0];
+        let (z1, z2) = ([0.6, 0.0, -0.8], [0.0, 0.1, 0.99498743710662]);
+        let kappas = [1.0, 100.0];
+        let mut c = codes([mu, mu].concat(), [z1, z2].concat(), vec![], d);
+        c.kappa = kappas.to_vec();
+        let log_q = |z: &[f64], k: f64| vmf_core::log_density(&mu, z, k).unwrap();
+        let want = [(z1, 0), (z2, 1)]
+            .iter()
+            .map(|(z, i)| {
+                let (a, b) = (log_q(z, kappas[0]), log_q(z, kappas[1]));
+                let mix = (0.5 * (a.exp() + b.exp())).ln();
+                log_q(z, kappas[*i]) - mix
+            })
+            .sum::<f64>()
+            / 2.0;
+        let s = latent_stats(ModelKind::Vmf, &c);
+        assert!(want > 0.1, "a case where kappa matters: {want}");
+        assert!(
+            (s.mutual_information - want).abs() < 1e-9,
+            "{} vs {want}",
+            s.mutual_information
+        );
+        // E_q[z] = A_3(kappa) mu differs between the two along the third unit only.
+        let a = |k| vmf_core::VmfStats::new(d, k).unwrap().mean_w;
+        assert_eq!(
+            s.active_units,
+            usize::from((a(100.0) - a(1.0)).powi(2) / 2.0 > 0.01)
+        );
     }
 }

@@ -10,15 +10,23 @@ use image::GrayImage;
 use crate::error::TrainError;
 
 /// Header of `metrics.csv` (training, one row per `log_every` steps); `examples`
-/// names the throughput column (`images` gives `images_per_sec`).
-pub fn train_header(examples: &str) -> String {
-    format!("step,epoch,kappa,kl,loss,elbo,{examples}_per_sec")
+/// names the throughput column (`images` gives `images_per_sec`); a learned kappa
+/// adds its spread.
+pub fn train_header(examples: &str, learned_kappa: bool) -> String {
+    // The throughput stays the last column.
+    let spread = if learned_kappa { LOG_KAPPA_COLUMNS } else { "" };
+    format!("step,epoch,kappa,kl,loss,elbo{spread},{examples}_per_sec")
 }
+
+/// The columns of a learned kappa: ln kappa's mean, min and max over the examples
+/// (of the logged steps, or of the evaluated set); `kappa` is then exp(mean).
+const LOG_KAPPA_COLUMNS: &str = ",log_kappa_mean,log_kappa_min,log_kappa_max";
+
 /// Header of `eval.csv` and `valid.csv` (one row per epoch): the ELBO-based
 /// perplexity for text (`per_unit`), mutual information and active units where the
 /// data kind reports them (`latent`), and its greedy reconstruction's accuracy
-/// (`accuracy`).
-pub fn eval_header(per_unit: bool, latent: bool, accuracy: bool) -> String {
+/// (`accuracy`), and a learned kappa's spread (`learned_kappa`).
+pub fn eval_header(per_unit: bool, latent: bool, accuracy: bool, learned_kappa: bool) -> String {
     let mut h = "step,epoch,kappa,kl,recon_sampled,recon_mean,elbo".to_string();
     if per_unit {
         h += ",ppl_elbo";
@@ -28,6 +36,9 @@ pub fn eval_header(per_unit: bool, latent: bool, accuracy: bool) -> String {
     }
     if accuracy {
         h += ",recon_accuracy";
+    }
+    if learned_kappa {
+        h += LOG_KAPPA_COLUMNS;
     }
     h
 }

@@ -1,4 +1,4 @@
-//! kappa as a scheduled hyperparameter: step -> kappa.
+//! How kappa is set: a scheduled hyperparameter (step -> kappa), or learned.
 //!
 //! In TOML, `[kappa]` is one of
 //! - `schedule = "constant"`, `value`
@@ -8,8 +8,13 @@
 //!   (k_i from step s_i on)
 //! - `schedule = "kl_target"`, `kl = <one of the above, in nats>`: kappa is the one
 //!   whose KL equals the scheduled budget (vmf-core's `kappa_for_kl`).
+//! - `schedule = "learned"` (one kappa for the model) or `"per_example"` (kappa(x) from
+//!   the encoder), `init`, `min`, `max` (defaults 10, 1, 10,000): not a schedule but a
+//!   parameter trained with the model, in ln kappa, kept in [min, max] (see
+//!   vmf-model's `KappaMode`); the KL then enters the loss.
 
 use serde::{Deserialize, Serialize};
+use vmf_model::{KappaMode, KappaRange};
 
 /// A schedule of kappa (or, inside `kl_target`, of a KL budget in nats).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,10 +64,63 @@ pub enum Schedule {
         /// The budget's schedule, in nats.
         kl: Box<Schedule>,
     },
+    /// One learned kappa for the model.
+    Learned {
+        /// kappa at the first step.
+        #[serde(default = "default_init")]
+        init: f64,
+        /// Lower bound.
+        #[serde(default = "default_min")]
+        min: f64,
+        /// Upper bound.
+        #[serde(default = "default_max")]
+        max: f64,
+    },
+    /// A learned kappa per example, from the encoder.
+    PerExample {
+        /// kappa at the first step (for an encoder output of 0).
+        #[serde(default = "default_init")]
+        init: f64,
+        /// Lower bound.
+        #[serde(default = "default_min")]
+        min: f64,
+        /// Upper bound.
+        #[serde(default = "default_max")]
+        max: f64,
+    },
+}
+
+fn default_init() -> f64 {
+    10.0
+}
+
+fn default_min() -> f64 {
+    1.0
+}
+
+fn default_max() -> f64 {
+    1e4
 }
 
 impl Schedule {
-    /// The scheduled value at `step` (for `kl_target`, the KL budget is converted).
+    /// How the model sets kappa: [`KappaMode::Scheduled`] for a schedule.
+    pub fn kappa_mode(&self) -> KappaMode {
+        match *self {
+            Self::Learned { init, min, max } => KappaMode::Learned(KappaRange { init, min, max }),
+            Self::PerExample { init, min, max } => {
+                KappaMode::PerExample(KappaRange { init, min, max })
+            }
+            _ => KappaMode::Scheduled,
+        }
+    }
+
+    /// Whether kappa is learned rather than scheduled.
+    pub fn is_learned(&self) -> bool {
+        self.kappa_mode() != KappaMode::Scheduled
+    }
+
+    /// The scheduled value at `step` (for `kl_target`, the KL budget is converted; a
+    /// learned kappa gives its initial value).
     pub fn value_at(&self, step: u64, dim: usize) -> vmf_core::Result<f64> {
         let ramp = |steps: u64| {
             if steps == 0 {
@@ -86,6 +144,7 @@ impl Schedule {
                 values[i]
             }
             Self::KlTarget { kl } => vmf_core::kappa_for_kl(dim, kl.value_at(step, dim)?)?,
+            Self::Learned { init, .. } | Self::PerExample { init, .. } => *init,
         })
     }
 
@@ -170,6 +229,24 @@ impl Schedule {
                     return Err(format!("{key}: kl_target cannot be nested"));
                 }
                 kl.validate_as(&format!("{key}.kl"), dim, true)
+            }
+            Self::Learned { init, min, max } | Self::PerExample { init, min, max } => {
+                if is_kl {
+                    return Err(format!(
+                        "{key}: a learned kappa is not a KL budget; use schedule = \"learned\" \
+                         or \"per_example\" directly under [kappa]"
+                    ));
+                }
+                for (name, v) in [("min", min), ("init", init), ("max", max)] {
+                    vmf_core::error::check_kappa(*v).map_err(|e| format!("{key}.{name}: {e}"))?;
+                }
+                if !(*min > 0.0 && min < init && init < max) {
+                    return Err(format!(
+                        "{key}: a learned kappa needs 0 < min < init < max (got min = {min}, \
+                         init = {init}, max = {max})"
+                    ));
+                }
+                Ok(())
             }
         }
     }
@@ -273,5 +350,40 @@ mod tests {
         .validate("kappa", 8)
         .unwrap_err();
         assert!(e.contains("start > 0"), "{e}");
+        let learned = |init, min, max| Schedule::Learned { init, min, max };
+        let e = learned(10.0, 20.0, 100.0).validate("kappa", 8).unwrap_err();
+        assert!(
+            e.contains("min < init < max") && e.contains("min = 20"),
+            "{e}"
+        );
+        let e = learned(10.0, 0.0, 100.0).validate("kappa", 8).unwrap_err();
+        assert!(e.contains("0 < min"), "{e}");
+        let e = learned(10.0, 1.0, 1e9).validate("kappa", 8).unwrap_err();
+        assert!(e.contains("kappa.max"), "{e}");
+        let e = Schedule::KlTarget {
+            kl: Box::new(learned(10.0, 1.0, 100.0)),
+        }
+        .validate("kappa", 8)
+        .unwrap_err();
+        assert!(e.contains("not a KL budget"), "{e}");
+        assert!(learned(10.0, 1.0, 100.0).validate("kappa", 8).is_ok());
+    }
+
+    #[test]
+    fn learned_kappa_keys_have_defaults_and_give_the_mode() {
+        let s: Schedule = toml::from_str("schedule = \"per_example\"\nmax = 500.0").unwrap();
+        let range = KappaRange {
+            init: 10.0,
+            min: 1.0,
+            max: 500.0,
+        };
+        assert_eq!(s.kappa_mode(), KappaMode::PerExample(range));
+        assert!(s.is_learned());
+        let s: Schedule = toml::from_str("schedule = \"learned\"\ninit = 3.0").unwrap();
+        assert_eq!(s.value_at(7, 4).unwrap(), 3.0);
+        assert!(matches!(s.kappa_mode(), KappaMode::Learned(r) if r.init == 3.0 && r.max == 1e4));
+        let s = Schedule::Constant { value: 5.0 };
+        assert_eq!(s.kappa_mode(), KappaMode::Scheduled);
+        assert!(!s.is_learned());
     }
 }

@@ -28,9 +28,14 @@ pub fn shard_rows(batch: usize, shards: usize, k: usize) -> Range<usize> {
     k * batch / shards..(k + 1) * batch / shards
 }
 
+/// Entries of the report of [`vae_sums`]: sums of -log p(x|z), KL and ln kappa over
+/// the rows, then the smallest and the largest ln kappa (0 for a scheduled kappa).
+pub const REPORT: usize = 5;
+
 /// The VAE objective over the rows `x`, in the form [`gradients`] takes: the sum of
-/// -log p(x|z) + beta KL (tracked) and the sums of [-log p(x|z), KL] (detached). The
-/// vMF KL is a constant of kappa: it shifts the objective, not the gradient.
+/// -log p(x|z) + beta KL (tracked) and the report of [`REPORT`] entries (detached).
+/// At a scheduled kappa the vMF KL is a constant: it shifts the objective, not the
+/// gradient; a learned kappa gets its gradient from the KL and from the draws.
 pub fn vae_sums<M: VaeModel>(
     model: &M,
     x: &M::Batch,
@@ -42,21 +47,47 @@ pub fn vae_sums<M: VaeModel>(
     let recon = model.neg_log_likelihood(x, draw.z).sum();
     let kl = draw.kl.sum();
     let objective = recon.clone() + kl.clone().mul_scalar(beta);
-    (objective, Tensor::cat(vec![recon.detach(), kl.detach()], 0))
+    let spread = match draw.log_kappa {
+        Some(s) => {
+            let s = s.detach();
+            vec![s.clone().sum(), s.clone().min(), s.max()]
+        }
+        None => vec![Tensor::zeros([3], &kl.device())],
+    };
+    let mut report = vec![recon.detach(), kl.detach()];
+    report.extend(spread);
+    (objective, Tensor::cat(report, 0))
+}
+
+/// One step's figures from the shards' reports of [`vae_sums`] over `batch` rows:
+/// the batch means of -log p(x|z), KL and ln kappa, and ln kappa's min and max.
+pub fn combine(parts: Vec<Tensor<1>>, batch: usize) -> Tensor<1> {
+    let total = parts.into_iter().reduce(merge).expect("at least one shard");
+    let means = total.clone().slice(0..3).mul_scalar(1.0 / batch as f64);
+    Tensor::cat(vec![means, total.slice(3..REPORT)], 0)
+}
+
+/// Two reports of [`REPORT`] entries in one: the first three added, the min of the
+/// fourth, the max of the fifth (shards of a step, or steps of a logging window).
+pub fn merge(a: Tensor<1>, b: Tensor<1>) -> Tensor<1> {
+    let sums = a.clone().slice(0..3) + b.clone().slice(0..3);
+    let lo = a.clone().slice(3..4).min_pair(b.clone().slice(3..4));
+    let hi = a.slice(4..5).max_pair(b.slice(4..5));
+    Tensor::cat(vec![sums, lo, hi], 0)
 }
 
 /// Gradients of the batch-mean objective with respect to `model`'s parameters, and
-/// the batch means of the reported quantities (detached).
+/// each shard's report (detached, as `sums` gave it).
 ///
 /// `sums(model, rows)` computes, with `model`, for those rows of the batch: the *sum*
-/// of the per-example objective (`[1]`, tracked) and the sums of whatever is to be
-/// reported (`[k]`, detached); the means are taken here.
+/// of the per-example objective (`[1]`, tracked) and whatever is to be reported
+/// (`[k]`, detached); the objective's mean is taken here.
 pub fn gradients<M, F>(
     model: &M,
     batch: usize,
     shards: usize,
     sums: F,
-) -> (Tensor<1>, GradientsParams)
+) -> (Vec<Tensor<1>>, GradientsParams)
 where
     M: Module + Sync,
     F: Fn(&M, Range<usize>) -> (Tensor<1>, Tensor<1>) + Sync,
@@ -65,7 +96,7 @@ where
     if shards <= 1 {
         let (objective, report) = sums(model, 0..batch);
         let grads = GradientsParams::from_grads(objective.mul_scalar(scale).backward(), model);
-        return (report.mul_scalar(scale), grads);
+        return (vec![report], grads);
     }
     let parts: Vec<(Tensor<1>, GradientsParams)> = (0..shards)
         .into_par_iter()
@@ -78,23 +109,19 @@ where
         })
         .collect();
     let mut acc = GradientsAccumulator::<M>::new();
-    let mut total: Option<Tensor<1>> = None;
+    let mut reports = Vec::with_capacity(shards);
     for (report, grads) in parts {
         acc.accumulate(model, grads);
-        total = Some(match total {
-            Some(t) => t + report,
-            None => report,
-        });
+        reports.push(report);
     }
-    let total = total.expect("at least one shard");
-    (total.mul_scalar(scale), acc.grads())
+    (reports, acc.grads())
 }
 
 #[cfg(test)]
 mod tests {
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::{Device, Tensor};
-    use vmf_model::{ImageVae, ImageVaeConfig, ModelKind, ReconLoss, Rows};
+    use vmf_model::{ImageVae, ImageVaeConfig, KappaMode, KappaRange, ModelKind, ReconLoss, Rows};
 
     use super::*;
     use crate::seeds::HostNoise;
@@ -112,22 +139,26 @@ mod tests {
         }
     }
 
-    fn run(model: &ImageVae, shards: usize) -> (f32, Vec<Vec<f32>>) {
+    fn run(model: &ImageVae, shards: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
         let device = Device::flex().autodiff();
         let batch = 10;
         let mut noise = HostNoise::new(3, "test", 0);
         let x = noise.uniform([batch, 12], &device);
         let latent = noise.latent(batch, 3, &device);
-        let reparam = VmfReparam::new(3, 5.0, &device).unwrap();
-        let (report, grads) = gradients(model, batch, shards, |m, rows| {
+        let reparam = VmfReparam::for_mode(3, model.kappa_mode(), 5.0, &device).unwrap();
+        let (reports, grads) = gradients(model, batch, shards, |m, rows| {
             let xs = x.slice_rows(rows.clone());
             let noise = latent.rows(rows);
             vae_sums(m, &xs, noise, Some(&reparam), 1.0)
         });
+        assert_eq!(reports.len(), shards);
         let mut c = Collect(&grads, vec![]);
         model.visit(&mut c);
-        // Mean reconstruction + mean KL.
-        (report.sum().into_scalar(), c.1)
+        let figures = combine(reports, batch)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        (figures, c.1)
     }
 
     #[test]
@@ -142,12 +173,22 @@ mod tests {
 
     #[test]
     fn sharded_gradients_equal_the_whole_batch_ones() {
-        for kind in [ModelKind::Vmf, ModelKind::Gaussian] {
-            check_shards(kind);
+        let range = KappaRange {
+            init: 5.0,
+            min: 1.0,
+            max: 100.0,
+        };
+        for (kind, kappa, params) in [
+            (ModelKind::Vmf, KappaMode::Scheduled, 8),
+            (ModelKind::Gaussian, KappaMode::Scheduled, 8),
+            (ModelKind::Vmf, KappaMode::Learned(range), 9),
+            (ModelKind::Vmf, KappaMode::PerExample(range), 8),
+        ] {
+            check_shards(kind, kappa, params);
         }
     }
 
-    fn check_shards(kind: ModelKind) {
+    fn check_shards(kind: ModelKind, kappa: KappaMode, params: usize) {
         let device = Device::flex().autodiff();
         device.seed(1);
         let model = ImageVaeConfig {
@@ -156,22 +197,42 @@ mod tests {
             hidden: vec![6],
             latent_dim: 3,
             loss: ReconLoss::Bernoulli,
+            kappa,
         }
         .init(&device);
-        let (loss1, g1) = run(&model, 1);
-        assert_eq!(
-            g1.len(),
-            8,
-            "2 layers x (weight, bias) in encoder and decoder"
-        );
-        for shards in [2, 3] {
-            let (loss, g) = run(&model, shards);
+        let (figures1, g1) = run(&model, 1);
+        // 2 layers x (weight, bias) in encoder and decoder, and a global kappa.
+        assert_eq!(g1.len(), params, "{kind:?} {kappa:?}");
+        let spread = &figures1[2..];
+        if kappa == KappaMode::Scheduled {
+            assert_eq!(spread, [0.0; 3]);
+        } else {
+            let (mean, lo, hi) = (spread[0], spread[1], spread[2]);
             assert!(
-                (loss - loss1).abs() <= 1e-5 * loss1.abs(),
-                "{loss} vs {loss1}"
+                lo <= mean && mean <= hi && lo >= 0.0 && hi <= 100f32.ln(),
+                "{spread:?}"
             );
+            // One global kappa is the same on every row; the head's differ.
+            assert_eq!(
+                lo == hi,
+                matches!(kappa, KappaMode::Learned(_)),
+                "{spread:?}"
+            );
+        }
+        for shards in [2, 3] {
+            let (figures, g) = run(&model, shards);
+            for (a, b) in figures1.iter().zip(&figures) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "{figures:?} vs {figures1:?}"
+                );
+            }
             for (a, b) in g1.iter().zip(&g) {
                 let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                assert!(
+                    scale > 0.0,
+                    "{kind:?} {kappa:?}: a parameter without gradient"
+                );
                 for (x, y) in a.iter().zip(b) {
                     assert!(
                         (x - y).abs() <= 1e-5 * scale,

@@ -25,6 +25,7 @@ use crate::evaluation::{EvalCuts, EvalMetrics, evaluate};
 use crate::latent_stats::{collect_codes, latent_stats};
 use crate::modality::{self, DataKind, Split, WithKind};
 use crate::output;
+use crate::schedule::Schedule;
 use crate::seeds;
 use crate::seeds::HostNoise;
 use crate::step;
@@ -106,9 +107,10 @@ fn train_kind<K: DataKind>(
     eprintln!("{}", backend::describe(backend, &device));
 
     let mut kind = K::load(config)?;
-    let train_header = output::train_header(K::UNITS);
-    let eval_header = output::eval_header(K::PER_UNIT, K::LATENT_STATS, K::ACCURACY);
-    let valid_header = output::eval_header(K::PER_UNIT, false, false);
+    let learned = config.kappa.as_ref().is_some_and(Schedule::is_learned);
+    let train_header = output::train_header(K::UNITS, learned);
+    let eval_header = output::eval_header(K::PER_UNIT, K::LATENT_STATS, K::ACCURACY, learned);
+    let valid_header = output::eval_header(K::PER_UNIT, false, false, learned);
 
     let d = config.model.latent_dim;
     // Initialised on the host device from the seed, then moved: the same initial
@@ -232,16 +234,21 @@ fn train_kind<K: DataKind>(
     };
     let max_steps = config.training.max_steps.unwrap_or(u64::MAX);
     let stop_at = opts.stop_at_step.unwrap_or(u64::MAX).min(max_steps);
-    // The vMF table (None for the Gaussian model).
+    // The vMF tables (None for the Gaussian model).
     let mut reparam = match config.kappa.as_ref() {
-        Some(k) => Some(VmfReparam::new(d, k.value_at(state.step, d)?, &ad)?),
+        Some(k) => Some(VmfReparam::for_mode(
+            d,
+            config.kappa_mode(),
+            k.value_at(state.step, d)?,
+            &ad,
+        )?),
         None => None,
     };
     let log_every = config.training.log_every;
     let mut kl_memo = None;
 
-    // Sums of [reconstruction, KL] per step, read back every log_every steps.
-    let mut window = Tensor::<1>::zeros([2], &ad);
+    // The steps' figures (step::combine) merged, read back every log_every steps.
+    let mut window: Option<Tensor<1>> = None;
     let (mut window_steps, mut window_units) = (0u64, 0u64);
     let mut window_start = Instant::now();
     let (mut trained_units, mut train_secs) = (0u64, 0.0f64);
@@ -279,7 +286,9 @@ fn train_kind<K: DataKind>(
                 break 'epochs;
             }
             let mut noise = HostNoise::new(config.seed, "step", state.step);
+            // A learned kappa: the geometric mean of the last logged window.
             let kappa = match (config.kappa.as_ref(), reparam.as_mut()) {
+                (Some(_), Some(_)) if learned => state.kappa,
                 (Some(k), Some(r)) => {
                     let kappa = k.kappa_at(state.step, d, &mut kl_memo)?;
                     r.set_kappa(kappa)?;
@@ -292,15 +301,21 @@ fn train_kind<K: DataKind>(
             let rows = x.rows();
             let latent = noise.latent(rows, d, &ad);
             let shards = config.training.shards.min(rows);
-            let (sums, grads) = step::gradients(&model, rows, shards, |m, part| {
+            let (reports, grads) = step::gradients(&model, rows, shards, |m, part| {
                 let xs = x.slice_rows(part.clone());
                 step::vae_sums(m, &xs, latent.rows(part), reparam.as_ref(), beta)
             });
-            window = window + sums;
+            let figures = step::combine(reports, rows);
+            window = Some(match window.take() {
+                Some(w) => step::merge(w, figures),
+                None => figures,
+            });
             model = optim.step(o.lr, model, grads);
             state.step += 1;
             state.batch_in_epoch += 1;
-            state.kappa = kappa;
+            if !learned {
+                state.kappa = kappa;
+            }
             window_steps += 1;
             window_units += K::units(&x) as u64;
 
@@ -311,25 +326,32 @@ fn train_kind<K: DataKind>(
                 || state.step >= stop_at
                 || state.batch_in_epoch == per_epoch
             {
-                let sums = output::read_back(window.clone())?;
-                let (mean, kl) = (sums[0] / window_steps as f32, sums[1] / window_steps as f32);
+                let w = output::read_back(window.take().expect("a step since the last log"))?;
+                let per_step = |v: f32| v / window_steps as f32;
+                let (mean, kl) = (per_step(w[0]), per_step(w[1]));
                 if !(mean.is_finite() && kl.is_finite()) {
                     bar.abandon();
                     let bad = if mean.is_finite() { kl } else { mean };
-                    let setting = setting(reparam.is_some(), kappa, beta);
+                    let setting = setting(reparam.is_some(), learned, kappa, beta);
                     return Err(non_finite(state.step, bad, setting, &last_checkpoint));
+                }
+                let mut spread = String::new();
+                if learned {
+                    let s_mean = f64::from(per_step(w[2]));
+                    state.kappa = s_mean.exp();
+                    spread = format!(",{s_mean},{},{}", w[3], w[4]);
                 }
                 let kl = f64::from(kl);
                 let secs = window_start.elapsed().as_secs_f64();
                 let ips = window_units as f64 / secs.max(1e-9);
                 trained_units += window_units;
                 train_secs += secs;
-                let kappa_txt = kappa_column(reparam.is_some(), kappa);
+                let kappa_txt = kappa_column(reparam.is_some(), state.kappa);
                 output::append_csv(
                     &run_dir.join("metrics.csv"),
                     &train_header,
                     &format!(
-                        "{},{},{kappa_txt},{kl},{mean},{},{ips:.1}",
+                        "{},{},{kappa_txt},{kl},{mean},{}{spread},{ips:.1}",
                         state.step,
                         state.epoch,
                         -(f64::from(mean) + kl)
@@ -338,18 +360,20 @@ fn train_kind<K: DataKind>(
                 last_loss = Some(f64::from(mean));
                 last_kl = kl;
                 last_ips = ips;
-                window = Tensor::<1>::zeros([2], &ad);
                 (window_steps, window_units) = (0, 0);
                 window_start = Instant::now();
             }
-            // The vMF KL is a host constant, shown every step at no device cost; the
-            // Gaussian's is that of the last logged window.
+            // A scheduled vMF KL is a host constant, shown every step at no device
+            // cost; the others are those of the last logged window.
             if opts.progress {
-                let kl = reparam.as_ref().map_or(last_kl, |r| r.stats().kl);
+                let kl = reparam
+                    .as_ref()
+                    .and_then(VmfReparam::stats)
+                    .map_or(last_kl, |s| s.kl);
                 let loss_txt = last_loss.map_or("-".into(), |l| format!("{l:.2}"));
                 bar.set_message(format!(
                     "loss {loss_txt} {} KL {kl:.3} {last_ips:.0} {}/s",
-                    setting(reparam.is_some(), kappa, beta),
+                    setting(reparam.is_some(), learned, state.kappa, beta),
                     K::UNITS
                 ));
             }
@@ -362,11 +386,17 @@ fn train_kind<K: DataKind>(
         state.epoch += 1;
         state.batch_in_epoch = 0;
         let eval_model = model.valid();
-        let kappa_txt = kappa_column(reparam.is_some(), state.kappa);
         let row = |m: &EvalMetrics| {
+            let kappa = m.log_kappa.map_or(state.kappa, |s| s.mean.exp());
             let mut r = format!(
-                "{},{},{kappa_txt},{},{},{},{}",
-                state.step, state.epoch, m.kl, m.recon_sampled, m.recon_mean, m.elbo
+                "{},{},{},{},{},{},{}",
+                state.step,
+                state.epoch,
+                kappa_column(reparam.is_some(), kappa),
+                m.kl,
+                m.recon_sampled,
+                m.recon_mean,
+                m.elbo
             );
             if K::PER_UNIT {
                 r += &format!(",{}", m.elbo_perplexity());
@@ -379,6 +409,9 @@ fn train_kind<K: DataKind>(
             }
             if let Some(a) = m.recon_accuracy {
                 r += &format!(",{a}");
+            }
+            if let Some(s) = &m.log_kappa {
+                r += &format!(",{},{},{}", s.mean, s.min, s.max);
             }
             r
         };
@@ -399,8 +432,7 @@ fn train_kind<K: DataKind>(
                 seeds::derive(config.seed, "latent-stats", state.epoch as u64),
                 &device,
             )?;
-            let mean_w = reparam.as_ref().map_or(0.0, |r| r.stats().mean_w);
-            metrics.latent = Some(latent_stats(eval_model.kind(), &codes, state.kappa, mean_w));
+            metrics.latent = Some(latent_stats(eval_model.kind(), &codes));
         }
         metrics.recon_accuracy = kind.recon_accuracy(&eval_model, Split::Test, &device)?;
         output::append_csv(&run_dir.join("eval.csv"), &eval_header, &row(&metrics))?;
@@ -493,12 +525,12 @@ fn kappa_column(vmf: bool, kappa: f64) -> String {
     }
 }
 
-/// What the schedule set at a step, for messages.
-fn setting(vmf: bool, kappa: f64, beta: f64) -> String {
-    if vmf {
-        format!("kappa = {kappa:.4}")
-    } else {
-        format!("KL weight = {beta:.4}")
+/// What the schedule set at a step (or a learned kappa's geometric mean), for messages.
+fn setting(vmf: bool, learned: bool, kappa: f64, beta: f64) -> String {
+    match (vmf, learned) {
+        (true, false) => format!("kappa = {kappa:.4}"),
+        (true, true) => format!("kappa ~ {kappa:.4} (learned), KL weight = {beta:.4}"),
+        (false, _) => format!("KL weight = {beta:.4}"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The importance-sampled log-likelihood of a trained checkpoint, for both model kinds.
+//! The importance-sampled log-likelihood of a trained checkpoint, for both model kinds
+//! and for a kappa learned per example.
 
 use std::path::Path;
 
@@ -10,6 +11,16 @@ fn importance_sampled_log_likelihood_bounds_and_limits_vmf() {
     check(
         "vmf",
         "[model]\nlatent_dim = 5\nhidden = [128]\n[kappa]\nschedule = \"constant\"\nvalue = 15.0\n",
+    );
+}
+
+/// Each example's own kappa in log q: a wrong per-row constant shows in LL_1 vs ELBO.
+#[test]
+fn importance_sampled_log_likelihood_bounds_and_limits_per_example_kappa() {
+    check(
+        "vmf-per-example",
+        "[model]\nlatent_dim = 5\nhidden = [128]\n[kappa]\nschedule = \"per_example\"\n\
+         init = 15.0\nmin = 1.0\nmax = 1000.0\n",
     );
 }
 

@@ -581,3 +581,31 @@ fn text_and_image_keys_stay_in_their_kind() {
     ));
     assert!(e.contains("model.word_dropout = 1.5"), "{e}");
 }
+
+#[test]
+fn sentences_train_with_a_kappa_per_example() {
+    // The same loop, evaluation and latent measures with each sentence's own kappa.
+    let data = topic_data("per-example");
+    let run = tmp_dir("per-example-run");
+    let kappa = "[kappa]\nschedule = \"per_example\"\ninit = 10.0\nmin = 1.0\nmax = 500.0\n";
+    let mut config = text_config(&data, &run, kappa);
+    config.training.epochs = 2;
+    let s = train(&config, &TrainOptions::default()).unwrap();
+    let loss = column(&run.join("metrics.csv"), "loss");
+    assert!(loss[loss.len() - 1] < 0.8 * loss[0], "loss {loss:?}");
+    let eval = run.join("eval.csv");
+    let (lo, hi) = (
+        column(&eval, "log_kappa_min"),
+        column(&eval, "log_kappa_max"),
+    );
+    assert!(lo.iter().zip(&hi).all(|(a, b)| a < b), "{lo:?} {hi:?}");
+    // The KL is each sentence's, averaged: no longer the constant of one kappa.
+    let e = s.last_eval.unwrap();
+    let spread = e.log_kappa.unwrap();
+    assert!(
+        (e.kl - vmf_core::kl_to_uniform(4, spread.mean.exp()).unwrap()).abs() > 1e-6,
+        "{e:?}"
+    );
+    let mi = column(&eval, "mi");
+    assert!(mi.iter().all(|m| m.is_finite() && *m > 0.0), "MI {mi:?}");
+}

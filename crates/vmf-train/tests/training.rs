@@ -191,6 +191,13 @@ fn early_stopping_on_the_validation_elbo_keeps_the_best_checkpoint() {
 
 /// Decoder output for a fixed input, to compare weights bit for bit.
 fn fingerprint(checkpoint: &Path) -> Vec<f32> {
+    fingerprint_of(checkpoint, vmf_model::KappaMode::Scheduled)
+}
+
+/// [`fingerprint`] of a model whose kappa is set by `kappa`, with its ln kappa (the
+/// encoder's last layer for a per-example kappa).
+fn fingerprint_of(checkpoint: &Path, kappa: vmf_model::KappaMode) -> Vec<f32> {
+    use vmf_model::{Posterior, VaeModel};
     let device = burn::tensor::Device::flex();
     let model = ImageVaeConfig {
         kind: ModelKind::Vmf,
@@ -198,6 +205,7 @@ fn fingerprint(checkpoint: &Path) -> Vec<f32> {
         hidden: vec![64],
         latent_dim: 8,
         loss: ReconLoss::Bernoulli,
+        kappa,
     }
     .init(&device);
     let model = model.load_file(checkpoint.join("model.bpk"));
@@ -205,12 +213,15 @@ fn fingerprint(checkpoint: &Path) -> Vec<f32> {
         .map(|i| ((i * 37) % 255) as f32 / 255.0)
         .collect();
     let x = Tensor::<2>::from_data(TensorData::new(x, [2, 784]), &device);
-    model
-        .decode(model.locate(x))
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap()
+    let floats = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let mut out = floats(model.decode(model.locate(x.clone())));
+    if let Posterior::Vmf {
+        log_kappa: Some(s), ..
+    } = model.posterior(&x)
+    {
+        out.extend(floats(s.reshape([1, 2])));
+    }
+    out
 }
 
 #[test]
@@ -537,4 +548,100 @@ fn max_steps_alone_bounds_a_run_and_leaves_a_checkpoint_there() {
     assert_eq!(s.steps, 27);
     let (_, state) = checkpoint::newest_valid(&dir).unwrap();
     assert_eq!((state.step, state.epoch, state.batch_in_epoch), (27, 1, 7));
+}
+
+#[test]
+fn a_learned_kappa_moves_logs_its_spread_and_resumes_exactly() {
+    // Per example: the KL enters the loss, each window logs ln kappa's mean, min and
+    // max, the evaluation reports them, and an interrupted run resumes bit for bit.
+    let kappa = "[kappa]\nschedule = \"per_example\"\ninit = 20.0\nmin = 1.0\nmax = 1000.0\n";
+    let config = |dir: &Path| {
+        let mut c = small_config(dir, "");
+        let text = c.to_toml();
+        let text = text.replace("[kappa]\nschedule = \"constant\"\nvalue = 20.0\n", kappa);
+        c = TrainConfig::parse(&text, Path::new("learned.toml")).unwrap();
+        c.run_dir = dir.to_path_buf();
+        c
+    };
+    let a_dir = tmp_dir("learned-a");
+    let a = config(&a_dir);
+    assert!(a.kappa.as_ref().unwrap().is_learned(), "{:?}", a.kappa);
+    let full = train(&a, &quiet()).unwrap();
+    let metrics = a_dir.join("metrics.csv");
+    let (lo, hi) = (
+        csv_column(&metrics, "log_kappa_min"),
+        csv_column(&metrics, "log_kappa_max"),
+    );
+    let mean = csv_column(&metrics, "log_kappa_mean");
+    assert!(
+        (0..mean.len()).all(|i| lo[i] < mean[i] && mean[i] < hi[i] && hi[i] < 1000f64.ln()),
+        "a kappa per example: {lo:?} {mean:?} {hi:?}"
+    );
+    // It starts at init and changes; the KL changes with it (a scheduled vMF's is
+    // constant).
+    assert!((mean[0] - 20f64.ln()).abs() < 0.3, "{mean:?}");
+    assert!((mean[mean.len() - 1] - mean[0]).abs() > 0.01, "{mean:?}");
+    let kl = csv_column(&metrics, "kl");
+    assert!(kl.windows(2).all(|w| w[0] != w[1]), "{kl:?}");
+    let kappa_column = csv_column(&metrics, "kappa");
+    assert!((kappa_column[3] - mean[3].exp()).abs() < 1e-9 * kappa_column[3]);
+    let e = full.last_eval.unwrap();
+    let spread = e.log_kappa.expect("the evaluation reports a learned kappa");
+    assert!(
+        spread.min < spread.mean && spread.mean < spread.max,
+        "{spread:?}"
+    );
+    assert!((e.elbo + e.recon_sampled + e.kl).abs() < 1e-9);
+    let loss = csv_column(&metrics, "loss");
+    assert!(loss[loss.len() - 1] < 0.75 * loss[0], "learns: {loss:?}");
+    assert_eq!(
+        csv_column(&a_dir.join("eval.csv"), "log_kappa_mean").len(),
+        3
+    );
+
+    let b_dir = tmp_dir("learned-b");
+    let b = config(&b_dir);
+    let stop = TrainOptions {
+        stop_at_step: Some(27),
+        ..quiet()
+    };
+    train(&b, &stop).unwrap();
+    let resume = TrainOptions {
+        resume: Some(Resume::Auto),
+        ..quiet()
+    };
+    assert_eq!(train(&b, &resume).unwrap().steps, full.steps);
+    let end = "step-00000060";
+    let mode = a.kappa_mode();
+    let fa = fingerprint_of(&checkpoint::dir(&a_dir).join(end), mode);
+    let fb = fingerprint_of(&checkpoint::dir(&b_dir).join(end), mode);
+    assert_eq!(fa.len(), 2 * 784 + 2, "with each example's ln kappa");
+    assert!(
+        fa.iter().zip(&fb).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "weights differ after resume"
+    );
+    assert_eq!(
+        std::fs::read_to_string(a_dir.join("eval.csv")).unwrap(),
+        std::fs::read_to_string(b_dir.join("eval.csv")).unwrap()
+    );
+
+    // One kappa for the model: the same on every row, and learned too.
+    let g_dir = tmp_dir("learned-global");
+    let mut g = config(&g_dir);
+    g.kappa = Some(vmf_train::schedule::Schedule::Learned {
+        init: 20.0,
+        min: 1.0,
+        max: 1000.0,
+    });
+    g.training.epochs = 1;
+    // One step a row: min and max over a window of one step.
+    g.training.log_every = 1;
+    train(&g, &quiet()).unwrap();
+    let metrics = g_dir.join("metrics.csv");
+    let (lo, hi) = (
+        csv_column(&metrics, "log_kappa_min"),
+        csv_column(&metrics, "log_kappa_max"),
+    );
+    assert!(lo.iter().zip(&hi).all(|(a, b)| a == b), "{lo:?} {hi:?}");
+    assert!((hi[hi.len() - 1] - hi[0]).abs() > 1e-3, "it moves: {hi:?}");
 }

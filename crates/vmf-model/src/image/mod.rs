@@ -11,6 +11,7 @@ use burn::module::Module;
 use burn::store::RecordError;
 use burn::tensor::{Device, Tensor};
 
+use crate::kappa::{KappaHead, KappaMode};
 use crate::latent::{ModelKind, Posterior};
 use crate::vae::VaeModel;
 use loss::{ReconLoss, reconstruction_per_example};
@@ -30,6 +31,8 @@ pub struct ImageVaeConfig {
     pub latent_dim: usize,
     /// The decoder's pixel likelihood.
     pub loss: ReconLoss,
+    /// How kappa is set (vMF).
+    pub kappa: KappaMode,
 }
 
 impl ImageVaeConfig {
@@ -38,13 +41,14 @@ impl ImageVaeConfig {
     pub fn init(&self, device: &Device) -> ImageVae {
         let mut enc = vec![self.input_dim];
         enc.extend(&self.hidden);
-        enc.push(self.kind.head_width(self.latent_dim));
+        enc.push(self.kind.head_width(self.latent_dim) + self.kappa.head_columns());
         let mut dec = vec![self.latent_dim];
         dec.extend(self.hidden.iter().rev());
         dec.push(self.input_dim);
         ImageVae {
             encoder: MlpConfig::new(enc).init(device),
             decoder: MlpConfig::new(dec).init(device),
+            kappa: KappaHead::new(self.kappa, device),
             kind: self.kind,
             latent_dim: self.latent_dim,
             loss: self.loss,
@@ -57,6 +61,7 @@ impl ImageVaeConfig {
 pub struct ImageVae {
     encoder: Mlp,
     decoder: Mlp,
+    kappa: KappaHead,
     #[module(skip)]
     kind: ModelKind,
     #[module(skip)]
@@ -137,8 +142,13 @@ impl VaeModel for ImageVae {
         self.latent_dim
     }
 
+    fn kappa_mode(&self) -> KappaMode {
+        self.kappa.mode()
+    }
+
     fn posterior(&self, x: &Tensor<2>) -> Posterior {
-        self.kind.posterior(self.encoder.forward(x.clone()))
+        self.kind
+            .posterior(self.encoder.forward(x.clone()), &self.kappa)
     }
 
     fn neg_log_likelihood(&self, x: &Tensor<2>, z: Tensor<2>) -> Tensor<1> {
@@ -166,6 +176,7 @@ mod tests {
                 hidden: vec![5],
                 latent_dim: 2,
                 loss: ReconLoss::Bernoulli,
+                kappa: KappaMode::Scheduled,
             };
             device.seed(1);
             let old = config.init(&device);

@@ -11,6 +11,7 @@ use burn::tensor::activation::{log_softmax, softmax, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, RngExt};
 
+use crate::kappa::{KappaHead, KappaMode};
 use crate::latent::{ModelKind, Posterior};
 use crate::vae::{Rows, VaeModel};
 pub use rnn::{Cell, Rnn, RnnConfig, RnnState};
@@ -152,6 +153,8 @@ pub struct TextVaeConfig {
     pub latent_dim: usize,
     /// LSTM or GRU.
     pub cell: Cell,
+    /// How kappa is set (vMF).
+    pub kappa: KappaMode,
 }
 
 impl TextVaeConfig {
@@ -174,13 +177,18 @@ impl TextVaeConfig {
         TextVae {
             embedding: EmbeddingConfig::new(self.vocab, self.embed_dim).init(device),
             encoder: rnn(self.embed_dim),
-            head: LinearConfig::new(h, self.kind.head_width(d).max(1)).init(device),
+            head: LinearConfig::new(
+                h,
+                (self.kind.head_width(d) + self.kappa.head_columns()).max(1),
+            )
+            .init(device),
             init_state: LinearConfig::new(d, states).init(device),
             latent_input: LinearConfig::new(d, self.cell.gates() * h)
                 .with_bias(false)
                 .init(device),
             decoder: rnn(self.embed_dim),
             output: LinearConfig::new(h, self.vocab).init(device),
+            kappa: KappaHead::new(self.kappa, device),
             kind: self.kind,
             latent_dim: d,
         }
@@ -200,6 +208,7 @@ pub struct TextVae {
     latent_input: Linear,
     decoder: Rnn,
     output: Linear,
+    kappa: KappaHead,
     #[module(skip)]
     kind: ModelKind,
     #[module(skip)]
@@ -387,13 +396,17 @@ impl VaeModel for TextVae {
         self.latent_dim
     }
 
+    fn kappa_mode(&self) -> KappaMode {
+        self.kappa.mode()
+    }
+
     fn posterior(&self, x: &TextBatch) -> Posterior {
         match self.kind {
             // The language model has no encoder to run: its z is a point at 0.
             ModelKind::Lm => Posterior::Point {
                 z: Tensor::zeros([x.rows(), self.latent_dim], &x.mask.device()),
             },
-            kind => kind.posterior(self.head.forward(self.encode(x))),
+            kind => kind.posterior(self.head.forward(self.encode(x)), &self.kappa),
         }
     }
 

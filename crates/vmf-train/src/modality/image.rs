@@ -47,6 +47,7 @@ impl Images {
             hidden: config.model.hidden.clone(),
             latent_dim: config.model.latent_dim,
             loss: config.model.loss,
+            kappa: config.kappa_mode(),
         }
     }
 }

@@ -123,6 +123,7 @@ impl Sentences {
             hidden: m.hidden[0],
             latent_dim: m.latent_dim,
             cell: m.cell.unwrap_or(Cell::Lstm),
+            kappa: config.kappa_mode(),
         }
     }
 
