@@ -193,7 +193,7 @@ fn the_poles_have_slope_zero_and_every_entry_is_finite() {
         for j in 0..host.grid().points {
             for i in [0, m - 1] {
                 let (theta, slope) = (host.theta()[j * m + i], host.slope()[j * m + i]);
-                if theta < 1e-12 || theta > std::f64::consts::PI - 1e-12 {
+                if !(1e-12..=std::f64::consts::PI - 1e-12).contains(&theta) {
                     assert_eq!(slope, 0.0, "d = {d}, kappa point {j}, entry {i}");
                     poles += 1;
                 }
