@@ -32,7 +32,8 @@ pub struct TrainState {
     pub epoch: usize,
     /// Batches of the current epoch already taken.
     pub batch_in_epoch: usize,
-    /// kappa at the last step taken.
+    /// kappa at the last step taken (a learned kappa: the geometric mean over the
+    /// examples of the last logged window).
     pub kappa: f64,
     /// Identity hash of the config (see `TrainConfig::identity_hash`).
     pub config_hash: String,
