@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-1314}
 samples=${2:-10}
-rows=${ROWS:-"ptb-lm ptb-gaussian ptb-gaussian-annealed ptb ptb-kl-budget ptb-inputless-lm ptb-inputless-gaussian-annealed ptb-inputless"}
+rows=${ROWS:-"ptb-lm ptb-gaussian ptb-gaussian-annealed ptb ptb-kl-budget ptb-kappa-per-example ptb-inputless-lm ptb-inputless-gaussian-annealed ptb-inputless"}
 jobs=${JOBS:-2}
 runs=${RUNS:-runs}
 out=${OUT:-docs/ptb.md}
