@@ -1,8 +1,10 @@
 //! # vmf-train
 //!
 //! Orchestration of vMF-VAE training: TOML configs ([`config`]), MNIST-style data
-//! ([`data`]), the data kinds the loop trains ([`modality`]), the kappa schedule ([`schedule`]), the loop ([`training`]),
-//! evaluation and the importance-sampled log-likelihood ([`evaluation`]), latent
+//! ([`data`]), the data kinds the loop trains ([`modality`]), how kappa is set
+//! ([`schedule`]: scheduled or learned), the loop ([`training`]),
+//! evaluation and the importance-sampled log-likelihood ([`evaluation`]), embeddings
+//! out and their nearest neighbours ([`encode`]), latent
 //! usage: mutual information and active units ([`latent_stats`]),
 //! checkpoints ([`checkpoint`]), the data-parallel step ([`step`]), run outputs
 //! ([`output`]), views of a trained model ([`views`]: [`pictures`] for images,
@@ -50,6 +52,7 @@ pub mod config;
 pub mod cpu;
 pub mod curves;
 pub mod data;
+pub mod encode;
 pub mod error;
 pub mod evaluation;
 pub mod export;

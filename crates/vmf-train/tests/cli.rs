@@ -1,4 +1,5 @@
-//! The `vmf` command-line tool: data on stdout, errors on stderr with a non-zero exit.
+//! The `vmf` command-line tool: data on stdout, errors on stderr with a non-zero exit;
+//! and the errors of `encode`.
 
 use std::process::{Command, Output};
 
@@ -143,5 +144,36 @@ fn bad_input_is_an_error_on_stderr_with_nonzero_exit() {
         assert!(o.stdout.is_empty(), "{args:?} printed data");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn encode_refuses_a_missing_checkpoint_and_unknown_options_by_name() {
+    let encode = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_encode"))
+            .args(args)
+            .output()
+            .expect("encode runs")
+    };
+    for (args, needle) in [
+        (
+            vec!["--checkpoint", "/nonexistent/step-1", "--out", "/tmp/x.npy"],
+            "/nonexistent/step-1",
+        ),
+        (
+            vec!["--checkpoint", "c", "--split", "train", "--knn"],
+            "--split train",
+        ),
+        (
+            vec!["--checkpoint", "c", "--metric", "manhattan", "--knn"],
+            "--metric manhattan",
+        ),
+        (vec!["--checkpoint", "c"], "--out"),
+    ] {
+        let o = encode(&args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }

@@ -349,6 +349,33 @@ fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
         k1.log_likelihood
     );
     assert_eq!(k1.test_images, 60);
+
+    // Embeddings out, in the test file's order although the evaluation sorts the
+    // sentences by length: each row is the mu of that sentence encoded alone.
+    let e = vmf_train::encode::encode_checkpoint(&ckpt, Split::Test, None).unwrap();
+    let test_lines: Vec<String> = std::fs::read_to_string(data.join("test.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(e.texts.as_deref(), Some(&test_lines[..]));
+    assert!(e.labels.is_none());
+    let device = burn::tensor::Device::flex();
+    let opened = checkpoint::open(&ckpt).unwrap();
+    let (kind, model) = opened.load::<Sentences>(&opened.config, &device).unwrap();
+    for i in [0, 7, 31, 59] {
+        let set = &kind.splits().test;
+        let mu = vmf_model::VaeModel::posterior(&model, &kind.batch(set, &[i], &device))
+            .location()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let row = &e.location[i * e.dim..(i + 1) * e.dim];
+        for (a, b) in row.iter().zip(&mu) {
+            assert!((a - b).abs() < 1e-5, "sentence {i}: {row:?} vs {mu:?}");
+        }
+    }
     // The greedy reconstruction's token accuracy, each epoch and at `eval` (the same
     // deterministic decoding of the last checkpoint).
     let acc = column(&run.join("eval.csv"), "recon_accuracy");

@@ -92,6 +92,26 @@ fn training_learns_and_fills_the_run_folder() {
         let img = image::open(dir.join("images").join(f)).unwrap();
         assert!(img.width() > 28 && img.height() > 28);
     }
+
+    // Embeddings out: mu of every test image, unit rows, with the labels; after 60
+    // steps the digits already cluster on the sphere (0.41 seen; chance ~10%, and
+    // labels out of step with the rows would give that).
+    use vmf_train::encode::{Metric, encode_checkpoint, knn_accuracy};
+    let e = encode_checkpoint(
+        ckpts.last().unwrap(),
+        vmf_train::modality::Split::Test,
+        None,
+    )
+    .unwrap();
+    assert_eq!((e.len(), e.dim), (500, 8));
+    assert!(e.log_kappa.is_none() && e.texts.is_none());
+    for row in e.location.chunks(8) {
+        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+    }
+    assert_eq!(e.labels.as_ref().map(Vec::len), Some(500));
+    let acc = knn_accuracy(&e, 5, Metric::Cosine).unwrap();
+    assert!(acc > 0.3, "5-NN accuracy {acc}");
 }
 
 #[test]

@@ -50,9 +50,16 @@ fn main() -> ExitCode {
             "| reconstruction, z ~ q(z|x) | {:.3} |",
             e.metrics.recon_sampled
         );
-        match e.kappa {
-            Some(kappa) => println!("| KL (kappa = {kappa}) | {:.3} |", e.metrics.kl),
-            None => println!("| KL | {:.3} |", e.metrics.kl),
+        match (e.kappa, e.metrics.log_kappa) {
+            (Some(_), Some(s)) => println!(
+                "| KL (kappa learned: geometric mean {:.2}, from {:.2} to {:.2}) | {:.3} |",
+                s.mean.exp(),
+                s.min.exp(),
+                s.max.exp(),
+                e.metrics.kl
+            ),
+            (Some(kappa), None) => println!("| KL (kappa = {kappa}) | {:.3} |", e.metrics.kl),
+            (None, _) => println!("| KL | {:.3} |", e.metrics.kl),
         }
         println!("| ELBO | {:.3} |", e.metrics.elbo);
         println!(

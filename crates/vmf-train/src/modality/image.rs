@@ -157,6 +157,13 @@ impl DataKind for Images {
         )])
     }
 
+    fn labels(&self, split: Split) -> Option<Vec<u8>> {
+        match split {
+            Split::Test => Some(self.splits.test.labels.clone()),
+            Split::Validation => self.splits.valid.as_ref().map(|v| v.labels.clone()),
+        }
+    }
+
     fn epoch_outputs(
         &self,
         model: &ImageVae,

@@ -108,6 +108,23 @@ pub trait DataKind: Sized + Sync {
     /// is not configured); `seed` fixes any randomness of the inputs.
     fn eval_batches(&self, split: Split, seed: u64, device: &Device) -> Option<Vec<Batch<Self>>>;
 
+    /// For each row of [`DataKind::eval_batches`] (in order, batch after batch), the
+    /// example's index in the split's file, where the evaluation reorders them (text
+    /// sorts by length); `None` when the rows are in file order.
+    fn file_order(&self, _split: Split) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// The examples' labels in file order, where the data has them (image classes).
+    fn labels(&self, _split: Split) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Example `i` of `split` (file order) as one line of text, where it is text.
+    fn example_text(&self, _split: Split, _i: usize) -> Option<String> {
+        None
+    }
+
     /// The share of the units of `split` that the model's greedy reconstruction from
     /// the posterior's location gets exactly right (text: tokens, end token counted,
     /// at their position), for kinds with [`DataKind::ACCURACY`]; `None` by default.

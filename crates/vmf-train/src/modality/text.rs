@@ -303,6 +303,15 @@ impl DataKind for Sentences {
         )
     }
 
+    fn file_order(&self, split: Split) -> Option<Vec<usize>> {
+        Some(self.eval_groups(self.set(split)).concat())
+    }
+
+    fn example_text(&self, split: Split, i: usize) -> Option<String> {
+        let set = self.set(split);
+        set.sentences.get(i).map(|s| self.splits.vocab.decode(s))
+    }
+
     fn rows_per_call(&self, batch: &TextBatch) -> usize {
         // The logits of a call, [rows, L + 1, vocab], stay under LOGITS_PER_CALL floats.
         let positions = batch.lengths.iter().max().map_or(1, |l| l + 1);
