@@ -8,7 +8,8 @@ encoder's mu for the first MNIST test image, against the value `export` printed.
 
 The image model's tensors: encoder.layers.{i}.weight [in, out] and .bias [out],
 y = x W + b, ReLU after every layer but the last; the last layer gives mu before
-normalisation (vMF; the Gaussian's head is [mean, log-variance]). Pixels are grey
+normalisation (vMF, its first d columns: a kappa learned per example adds one; the
+Gaussian's head is [mean, log-variance]). Pixels are grey
 levels / 255 (configs with data.pixels = "grey"). With the `safetensors` wheel
 installed, safetensors.numpy.load_file reads the file the same way.
 """
@@ -59,7 +60,10 @@ def main():
         h = h @ weights[f"encoder.layers.{i}.weight"] + weights[f"encoder.layers.{i}.bias"]
         if i != layers[-1]:
             h = np.maximum(h, 0.0)
-    mu = h[0] / np.linalg.norm(h[0])
+    # With kappa learned per example the head has one more column (kappa's): mu is
+    # the first d, d = the length of the location export printed.
+    head = h[0][: expected.shape[0]]
+    mu = head / np.linalg.norm(head)
     err = float(np.abs(mu - expected).max())
     print(json.dumps({"mu": mu.tolist(), "max_abs_difference": err}))
     if err > 1e-5:
