@@ -65,29 +65,35 @@ pub enum Schedule {
         kl: Box<Schedule>,
     },
     /// One learned kappa for the model.
-    Learned {
-        /// kappa at the first step.
-        #[serde(default = "default_init")]
-        init: f64,
-        /// Lower bound.
-        #[serde(default = "default_min")]
-        min: f64,
-        /// Upper bound.
-        #[serde(default = "default_max")]
-        max: f64,
-    },
+    Learned(LearnedKappa),
     /// A learned kappa per example, from the encoder.
-    PerExample {
-        /// kappa at the first step (for an encoder output of 0).
-        #[serde(default = "default_init")]
-        init: f64,
-        /// Lower bound.
-        #[serde(default = "default_min")]
-        min: f64,
-        /// Upper bound.
-        #[serde(default = "default_max")]
-        max: f64,
-    },
+    PerExample(LearnedKappa),
+}
+
+/// The keys of a learned kappa, each with its default.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedKappa {
+    /// kappa at the first step (per example: for an encoder output of 0).
+    #[serde(default = "default_init")]
+    pub init: f64,
+    /// Lower bound.
+    #[serde(default = "default_min")]
+    pub min: f64,
+    /// Upper bound.
+    #[serde(default = "default_max")]
+    pub max: f64,
+}
+
+impl LearnedKappa {
+    /// As vmf-model's range.
+    pub fn range(self) -> KappaRange {
+        KappaRange {
+            init: self.init,
+            min: self.min,
+            max: self.max,
+        }
+    }
 }
 
 fn default_init() -> f64 {
@@ -106,10 +112,8 @@ impl Schedule {
     /// How the model sets kappa: [`KappaMode::Scheduled`] for a schedule.
     pub fn kappa_mode(&self) -> KappaMode {
         match *self {
-            Self::Learned { init, min, max } => KappaMode::Learned(KappaRange { init, min, max }),
-            Self::PerExample { init, min, max } => {
-                KappaMode::PerExample(KappaRange { init, min, max })
-            }
+            Self::Learned(k) => KappaMode::Learned(k.range()),
+            Self::PerExample(k) => KappaMode::PerExample(k.range()),
             _ => KappaMode::Scheduled,
         }
     }
@@ -144,7 +148,7 @@ impl Schedule {
                 values[i]
             }
             Self::KlTarget { kl } => vmf_core::kappa_for_kl(dim, kl.value_at(step, dim)?)?,
-            Self::Learned { init, .. } | Self::PerExample { init, .. } => *init,
+            Self::Learned(k) | Self::PerExample(k) => k.init,
         })
     }
 
@@ -230,7 +234,8 @@ impl Schedule {
                 }
                 kl.validate_as(&format!("{key}.kl"), dim, true)
             }
-            Self::Learned { init, min, max } | Self::PerExample { init, min, max } => {
+            Self::Learned(LearnedKappa { init, min, max })
+            | Self::PerExample(LearnedKappa { init, min, max }) => {
                 if is_kl {
                     return Err(format!(
                         "{key}: a learned kappa is not a KL budget; use schedule = \"learned\" \
@@ -350,7 +355,7 @@ mod tests {
         .validate("kappa", 8)
         .unwrap_err();
         assert!(e.contains("start > 0"), "{e}");
-        let learned = |init, min, max| Schedule::Learned { init, min, max };
+        let learned = |init, min, max| Schedule::Learned(LearnedKappa { init, min, max });
         let e = learned(10.0, 20.0, 100.0).validate("kappa", 8).unwrap_err();
         assert!(
             e.contains("min < init < max") && e.contains("min = 20"),

@@ -648,11 +648,13 @@ fn a_learned_kappa_moves_logs_its_spread_and_resumes_exactly() {
     // One kappa for the model: the same on every row, and learned too.
     let g_dir = tmp_dir("learned-global");
     let mut g = config(&g_dir);
-    g.kappa = Some(vmf_train::schedule::Schedule::Learned {
-        init: 20.0,
-        min: 1.0,
-        max: 1000.0,
-    });
+    g.kappa = Some(vmf_train::schedule::Schedule::Learned(
+        vmf_train::schedule::LearnedKappa {
+            init: 20.0,
+            min: 1.0,
+            max: 1000.0,
+        },
+    ));
     g.training.epochs = 1;
     // One step a row: min and max over a window of one step.
     g.training.log_every = 1;
