@@ -24,6 +24,17 @@ pub struct KappaRange {
     pub max: f64,
 }
 
+impl KappaRange {
+    /// The kappa that the sampler, the KL table and the density ratio use for ln kappa
+    /// `log_kappa`: clamped into [min, max] as the tables clamp it.
+    pub fn kappa_at(self, log_kappa: f64) -> f64 {
+        log_kappa
+            .clamp(self.min.ln(), self.max.ln())
+            .exp()
+            .clamp(self.min, self.max)
+    }
+}
+
 /// How kappa is set.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum KappaMode {

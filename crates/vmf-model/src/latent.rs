@@ -320,17 +320,13 @@ fn per_row_constants(
         .try_into_vec::<f32>()
         .expect("f32 after the conversion");
     let log_c0 = vmf_core::log_normaliser_uniform(dim).expect("d was checked by the layer");
-    let (lo, hi) = (range.min.ln(), range.max.ln());
     let (mut kappa, mut constant) = (Vec::with_capacity(s.len()), Vec::with_capacity(s.len()));
     let mut last: Option<(f32, f32, f32)> = None;
     for &si in &s {
         let (k, c) = match last {
             Some((prev, k, c)) if prev.to_bits() == si.to_bits() => (k, c),
             _ => {
-                let k = f64::from(si)
-                    .clamp(lo, hi)
-                    .exp()
-                    .clamp(range.min, range.max);
+                let k = range.kappa_at(f64::from(si));
                 let log_c = vmf_core::log_normaliser(dim, k).expect("kappa in the layer's range");
                 (k as f32, (log_c0 - log_c - k) as f32)
             }

@@ -3,7 +3,7 @@
 //! kappa, from the tables over a kappa range (vmf-core's [`DeviceKappaTable`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use burn::tensor::{Device, Tensor};
 use vmf_core::{
@@ -71,10 +71,9 @@ enum Sampling {
 /// build takes ~0.3-3 s (vmf-core's `KappaQuantileTable`, `KlTable`).
 fn host_tables(dim: usize, range: KappaRange) -> Result<Arc<HostTables>> {
     type Key = (usize, u64, u64);
-    static TABLES: Mutex<Option<HashMap<Key, Arc<HostTables>>>> = Mutex::new(None);
+    static TABLES: LazyLock<Mutex<HashMap<Key, Arc<HostTables>>>> = LazyLock::new(Default::default);
     let key = (dim, range.min.to_bits(), range.max.to_bits());
-    let mut guard = TABLES.lock().unwrap_or_else(|e| e.into_inner());
-    let map = guard.get_or_insert_with(HashMap::new);
+    let mut map = TABLES.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(t) = map.get(&key) {
         return Ok(t.clone());
     }

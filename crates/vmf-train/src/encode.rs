@@ -24,8 +24,8 @@ pub struct Embeddings {
     pub dim: usize,
     /// mu (unit rows) or the mean: `[n, d]` row-major.
     pub location: Vec<f32>,
-    /// ln kappa per example, where kappa is learned.
-    pub log_kappa: Option<Vec<f32>>,
+    /// Each example's kappa, where kappa is learned.
+    pub kappa: Option<Vec<f32>>,
     /// The labels, where the data has them.
     pub labels: Option<Vec<u8>>,
     /// The examples as text, where they are text.
@@ -144,7 +144,12 @@ pub fn encode<K: DataKind>(
         kind: model.kind(),
         dim: d,
         location,
-        log_kappa: (!log_kappa.is_empty()).then_some(log_kappa),
+        kappa: model.kappa_mode().range().map(|range| {
+            log_kappa
+                .iter()
+                .map(|&s| range.kappa_at(f64::from(s)) as f32)
+                .collect()
+        }),
         labels: kind.labels(split),
         texts,
     })
@@ -252,7 +257,7 @@ mod tests {
             kind: ModelKind::Vmf,
             dim,
             location,
-            log_kappa: None,
+            kappa: None,
             labels: Some(labels),
             texts: None,
         }

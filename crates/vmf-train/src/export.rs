@@ -59,7 +59,8 @@ pub fn load_exported<K: DataKind>(
     Ok(model)
 }
 
-/// The posterior location of the first example of the test split.
+/// The posterior location of the first example of the test file (the evaluation
+/// batches may hold it elsewhere: text sorts them by length).
 pub fn first_location<K: DataKind>(
     kind: &K,
     model: &K::Model,
@@ -68,8 +69,20 @@ pub fn first_location<K: DataKind>(
     let batches = kind
         .eval_batches(Split::Test, 0, device)
         .expect("every data kind has a test split");
-    let first = batches[0].slice_rows(0..1);
-    crate::output::read_back(model.posterior(&first).location())
+    let mut row = kind
+        .file_order(Split::Test)
+        .and_then(|order| order.iter().position(|&i| i == 0))
+        .unwrap_or(0);
+    for batch in &batches {
+        if row < batch.rows() {
+            let first = batch.slice_rows(row..row + 1);
+            return crate::output::read_back(model.posterior(&first).location());
+        }
+        row -= batch.rows();
+    }
+    Err(TrainError::Usage(
+        "the test split is empty: no first example to report".into(),
+    ))
 }
 
 struct Export<'a> {

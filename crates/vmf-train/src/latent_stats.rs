@@ -99,14 +99,10 @@ pub fn collect_codes<M: VaeModel>(
             if let Some(r) = &reparam {
                 match (&draw.log_kappa, r.range()) {
                     (Some(s), Some(range)) => {
-                        // As the sampler clamps it.
                         let s = read_back(s.clone())?;
-                        codes.kappa.extend(s.iter().map(|&v| {
-                            f64::from(v)
-                                .clamp(range.min.ln(), range.max.ln())
-                                .exp()
-                                .clamp(range.min, range.max)
-                        }));
+                        codes
+                            .kappa
+                            .extend(s.iter().map(|&v| range.kappa_at(f64::from(v))));
                     }
                     _ => codes.kappa.extend(std::iter::repeat_n(kappa, x.rows())),
                 }

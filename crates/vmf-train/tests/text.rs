@@ -376,6 +376,7 @@ fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
             assert!((a - b).abs() < 1e-5, "sentence {i}: {row:?} vs {mu:?}");
         }
     }
+
     // The greedy reconstruction's token accuracy, each epoch and at `eval` (the same
     // deterministic decoding of the last checkpoint).
     let acc = column(&run.join("eval.csv"), "recon_accuracy");
@@ -635,4 +636,32 @@ fn sentences_train_with_a_kappa_per_example() {
     );
     let mi = column(&eval, "mi");
     assert!(mi.iter().all(|m| m.is_finite() && *m > 0.0), "MI {mi:?}");
+}
+
+#[test]
+fn exports_check_value_is_the_first_sentence_of_the_test_file() {
+    // The evaluation sorts by length; the first test sentence is the longest here.
+    let train = b"a b c d e\nb c\nc d e\n";
+    let data = corpus("first", train, b"a b\n", b"a b c d e a b\nb\nc d\n");
+    let config = text_config(&data, &tmp_dir("first-run"), VMF);
+    let device = burn::tensor::Device::flex();
+    let kind = Sentences::load(&config).unwrap();
+    assert_ne!(
+        kind.file_order(Split::Test).unwrap()[0],
+        0,
+        "a case where order matters"
+    );
+    device.seed(0);
+    let model = kind.init_model(&config, &device);
+    let first = vmf_train::export::first_location(&kind, &model, &device).unwrap();
+    let set = &kind.splits().test;
+    let alone = vmf_model::VaeModel::posterior(&model, &kind.batch(set, &[0], &device))
+        .location()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    for (a, b) in first.iter().zip(&alone) {
+        assert!((a - b).abs() < 1e-5, "{first:?} vs {alone:?}");
+    }
 }

@@ -104,7 +104,7 @@ fn training_learns_and_fills_the_run_folder() {
     )
     .unwrap();
     assert_eq!((e.len(), e.dim), (500, 8));
-    assert!(e.log_kappa.is_none() && e.texts.is_none());
+    assert!(e.kappa.is_none() && e.texts.is_none());
     for row in e.location.chunks(8) {
         let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "{norm}");

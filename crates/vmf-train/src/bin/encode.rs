@@ -62,11 +62,10 @@ fn main() -> std::process::ExitCode {
         if let Some(out) = &cli.out {
             write_npy(out, &e.location, &[e.len(), e.dim])?;
             eprintln!("wrote {} ({} x {})", out.display(), e.len(), e.dim);
-            if let Some(s) = &e.log_kappa {
-                let kappa: Vec<f32> = s.iter().map(|v| v.exp()).collect();
+            if let Some(kappa) = &e.kappa {
                 let stem = out.file_stem().map_or("mu".into(), |s| s.to_string_lossy());
                 let path = out.with_file_name(format!("{stem}-kappa.npy"));
-                write_npy(&path, &kappa, &[kappa.len()])?;
+                write_npy(&path, kappa, &[kappa.len()])?;
                 eprintln!("wrote {}", path.display());
             }
         }
