@@ -42,6 +42,7 @@ pub mod reparam;
 pub mod text;
 pub mod vae;
 
+pub use image::conv::ConvConfig;
 pub use image::loss::ReconLoss;
 pub use image::{ImageVae, ImageVaeConfig};
 pub use kappa::{KappaHead, KappaMode, KappaRange};

@@ -55,6 +55,7 @@ fn main() {
         latent_dim: d,
         loss: ReconLoss::Bernoulli,
         kappa,
+        conv: None,
     };
     let mut model = config(KappaMode::Scheduled).init(&ad);
     let mut optim = AdamConfig::new().init();

@@ -49,6 +49,10 @@ pub enum DatasetKind {
     Ptb,
     /// Your own sentences: `data.dir` holds train.txt, valid.txt and test.txt.
     Text,
+    /// Your own images: `data.dir` holds PNG/JPEG files (see
+    /// [`crate::data::image_folder`]).
+    #[serde(rename = "image_folder", alias = "image-folder")]
+    ImageFolder,
 }
 
 impl DatasetKind {
@@ -74,12 +78,29 @@ pub enum PixelMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `mnist` or `fashion-mnist`.
+    /// `mnist`, `fashion-mnist`, `image_folder`, `ptb` or `text`.
     pub dataset: DatasetKind,
-    /// Folder with the four IDX files; default: `datasets/mnist` or
-    /// `/usr/share/datasets/fashion-mnist`.
+    /// The data folder: for MNIST the four IDX files (default `datasets/mnist`; for
+    /// Fashion-MNIST `/usr/share/datasets/fashion-mnist`); required for
+    /// `image_folder` and `text`.
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// Image folder: 1 (grey) or 3 (RGB) channels (default: those of the first
+    /// training image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<usize>,
+    /// Image folder: `[height, width]` every image is resized to (default: the size
+    /// of the first training image, which all must share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<[usize; 2]>,
+    /// Image folder without `train/` and `test/` subfolders: the share of the images
+    /// held out as the test split (default 0.1), drawn with `split_seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_fraction: Option<f64>,
+    /// Image folder: the seed of the images' order and of the `test_fraction` split
+    /// (not the run's seed, so that runs with different seeds share one test split).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub split_seed: u64,
     /// `grey`, `static_binary` or `dynamic_binary`.
     #[serde(default = "default_pixels")]
     pub pixels: PixelMode,
@@ -149,6 +170,43 @@ pub struct ModelConfig {
     /// (0 = Standard, 1 = Inputless).
     #[serde(default, skip_serializing_if = "is_default")]
     pub word_dropout: f64,
+    /// Images: `mlp` (the default) or `conv` (stride-2 convolutions before the
+    /// encoder's MLP, transposed ones after the decoder's; `hidden` then sizes the
+    /// MLPs between the features and the latent).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub arch: Arch,
+    /// `arch = "conv"`: output channels of each convolutional layer (default
+    /// [32, 64]); each layer halves height and width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<usize>>,
+}
+
+/// The image model's architecture (`model.arch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// Fully connected layers (`model.hidden`).
+    #[default]
+    Mlp,
+    /// Convolutional trunks (`model.channels`) around fully connected layers.
+    Conv,
+}
+
+/// Default of `model.channels`.
+pub const DEFAULT_CONV_CHANNELS: [usize; 2] = [32, 64];
+
+/// Default of `data.test_fraction`.
+pub const DEFAULT_TEST_FRACTION: f64 = 0.1;
+
+impl ModelConfig {
+    /// The convolutional layers' channels, `None` for the MLP.
+    pub fn conv_channels(&self) -> Option<Vec<usize>> {
+        (self.arch == Arch::Conv).then(|| {
+            self.channels
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONV_CHANNELS.to_vec())
+        })
+    }
 }
 
 /// The shape of the KL weight's warm-up over `model.kl_warmup_steps` = N steps.
@@ -475,6 +533,19 @@ impl TrainConfig {
                 m.hidden
             ));
         }
+        let image_keys = [
+            ("data.channels", d.channels.is_some()),
+            ("data.size", d.size.is_some()),
+            ("data.test_fraction", d.test_fraction.is_some()),
+            ("data.split_seed", d.split_seed != 0),
+            ("model.arch", m.arch != Arch::Mlp),
+            ("model.channels", m.channels.is_some()),
+        ];
+        if let Some((key, _)) = image_keys.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "{key} is for image data sets; remove it from a text config"
+            ));
+        }
         for (key, v) in [
             ("data.vocab_size", d.vocab_size),
             ("data.min_count", d.min_count),
@@ -506,12 +577,73 @@ impl TrainConfig {
             ("model.cell", m.cell.is_some()),
             ("model.word_dropout", m.word_dropout != 0.0),
         ];
-        match text_keys.iter().find(|(_, set)| *set) {
-            Some((key, _)) => Err(format!(
+        if let Some((key, _)) = text_keys.iter().find(|(_, set)| *set) {
+            return Err(format!(
                 "{key} is for text data sets (data.dataset = \"ptb\" or \"text\"); remove it \
                  from an image config"
+            ));
+        }
+        let folder = d.dataset == DatasetKind::ImageFolder;
+        if folder && d.dir.is_none() {
+            return Err(
+                "data.dataset = \"image_folder\" needs data.dir: a folder of PNG or JPEG \
+                 images (with train/ and test/ subfolders, or split by data.test_fraction)"
+                    .into(),
+            );
+        }
+        let folder_keys = [
+            ("data.channels", d.channels.is_some()),
+            ("data.size", d.size.is_some()),
+            ("data.test_fraction", d.test_fraction.is_some()),
+            ("data.split_seed", d.split_seed != 0),
+        ];
+        if let (false, Some((key, _))) = (folder, folder_keys.iter().find(|(_, set)| *set)) {
+            return Err(format!(
+                "{key} is for data.dataset = \"image_folder\" (MNIST-format files fix \
+                 their size and channels); remove it"
+            ));
+        }
+        if let Some(c) = d.channels
+            && c != 1
+            && c != 3
+        {
+            return Err(format!("data.channels = {c}: must be 1 (grey) or 3 (RGB)"));
+        }
+        if let Some([h, w]) = d.size
+            && (h == 0 || w == 0)
+        {
+            return Err(format!(
+                "data.size = [{h}, {w}]: height and width must be positive"
+            ));
+        }
+        if let Some(f) = d.test_fraction
+            && !(f > 0.0 && f < 1.0)
+        {
+            return Err(format!(
+                "data.test_fraction = {f}: must be between 0 and 1 (exclusive), e.g. 0.1"
+            ));
+        }
+        if d.pixels != PixelMode::Grey && d.channels == Some(3) {
+            return Err(format!(
+                "data.pixels = \"{}\" binarises grey levels; RGB images (data.channels = 3) \
+                 need pixels = \"grey\"",
+                if d.pixels == PixelMode::StaticBinary {
+                    "static_binary"
+                } else {
+                    "dynamic_binary"
+                }
+            ));
+        }
+        match (m.arch, &m.channels) {
+            (Arch::Mlp, Some(_)) => Err(
+                "model.channels sizes the convolutional layers: it needs model.arch = \"conv\""
+                    .into(),
+            ),
+            (Arch::Conv, Some(c)) if c.is_empty() || c.contains(&0) => Err(format!(
+                "model.channels = {c:?}: give each convolutional layer a positive number of \
+                 channels, e.g. [32, 64]"
             )),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 

@@ -28,7 +28,7 @@ pub struct Embeddings {
     pub kappa: Option<Vec<f32>>,
     /// The labels, where the data has them.
     pub labels: Option<Vec<u8>>,
-    /// The examples as text, where they are text.
+    /// Each example as one line: its sentence, or its image file (image folders).
     pub texts: Option<Vec<String>>,
 }
 

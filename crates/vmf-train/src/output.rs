@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use burn::tensor::Tensor;
-use image::GrayImage;
+use image::{GrayImage, RgbImage};
 
 use crate::error::TrainError;
 
@@ -111,31 +111,52 @@ fn replace_file(path: &Path, text: &str) -> Result<(), TrainError> {
     std::fs::rename(&tmp, path).map_err(TrainError::io("renaming", &tmp))
 }
 
-/// Saves images (values in [0, 1], each `h x w`) as a grid with `cols` columns.
+/// Saves images (values in [0, 1], each `[channels, h, w]` as channel planes: 1
+/// grey, 3 RGB) as a grid with `cols` columns.
 pub fn save_grid(
     path: &Path,
     images: &[Vec<f32>],
-    [h, w]: [usize; 2],
+    [channels, h, w]: [usize; 3],
     cols: usize,
 ) -> Result<(), TrainError> {
     let rows = images.len().div_ceil(cols);
     let pad = 2;
-    let (gw, gh) = (cols * (w + pad) + pad, rows * (h + pad) + pad);
-    let mut img = GrayImage::new(gw as u32, gh as u32);
-    for (k, im) in images.iter().enumerate() {
-        let (r, c) = (k / cols, k % cols);
-        for y in 0..h {
-            for x in 0..w {
-                let v = (im[y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8;
-                img.put_pixel(
-                    (pad + c * (w + pad) + x) as u32,
-                    (pad + r * (h + pad) + y) as u32,
-                    image::Luma([v]),
-                );
-            }
-        }
-    }
-    img.save(path).map_err(|e| TrainError::Io {
+    let (gw, gh) = (
+        (cols * (w + pad) + pad) as u32,
+        (rows * (h + pad) + pad) as u32,
+    );
+    // Each grid pixel's image, channel plane offset and position, or None in padding.
+    let source = |gx: u32, gy: u32| {
+        let (gx, gy) = (gx as usize, gy as usize);
+        let (c, x) = (
+            gx.checked_sub(pad)? / (w + pad),
+            gx.checked_sub(pad)? % (w + pad),
+        );
+        let (r, y) = (
+            gy.checked_sub(pad)? / (h + pad),
+            gy.checked_sub(pad)? % (h + pad),
+        );
+        let im = images
+            .get(r * cols + c)
+            .filter(|_| c < cols && x < w && y < h)?;
+        Some((im, y * w + x))
+    };
+    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let plane = h * w;
+    let saved = if channels == 1 {
+        GrayImage::from_fn(gw, gh, |x, y| {
+            image::Luma([source(x, y).map_or(0, |(im, i)| byte(im[i]))])
+        })
+        .save(path)
+    } else {
+        RgbImage::from_fn(gw, gh, |x, y| {
+            image::Rgb(source(x, y).map_or([0; 3], |(im, i)| {
+                [0, 1, 2].map(|ch| byte(im[ch * plane + i]))
+            }))
+        })
+        .save(path)
+    };
+    saved.map_err(|e| TrainError::Io {
         what: "writing image",
         path: path.to_path_buf(),
         source: std::io::Error::other(e),

@@ -198,6 +198,7 @@ mod tests {
             latent_dim: 3,
             loss: ReconLoss::Bernoulli,
             kappa,
+            conv: None,
         }
         .init(&device);
         let (figures1, g1) = run(&model, 1);

@@ -79,6 +79,10 @@ fn config(dir: &Path) -> DataConfig {
         min_count: None,
         max_length: None,
         long_sentences: None,
+        channels: None,
+        size: None,
+        test_fraction: None,
+        split_seed: 0,
     }
 }
 
@@ -119,7 +123,10 @@ fn dataset_loading_checks_the_files_belong_together() {
 
     std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(&[3], &[1, 2, 3])).unwrap();
     let s = load(&config(&dir), 0).unwrap();
-    assert_eq!((s.train.len(), s.train.dim, s.train.shape), (3, 4, [2, 2]));
+    assert_eq!(
+        (s.train.len(), s.train.dim, s.train.shape),
+        (3, 4, [1, 2, 2])
+    );
     assert_eq!(&s.train.pixels[..3], &[0.0, 1.0, 128.0 / 255.0]);
 
     // Static binarisation draws 0/1 once, seeded.
@@ -218,9 +225,185 @@ fn fashion_mnist_loads_from_the_debian_package() {
     let s = load(&fashion, 0).unwrap();
     assert_eq!(
         (s.train.len(), s.test.len(), s.train.dim, s.train.shape),
-        (60_000, 10_000, 784, [28, 28])
+        (60_000, 10_000, 784, [1, 28, 28])
     );
     let mut counts = [0usize; 10];
     s.train.labels.iter().for_each(|&l| counts[l as usize] += 1);
     assert_eq!(counts, [6000; 10], "Fashion-MNIST is balanced");
+}
+
+/// Writes a `w x h` image at `path` (PNG or JPEG by extension) whose every pixel is
+/// `rgb` (grey when the three agree and `grey` is set).
+fn write_image(path: &Path, [w, h]: [u32; 2], rgb: [u8; 3], grey: bool) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    if grey {
+        image::GrayImage::from_pixel(w, h, image::Luma([rgb[0]]))
+            .save(path)
+            .unwrap();
+    } else {
+        image::RgbImage::from_pixel(w, h, image::Rgb(rgb))
+            .save(path)
+            .unwrap();
+    }
+}
+
+fn folder_config(dir: &Path) -> DataConfig {
+    DataConfig {
+        dataset: DatasetKind::ImageFolder,
+        ..config(dir)
+    }
+}
+
+/// The first value of each image of a set (the images here are constant per channel).
+fn firsts(set: &vmf_train::data::ImageSet) -> Vec<u8> {
+    set.pixels
+        .chunks(set.dim)
+        .map(|im| (im[0] * 255.0).round() as u8)
+        .collect()
+}
+
+#[test]
+fn an_image_folder_gives_classes_channels_sizes_and_a_seeded_split() {
+    // train/ and test/ with class folders; RGB planes in NCHW order.
+    let dir = tmp_dir("folder-classes");
+    for (split, class, v) in [
+        ("train", "cat", 10u8),
+        ("train", "cat", 20),
+        ("train", "dog", 30),
+        ("test", "dog", 40),
+    ] {
+        let name = format!("{split}/{class}/{v}.png");
+        write_image(&dir.join(name), [3, 2], [v, v + 1, v + 2], false);
+    }
+    std::fs::write(dir.join("train/README.txt"), "not an image").unwrap();
+    let s = load(&folder_config(&dir), 0).unwrap();
+    assert_eq!(s.classes, Some(vec!["cat".to_string(), "dog".to_string()]));
+    assert_eq!(
+        (s.train.shape, s.train.dim, s.test.shape),
+        ([3, 2, 3], 18, [3, 2, 3])
+    );
+    let mut pairs: Vec<(u8, u8)> = firsts(&s.train)
+        .into_iter()
+        .zip(s.train.labels.clone())
+        .collect();
+    pairs.sort();
+    assert_eq!(pairs, [(10, 0), (20, 0), (30, 1)]);
+    assert_eq!(
+        (firsts(&s.test), s.test.labels.clone()),
+        (vec![40], vec![1])
+    );
+    // Channel planes: six values of R, then six of G, then six of B.
+    let want: Vec<f32> = [40u8, 41, 42]
+        .iter()
+        .flat_map(|&v| [f32::from(v) / 255.0; 6])
+        .collect();
+    assert_eq!(s.test.pixels, want);
+
+    // The same folder as grey, resized to 4x4: a constant image stays that constant.
+    let mut c = folder_config(&dir);
+    c.channels = Some(1);
+    c.size = Some([4, 4]);
+    let s = load(&c, 0).unwrap();
+    assert_eq!((s.test.shape, s.test.dim), ([1, 4, 4], 16));
+    let luma = (0.2126 * 40.0 + 0.7152 * 41.0 + 0.0722 * 42.0) / 255.0;
+    assert!(
+        s.test
+            .pixels
+            .iter()
+            .all(|&p| (p - luma).abs() <= 1.0 / 255.0),
+        "{:?}",
+        s.test.pixels
+    );
+
+    // One folder without classes or splits: a seeded split by test_fraction; grey
+    // inferred from the first image; JPEG decodes too.
+    let flat = tmp_dir("folder-flat");
+    for v in 0..10u8 {
+        let ext = if v == 7 { "jpg" } else { "png" };
+        write_image(&flat.join(format!("{v}.{ext}")), [2, 2], [v * 20; 3], true);
+    }
+    let mut c = folder_config(&flat);
+    c.test_fraction = Some(0.3);
+    let a = load(&c, 0).unwrap();
+    assert_eq!(
+        (a.train.len(), a.test.len(), a.train.shape),
+        (7, 3, [1, 2, 2])
+    );
+    assert_eq!(a.classes, None);
+    assert!(a.train.labels.iter().all(|&l| l == 0));
+    let mut all: Vec<u8> = [firsts(&a.train), firsts(&a.test)].concat();
+    all.sort();
+    // JPEG is lossy: the constant 140 may come back a level off.
+    assert!(
+        all.iter()
+            .zip((0..10u8).map(|v| v * 20))
+            .all(|(&g, w)| g.abs_diff(w) <= 1),
+        "{all:?}"
+    );
+    // The split is a function of split_seed, not of the run's seed.
+    let b = load(&c, 99).unwrap();
+    assert_eq!(firsts(&b.test), firsts(&a.test));
+    c.split_seed = 5;
+    let other: Vec<Vec<u8>> = (5..10)
+        .map(|seed| {
+            c.split_seed = seed;
+            let mut t = firsts(&load(&c, 0).unwrap().test);
+            t.sort();
+            t
+        })
+        .collect();
+    let mut mine = firsts(&a.test);
+    mine.sort();
+    assert!(
+        other.iter().any(|t| *t != mine),
+        "another split_seed, another split"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&flat).unwrap();
+}
+
+#[test]
+fn image_folder_errors_name_the_file_or_folder_and_what_to_do() {
+    let err = |c: &DataConfig| load(c, 0).unwrap_err().to_string();
+    let dir = tmp_dir("folder-errors");
+    // An undecodable image is named.
+    write_image(&dir.join("a.png"), [2, 2], [1; 3], true);
+    write_image(&dir.join("b.png"), [2, 2], [2; 3], true);
+    std::fs::write(dir.join("c.png"), b"\x89PNG but not really").unwrap();
+    let e = err(&folder_config(&dir));
+    assert!(e.contains("c.png") && e.contains("cannot decode"), "{e}");
+    // Another size without data.size: named, with the key that resizes.
+    write_image(&dir.join("c.png"), [3, 2], [3; 3], true);
+    let e = err(&folder_config(&dir));
+    assert!(e.contains("c.png") && e.contains("data.size"), "{e}");
+    let mut c = folder_config(&dir);
+    c.size = Some([2, 2]);
+    assert_eq!(load(&c, 0).unwrap().train.shape, [1, 2, 2]);
+    // Images beside class folders.
+    write_image(&dir.join("class/d.png"), [2, 2], [4; 3], true);
+    let e = err(&c);
+    assert!(e.contains("a.png") && e.contains("class folder"), "{e}");
+    // train/ without test/.
+    let split = tmp_dir("folder-errors-split");
+    write_image(&split.join("train/a.png"), [2, 2], [1; 3], true);
+    let e = err(&folder_config(&split));
+    assert!(e.contains("no test/"), "{e}");
+    // test/ with a class the training split lacks.
+    write_image(&split.join("train/x/a.png"), [2, 2], [1; 3], true);
+    std::fs::remove_file(split.join("train/a.png")).unwrap();
+    write_image(&split.join("test/y/b.png"), [2, 2], [1; 3], true);
+    let e = err(&folder_config(&split));
+    assert!(e.contains("\"y\"") && e.contains("training classes"), "{e}");
+    // A split folder without images; a folder of one image.
+    std::fs::remove_dir_all(split.join("test/y")).unwrap();
+    std::fs::create_dir_all(split.join("test/x")).unwrap();
+    let e = err(&folder_config(&split));
+    assert!(e.contains("no test images"), "{e}");
+    let one = tmp_dir("folder-errors-one");
+    write_image(&one.join("a.png"), [2, 2], [1; 3], true);
+    let e = err(&folder_config(&one));
+    assert!(e.contains("1 PNG or JPEG images"), "{e}");
+    for d in [dir, split, one] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }

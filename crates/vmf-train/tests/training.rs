@@ -6,6 +6,8 @@ use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use vmf_model::{ImageVaeConfig, ModelKind, ReconLoss};
 use vmf_train::checkpoint;
+use vmf_train::modality::DataKind;
+use vmf_train::modality::image::Images;
 use vmf_train::{Resume, TrainConfig, TrainError, TrainOptions, train};
 
 fn tmp_dir(name: &str) -> PathBuf {
@@ -226,6 +228,7 @@ fn fingerprint_of(checkpoint: &Path, kappa: vmf_model::KappaMode) -> Vec<f32> {
         latent_dim: 8,
         loss: ReconLoss::Bernoulli,
         kappa,
+        conv: None,
     }
     .init(&device);
     let model = model.load_file(checkpoint.join("model.bpk"));
@@ -510,6 +513,41 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
             "run_dir = \"\"",
             &["run_dir is empty"],
         ),
+        (
+            "hidden = [256]",
+            "hidden = [256]\nchannels = [8]",
+            &["model.channels", "model.arch = \"conv\""],
+        ),
+        (
+            "hidden = [256]",
+            "hidden = [256]\narch = \"conv\"\nchannels = [8, 0]",
+            &["model.channels = [8, 0]", "positive"],
+        ),
+        (
+            "hidden = [256]",
+            "hidden = [256]\narch = \"transformer\"",
+            &["arch", "unknown variant"],
+        ),
+        (
+            "pixels = \"grey\"",
+            "pixels = \"grey\"\nsize = [32, 32]",
+            &["data.size", "image_folder"],
+        ),
+        (
+            "dataset = \"mnist\"",
+            "dataset = \"image_folder\"",
+            &["needs data.dir"],
+        ),
+        (
+            "dataset = \"mnist\"",
+            "dataset = \"image_folder\"\ndir = \"x\"\ntest_fraction = 1.5",
+            &["data.test_fraction = 1.5"],
+        ),
+        (
+            "dataset = \"mnist\"",
+            "dataset = \"image_folder\"\ndir = \"x\"\nchannels = 2",
+            &["data.channels = 2", "1 (grey) or 3 (RGB)"],
+        ),
     ];
     for (from, to, needles) in cases {
         assert!(base.contains(from), "{from}");
@@ -522,6 +560,21 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
             assert!(err.contains(n), "expected {n:?} in: {err}");
         }
     }
+    // Conv layers that the images' size cannot halve are refused at load.
+    let conv = base.replacen(
+        "hidden = [256]",
+        "hidden = [256]\narch = \"conv\"\nchannels = [8, 8, 8]",
+        1,
+    );
+    let c = TrainConfig::parse(&conv, Path::new("conv.toml")).unwrap();
+    let err = match <Images as DataKind>::load(&c) {
+        Ok(_) => panic!("28x28 with three stride-2 layers was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("model.channels = [8, 8, 8]") && err.contains("divisible by 8"),
+        "{err}"
+    );
     let err = TrainConfig::load(Path::new("no-such-config.toml"))
         .unwrap_err()
         .to_string();

@@ -1,7 +1,8 @@
 //! The image data kind's modules: an MLP encoder whose head parameterises q(z | x)
-//! and a mirrored MLP decoder that gives per-pixel logits, with the pixel
-//! likelihoods of [`loss`].
+//! and a mirrored MLP decoder that gives per-pixel logits, optionally behind
+//! convolutional trunks ([`conv`]), with the pixel likelihoods of [`loss`].
 
+pub mod conv;
 pub mod loss;
 pub mod mlp;
 
@@ -14,11 +15,13 @@ use burn::tensor::{Device, Tensor};
 use crate::kappa::{KappaHead, KappaMode};
 use crate::latent::{ModelKind, Posterior};
 use crate::vae::VaeModel;
+use conv::{ConvConfig, ConvDecoder, ConvEncoder};
 use loss::{ReconLoss, reconstruction_per_example};
 use mlp::{Mlp, MlpConfig};
 
 /// Builds an [`ImageVae`]: encoder `input -> hidden... -> head`, decoder
-/// `latent -> hidden reversed... -> input`.
+/// `latent -> hidden reversed... -> input`; with `conv`, the encoder's MLP reads
+/// the features of a convolutional trunk and the decoder's MLP feeds a transposed one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageVaeConfig {
     /// Which latent family.
@@ -33,21 +36,44 @@ pub struct ImageVaeConfig {
     pub loss: ReconLoss,
     /// How kappa is set (vMF).
     pub kappa: KappaMode,
+    /// Convolutional trunks around the MLPs (`None`: the MLP alone). Its image shape
+    /// must hold `input_dim` pixels.
+    pub conv: Option<ConvConfig>,
 }
 
 impl ImageVaeConfig {
     /// Builds the model on `device` (encoder first, then decoder: the order in which
     /// the initial weights are drawn).
+    ///
+    /// # Panics
+    /// If `conv`'s image does not hold `input_dim` pixels or its sizes fail
+    /// [`ConvConfig::check`] (configs are validated before a model is built).
     pub fn init(&self, device: &Device) -> ImageVae {
-        let mut enc = vec![self.input_dim];
+        let flat = match &self.conv {
+            Some(conv) => {
+                assert_eq!(
+                    conv.image.iter().product::<usize>(),
+                    self.input_dim,
+                    "the conv image shape holds the input's pixels"
+                );
+                conv.features()
+            }
+            None => self.input_dim,
+        };
+        let mut enc = vec![flat];
         enc.extend(&self.hidden);
         enc.push(self.kind.head_width(self.latent_dim) + self.kappa.head_columns());
         let mut dec = vec![self.latent_dim];
         dec.extend(self.hidden.iter().rev());
-        dec.push(self.input_dim);
+        dec.push(flat);
+        let conv_encoder = self.conv.as_ref().map(|c| c.init_encoder(device));
+        let encoder = MlpConfig::new(enc).init(device);
+        let decoder = MlpConfig::new(dec).init(device);
         ImageVae {
-            encoder: MlpConfig::new(enc).init(device),
-            decoder: MlpConfig::new(dec).init(device),
+            conv_encoder,
+            encoder,
+            decoder,
+            conv_decoder: self.conv.as_ref().map(|c| c.init_decoder(device)),
             kappa: KappaHead::new(self.kappa, device),
             kind: self.kind,
             latent_dim: self.latent_dim,
@@ -62,6 +88,10 @@ pub struct ImageVae {
     encoder: Mlp,
     decoder: Mlp,
     kappa: KappaHead,
+    // The trunks come last and are absent for the MLP, so MLP checkpoints keep
+    // their tensor names.
+    conv_encoder: Option<ConvEncoder>,
+    conv_decoder: Option<ConvDecoder>,
     #[module(skip)]
     kind: ModelKind,
     #[module(skip)]
@@ -84,7 +114,20 @@ impl ImageVae {
     /// # Shapes
     /// - `z`: `[batch, d]` -> `[batch, input_dim]`
     pub fn decode(&self, z: Tensor<2>) -> Tensor<2> {
-        self.decoder.forward(z)
+        let h = self.decoder.forward(z);
+        match &self.conv_decoder {
+            Some(conv) => conv.forward(h),
+            None => h,
+        }
+    }
+
+    /// The encoder's output: the posterior's parameters (and kappa's column).
+    fn encode(&self, x: Tensor<2>) -> Tensor<2> {
+        let features = match &self.conv_encoder {
+            Some(conv) => conv.forward(x),
+            None => x,
+        };
+        self.encoder.forward(features)
     }
 }
 
@@ -147,8 +190,7 @@ impl VaeModel for ImageVae {
     }
 
     fn posterior(&self, x: &Tensor<2>) -> Posterior {
-        self.kind
-            .posterior(self.encoder.forward(x.clone()), &self.kappa)
+        self.kind.posterior(self.encode(x.clone()), &self.kappa)
     }
 
     fn neg_log_likelihood(&self, x: &Tensor<2>, z: Tensor<2>) -> Tensor<1> {
@@ -177,6 +219,7 @@ mod tests {
                 latent_dim: 2,
                 loss: ReconLoss::Bernoulli,
                 kappa: KappaMode::Scheduled,
+                conv: None,
             };
             device.seed(1);
             let old = config.init(&device);

@@ -1,6 +1,7 @@
 //! `encode --checkpoint DIR --out mu.npy`: the posterior's location (mu, or the
 //! Gaussian's mean) of every test example as a `[n, d]` f32 `.npy` file in the test
-//! file's order; a learned kappa's per-example kappa beside it (`mu-kappa.npy`).
+//! file's order; a learned kappa's per-example kappa beside it (`mu-kappa.npy`), and,
+//! where examples have one, each row's sentence or image file (`mu-examples.txt`).
 //! `--neighbours I` prints the nearest examples of example I instead, `--knn` the
 //! leave-one-out k-NN label accuracy of a labelled split (k = 1 and 5).
 
@@ -62,10 +63,18 @@ fn main() -> std::process::ExitCode {
         if let Some(out) = &cli.out {
             write_npy(out, &e.location, &[e.len(), e.dim])?;
             eprintln!("wrote {} ({} x {})", out.display(), e.len(), e.dim);
+            let stem = out.file_stem().map_or("mu".into(), |s| s.to_string_lossy());
             if let Some(kappa) = &e.kappa {
-                let stem = out.file_stem().map_or("mu".into(), |s| s.to_string_lossy());
                 let path = out.with_file_name(format!("{stem}-kappa.npy"));
                 write_npy(&path, kappa, &[kappa.len()])?;
+                eprintln!("wrote {}", path.display());
+            }
+            if let Some(texts) = &e.texts {
+                // Which example each row is: its sentence, or its image file.
+                let path = out.with_file_name(format!("{stem}-examples.txt"));
+                let lines: String = texts.iter().map(|t| format!("{t}\n")).collect();
+                std::fs::write(&path, lines)
+                    .map_err(vmf_train::TrainError::io("writing", &path))?;
                 eprintln!("wrote {}", path.display());
             }
         }

@@ -1,13 +1,10 @@
-//! Images: a validating IDX reader (raw or gzip) and the in-memory image sets of
-//! MNIST and Fashion-MNIST, with burn-dataset's [`Dataset`] trait.
+//! MNIST-format images: a validating IDX reader (raw or gzip) and the splits of
+//! MNIST and Fashion-MNIST.
 
 use std::path::{Path, PathBuf};
 
-use burn::data::dataset::{Dataset, DatasetError};
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
-
-use crate::config::{DataConfig, DatasetKind, PixelMode};
+use super::ImageSet;
+use crate::config::DataConfig;
 use crate::error::TrainError;
 
 /// The contents of one IDX file of unsigned bytes.
@@ -68,103 +65,6 @@ pub fn read_idx(path: &Path) -> Result<Idx, TrainError> {
         dims,
         data: data.to_vec(),
     })
-}
-
-/// One labelled image (pixels in [0, 1]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageItem {
-    /// Row-major pixels.
-    pub pixels: Vec<f32>,
-    /// Class label.
-    pub label: u8,
-}
-
-/// A split held in memory: `len` images of `dim` pixels.
-#[derive(Debug, Clone)]
-pub struct ImageSet {
-    /// Row-major pixels in [0, 1], `len * dim` values.
-    pub pixels: Vec<f32>,
-    /// Labels.
-    pub labels: Vec<u8>,
-    /// Pixels per image.
-    pub dim: usize,
-    /// Image height and width.
-    pub shape: [usize; 2],
-}
-
-impl ImageSet {
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Removes the images from `at` on and returns them.
-    pub fn split_off(&mut self, at: usize) -> ImageSet {
-        ImageSet {
-            pixels: self.pixels.split_off(at * self.dim),
-            labels: self.labels.split_off(at),
-            dim: self.dim,
-            shape: self.shape,
-        }
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-}
-
-impl Dataset<ImageItem> for ImageSet {
-    fn get(&self, index: usize) -> Result<ImageItem, DatasetError> {
-        if index >= self.len() {
-            let msg = format!("index {index} out of bounds for {} images", self.len());
-            return Err(DatasetError::new(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                msg,
-            )));
-        }
-        Ok(ImageItem {
-            pixels: self.pixels[index * self.dim..(index + 1) * self.dim].to_vec(),
-            label: self.labels[index],
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-}
-
-/// Train and test splits.
-#[derive(Debug, Clone)]
-pub struct Splits {
-    /// Training images.
-    pub train: ImageSet,
-    /// Validation images: the last `data.validation` of the training file's images
-    /// (after `train_limit`), held out of training.
-    pub valid: Option<ImageSet>,
-    /// Test images.
-    pub test: ImageSet,
-}
-
-/// Where a dataset lives by default: `datasets/<name>` of this repository (MNIST,
-/// the Penn Treebank), or Debian's folder (Fashion-MNIST); `data.dir` for own text.
-pub fn default_dir(kind: DatasetKind) -> PathBuf {
-    let shipped = |name: &str| {
-        let local = Path::new("datasets").join(name);
-        if local.exists() {
-            local
-        } else {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../datasets")
-                .join(name)
-        }
-    };
-    match kind {
-        DatasetKind::Mnist => shipped("mnist"),
-        DatasetKind::Ptb => shipped("ptb"),
-        DatasetKind::FashionMnist => PathBuf::from("/usr/share/datasets/fashion-mnist"),
-        DatasetKind::Text => PathBuf::from("."),
-    }
 }
 
 /// The file of `stem` in `dir`, raw or `.gz`.
@@ -244,74 +144,31 @@ fn load_split(
             .collect(),
         labels: labels.data[..n].to_vec(),
         dim,
-        shape: [images.dims[1], images.dims[2]],
+        shape: [1, images.dims[1], images.dims[2]],
+        names: Vec::new(),
     };
     Ok((set, img_path))
 }
 
-/// Loads both splits as configured; static binarisation is applied here (once, seeded).
-pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, TrainError> {
-    let dir = config
-        .dir
-        .clone()
-        .unwrap_or_else(|| default_dir(config.dataset));
-    if config.dataset.is_text() {
-        return Err(TrainError::Data {
-            file: dir,
-            message: "holds sentences, not images: this tool works on image data sets".into(),
-        });
-    }
-    if !dir.is_dir() {
-        let hint = match config.dataset {
-            DatasetKind::FashionMnist => {
-                "install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or set data.dir"
-            }
-            _ => {
-                "the MNIST files ship in datasets/mnist of this repository; set data.dir to that folder"
-            }
-        };
-        return Err(TrainError::Data {
-            file: dir,
-            message: format!("folder not found: {hint}"),
-        });
-    }
-    let (mut train, train_path) = load_split(&dir, "train", config.train_limit)?;
-    let (mut test, test_path) = load_split(&dir, "t10k", config.test_limit)?;
+/// The training and test splits of the MNIST-format folder `dir`; errors name the
+/// file to blame (a test split whose images differ in size from the training ones
+/// included).
+pub fn load_splits(dir: &Path, config: &DataConfig) -> Result<(ImageSet, ImageSet), TrainError> {
+    let (train, train_path) = load_split(dir, "train", config.train_limit)?;
+    let (test, test_path) = load_split(dir, "t10k", config.test_limit)?;
     if test.shape != train.shape {
         return Err(TrainError::Data {
             file: test_path,
             message: format!(
                 "images of {}x{} pixels, but the training images in {} are {}x{}: both \
                  splits need one size",
-                test.shape[0],
                 test.shape[1],
+                test.shape[2],
                 train_path.display(),
-                train.shape[0],
-                train.shape[1]
+                train.shape[1],
+                train.shape[2]
             ),
         });
     }
-    if config.pixels == PixelMode::StaticBinary {
-        let mut rng = StdRng::seed_from_u64(crate::seeds::derive(seed, "static-binarisation", 0));
-        for set in [&mut train, &mut test] {
-            set.pixels
-                .iter_mut()
-                .for_each(|p| *p = f32::from(u8::from(rng.random::<f32>() < *p)));
-        }
-    }
-    let valid = match config.validation {
-        0 => None,
-        n if n >= train.len() => {
-            return Err(TrainError::Data {
-                file: dir.clone(),
-                message: format!(
-                    "data.validation = {n} leaves no training images (the training split has {}); \
-                     hold out fewer",
-                    train.len()
-                ),
-            });
-        }
-        n => Some(train.split_off(train.len() - n)),
-    };
-    Ok(Splits { train, valid, test })
+    Ok((train, test))
 }

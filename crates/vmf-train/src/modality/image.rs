@@ -1,5 +1,6 @@
-//! The image data kind: MNIST-format IDX files ([`crate::data`]), the MLP model of
-//! vmf-model's `image` module, and PNG grids after each epoch.
+//! The image data kind: MNIST-format IDX files or folders of PNG/JPEG files
+//! ([`crate::data`]), the MLP or convolutional model of vmf-model's `image` module,
+//! and PNG grids after each epoch.
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
-use vmf_model::{ImageVae, ImageVaeConfig};
+use vmf_model::{ConvConfig, ImageVae, ImageVaeConfig};
 
 use super::{DataKind, Split};
 use crate::config::{PixelMode, TrainConfig};
@@ -34,6 +35,14 @@ pub struct ImageEpoch {
 }
 
 impl Images {
+    /// The images of `split`, if configured.
+    fn set(&self, split: Split) -> Option<&ImageSet> {
+        match split {
+            Split::Test => Some(&self.splits.test),
+            Split::Validation => self.splits.valid.as_ref(),
+        }
+    }
+
     /// The loaded splits.
     pub fn splits(&self) -> &Splits {
         &self.splits
@@ -48,6 +57,10 @@ impl Images {
             latent_dim: config.model.latent_dim,
             loss: config.model.loss,
             kappa: config.kappa_mode(),
+            conv: config
+                .model
+                .conv_channels()
+                .map(|channels| ConvConfig::new(self.splits.train.shape, channels)),
         }
     }
 }
@@ -83,11 +96,27 @@ impl DataKind for Images {
     const UNITS: &'static str = "images";
 
     fn load(config: &TrainConfig) -> Result<Self, TrainError> {
-        Ok(Self {
-            splits: data::load(&config.data, config.seed)?,
+        let splits = data::load(&config.data, config.seed)?;
+        let images = Self {
+            splits,
             config: config.clone(),
             train_x: None,
-        })
+        };
+        // The conv layers' sizes can only be checked against the loaded images.
+        if let Some(conv) = images.model_config(config).conv {
+            conv.check().map_err(|e| TrainError::Data {
+                file: config
+                    .data
+                    .dir
+                    .clone()
+                    .unwrap_or_else(|| data::default_dir(config.data.dataset)),
+                message: format!(
+                    "model.arch = \"conv\" with model.channels = {:?}: {e}",
+                    conv.channels
+                ),
+            })?;
+        }
+        Ok(images)
     }
 
     fn init_model(&self, config: &TrainConfig, device: &Device) -> ImageVae {
@@ -145,10 +174,7 @@ impl DataKind for Images {
     }
 
     fn eval_batches(&self, split: Split, seed: u64, device: &Device) -> Option<Vec<Tensor<2>>> {
-        let set = match split {
-            Split::Test => &self.splits.test,
-            Split::Validation => self.splits.valid.as_ref()?,
-        };
+        let set = self.set(split)?;
         Some(vec![eval_inputs(
             set,
             self.config.data.pixels,
@@ -158,10 +184,13 @@ impl DataKind for Images {
     }
 
     fn labels(&self, split: Split) -> Option<Vec<u8>> {
-        match split {
-            Split::Test => Some(self.splits.test.labels.clone()),
-            Split::Validation => self.splits.valid.as_ref().map(|v| v.labels.clone()),
-        }
+        self.splits.classes.as_ref()?;
+        self.set(split).map(|s| s.labels.clone())
+    }
+
+    /// The image's file (relative to the data folder), for image folders.
+    fn example_text(&self, split: Split, i: usize) -> Option<String> {
+        self.set(split)?.names.get(i).cloned()
     }
 
     fn epoch_outputs(

@@ -120,7 +120,8 @@ pub trait DataKind: Sized + Sync {
         None
     }
 
-    /// Example `i` of `split` (file order) as one line of text, where it is text.
+    /// Example `i` of `split` (file order) as one line: its text where it is text, its
+    /// file where it has a file of its own (image folders).
     fn example_text(&self, _split: Split, _i: usize) -> Option<String> {
         None
     }
@@ -170,7 +171,9 @@ pub trait WithKind {
 /// Runs `work` with the data kind of `config`: the only place that lists the kinds.
 pub fn dispatch<W: WithKind>(config: &TrainConfig, work: W) -> W::Output {
     match config.data.dataset {
-        DatasetKind::Mnist | DatasetKind::FashionMnist => work.run::<image::Images>(),
+        DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::ImageFolder => {
+            work.run::<image::Images>()
+        }
         DatasetKind::Ptb | DatasetKind::Text => work.run::<text::Sentences>(),
     }
 }
