@@ -1,5 +1,6 @@
-//! Where a training step's time goes: forward + loss, backward, optimiser, for the
-//! default MNIST model (MLP 784-256-8-256-784, kappa 20) on random grey images.
+//! Where a training step's time goes: forward + loss, backward, optimiser (the fused
+//! Adam of the training loop, and Burn's Adam on a twin model in the same steps), for
+//! the default MNIST model (MLP 784-256-8-256-784, kappa 20) on random grey images.
 //!
 //! `cargo bench -p vmf-train --bench step [-- BACKEND [BATCH [SHARDS]]]`
 //! (BACKEND among those compiled in, default the CPU one; BATCH default 100), then
@@ -15,6 +16,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
 use vmf_model::{ImageVaeConfig, KappaMode, KappaRange, ModelKind, ReconLoss, Rows, VmfReparam};
 use vmf_train::backend::{self, Backend};
+use vmf_train::config::OptimizerConfig;
 use vmf_train::seeds::HostNoise;
 use vmf_train::step;
 
@@ -58,7 +60,11 @@ fn main() {
         conv: None,
     };
     let mut model = config(KappaMode::Scheduled).init(&ad);
-    let mut optim = AdamConfig::new().init();
+    let mut optim = vmf_train::optim::adam(&OptimizerConfig::default());
+    // Burn's own Adam on a twin, interleaved step by step with the fused one.
+    let mut twin = model.clone();
+    let mut burn_optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut burn_opt = vec![];
     let reparam = VmfReparam::new(d, 20.0, &ad).expect("table");
     let x = HostNoise::new(0, "bench-data", 0).uniform([batch, 784], &ad);
 
@@ -78,7 +84,15 @@ fn main() {
         model = optim.step(1e-3, model, grads);
         sync(&ad);
         let t3 = Instant::now();
+        let noise = HostNoise::new(0, "bench-step", step as u64).latent(batch, d, &ad);
+        let (objective, _) = step::vae_sums(&twin, &x, noise, Some(&reparam), 1.0);
+        let grads = GradientsParams::from_grads(objective.backward(), &twin);
+        sync(&ad);
+        let t4 = Instant::now();
+        twin = burn_optim.step(1e-3, twin, grads);
+        sync(&ad);
         if step >= WARMUP {
+            burn_opt.push(t4.elapsed().as_secs_f64());
             fwd.push((t1 - t0).as_secs_f64());
             bwd.push((t2 - t1).as_secs_f64());
             opt.push((t3 - t2).as_secs_f64());
@@ -95,6 +109,10 @@ fn main() {
         let m = median(v);
         println!("  {name:<15} {:7.3} ms  {:5.1}%", m * 1e3, 100.0 * m / step);
     }
+    println!(
+        "  (Burn's Adam on the twin model: {:.3} ms)",
+        median(burn_opt) * 1e3
+    );
     println!(
         "  {:<15} {:7.3} ms  ({:.0} images/s)",
         "step",
@@ -120,7 +138,8 @@ fn main() {
             .map(|&(_, mode)| {
                 let model = config(mode).init(&ad);
                 let reparam = VmfReparam::for_mode(d, mode, 20.0, &ad).expect("tables");
-                (model, AdamConfig::new().init(), reparam, vec![])
+                let optim = vmf_train::optim::adam(&OptimizerConfig::default());
+                (model, optim, reparam, vec![])
             })
             .collect();
         for s in 0..WARMUP + STEPS {

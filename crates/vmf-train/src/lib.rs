@@ -6,7 +6,8 @@
 //! evaluation and the importance-sampled log-likelihood ([`evaluation`]), embeddings
 //! out and their nearest neighbours ([`encode`]), latent
 //! usage: mutual information and active units ([`latent_stats`]),
-//! checkpoints ([`checkpoint`]), the data-parallel step ([`step`]), run outputs
+//! checkpoints ([`checkpoint`]), the data-parallel step ([`step`]), Adam fused on the
+//! CPU ([`optim`]), run outputs
 //! ([`output`]), views of a trained model ([`views`]: [`pictures`] for images,
 //! [`sentences`] for text), CPU thread setup ([`cpu`]: denormals) and the backend choice
 //! ([`backend`], the only module that knows which backend runs).
@@ -58,6 +59,7 @@ pub mod evaluation;
 pub mod export;
 pub mod latent_stats;
 pub mod modality;
+pub mod optim;
 pub mod output;
 pub mod pictures;
 pub mod schedule;

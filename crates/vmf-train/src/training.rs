@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use vmf_model::{Rows, VaeModel, VmfReparam};
@@ -24,6 +23,7 @@ use crate::error::TrainError;
 use crate::evaluation::{EvalCuts, EvalMetrics, evaluate};
 use crate::latent_stats::{collect_codes, latent_stats};
 use crate::modality::{self, DataKind, Split, WithKind};
+use crate::optim;
 use crate::output;
 use crate::schedule::Schedule;
 use crate::seeds;
@@ -132,11 +132,7 @@ fn train_kind<K: DataKind>(
             })?
     };
     let o = &config.optimizer;
-    let adam = AdamConfig::new()
-        .with_beta_1(o.beta1 as f32)
-        .with_beta_2(o.beta2 as f32)
-        .with_epsilon(o.eps as f32);
-    let mut optim = adam.init();
+    let mut optim = optim::adam(o);
     let hash = config.identity_hash();
     let mut state = TrainState {
         step: 0,
@@ -189,8 +185,7 @@ fn train_kind<K: DataKind>(
         };
         model = K::load_weights(model, &path.join(MODEL_FILE))
             .map_err(|e| bad(format!("model: {e}")))?;
-        optim = adam
-            .init()
+        optim = optim::adam(o)
             .load(path.join(OPTIM_FILE))
             .map_err(|e| bad(format!("optimiser: {e}")))?;
         eprintln!(
