@@ -34,6 +34,7 @@
 //! # Ok::<(), vmf_core::VmfError>(())
 //! ```
 
+pub mod fused;
 pub mod gaussian;
 pub mod image;
 pub mod kappa;

@@ -102,3 +102,33 @@ fn bernoulli_without_autodiff_gives_the_same_values() {
     };
     assert_eq!(on(Device::flex()), on(Device::flex().autodiff()));
 }
+
+/// The tensor-op Bernoulli (every backend but flex, where a fused kernel runs) against
+/// the same closed forms, and against the fused kernel.
+#[test]
+fn the_bernoulli_fallback_and_the_fused_kernel_agree_with_the_closed_form() {
+    use vmf_model::image::loss::bernoulli_value_and_gradient;
+    let device = Device::flex();
+    let (l, x) = inputs();
+    let logits = Tensor::<2>::from_data(TensorData::new(l.clone(), [ROWS, COLS]), &device);
+    let target = Tensor::<2>::from_data(TensorData::new(x.clone(), [ROWS, COLS]), &device);
+    let values = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+    let grads = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    let (v, g) = bernoulli_value_and_gradient(logits.clone(), target.clone());
+    let (fv, fg) = vmf_model::fused::bernoulli(&logits, &target).expect("flex is fused");
+    for (v, g) in [(values(v), grads(g)), (values(fv), grads(fg))] {
+        for r in 0..ROWS {
+            let want: f64 = (0..COLS)
+                .map(|c| {
+                    let (l, x) = (f64::from(l[r * COLS + c]), f64::from(x[r * COLS + c]));
+                    softplus(l) - x * l
+                })
+                .sum();
+            assert!((f64::from(v[r]) - want).abs() <= 1e-5 * want.abs().max(1.0));
+        }
+        for i in 0..ROWS * COLS {
+            let want = sigmoid(f64::from(l[i])) - f64::from(x[i]);
+            assert!((f64::from(g[i]) - want).abs() <= 1e-6, "{i}");
+        }
+    }
+}

@@ -39,17 +39,27 @@ pub fn reconstruction_per_example(kind: ReconLoss, logits: Tensor<2>, x: Tensor<
 /// chain of Burn's softplus (seven ops) or log_sigmoid (scalar log1p, ~13 ns per
 /// element on flex) was the largest cost after the matmuls; see benches/step.rs.
 /// ln(1 + t) for t <= 1 loses at most ~6e-8 absolute per element to rounding 1 + t.
+/// On flex, value and gradient come from one fused pass ([`crate::fused::bernoulli`]);
+/// this code is the fallback elsewhere and the reference its tests compare with.
 fn bernoulli_per_example(logits: Tensor<2>, x: Tensor<2>) -> Tensor<1> {
     let l = logits.clone().detach();
-    let value = l.clone().clamp_min(0.0) - x.clone() * l.clone()
-        + l.clone().abs().neg().exp().add_scalar(1.0).log();
-    let value = value.sum_dim(1).squeeze_dim::<1>(1);
+    let (value, g) = match crate::fused::bernoulli(&l, &x) {
+        Some(fused) => fused,
+        None => bernoulli_value_and_gradient(l, x),
+    };
     if !logits.is_tracked() {
         return value;
     }
-    let g = sigmoid(l) - x; // d value / d logits, a constant for autodiff
     let surrogate = (logits * g).sum_dim(1).squeeze_dim::<1>(1);
     value + surrogate.clone() - surrogate.detach()
+}
+
+/// sum softplus(l) - x l per row and sigmoid(l) - x, in tensor ops (any backend).
+pub fn bernoulli_value_and_gradient(l: Tensor<2>, x: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
+    let value = l.clone().clamp_min(0.0) - x.clone() * l.clone()
+        + l.clone().abs().neg().exp().add_scalar(1.0).log();
+    let value = value.sum_dim(1).squeeze_dim::<1>(1);
+    (value, sigmoid(l) - x) // the gradient is a constant for autodiff
 }
 
 /// -log p(x | z) averaged over the batch (a scalar tensor `[1]`).

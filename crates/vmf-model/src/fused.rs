@@ -1,0 +1,256 @@
+//! Fused CPU kernels for the flex backend, each with the tensor-op code it replaces
+//! as the fallback on every other backend (and the reference its test compares with).
+//!
+//! Why by hand: flex runs one op at a time (no fusion in Burn 0.22), and its exp and
+//! log go through libm one value at a time; the Bernoulli loss's chain of a dozen
+//! element-wise ops was the largest cost after the matmuls (BENCHMARKS.md). Here it is
+//! one pass with a vectorisable exp and log1p.
+
+use burn::tensor::Tensor;
+
+/// The Bernoulli loss per row, sum softplus(l) - x l, and its gradient sigmoid(l) - x
+/// with respect to the logits, for untracked logits `l` and targets `x` on flex;
+/// `None` on any other backend (or for buffers the kernel cannot take).
+///
+/// Accuracy: exp and log1p within ~2e-7 relative of f64 per element (tested), against
+/// libm's ~1e-7; the row sums are accumulated in f64.
+///
+/// # Shapes
+/// - `l`, `x`: `[batch, features]` -> (`[batch]`, `[batch, features]`)
+#[cfg(feature = "flex")]
+pub fn bernoulli(l: &Tensor<2>, x: &Tensor<2>) -> Option<(Tensor<1>, Tensor<2>)> {
+    use burn::backend::Flex;
+    use burn::backend::flex::FlexTensor;
+    use burn::tensor::DType;
+
+    let [rows, cols] = l.dims();
+    let flat = |t: &Tensor<2>| -> Option<FlexTensor> {
+        // The values without the autodiff wrapper (a no-op for plain tensors).
+        let p = t.clone().inner().try_into_primitive::<Flex>().ok()?;
+        (p.dtype() == DType::F32 && p.as_slice::<f32>().is_some()).then_some(p)
+    };
+    let (lp, xp) = (flat(l)?, flat(x)?);
+    let (ls, xs) = (lp.as_slice::<f32>()?, xp.as_slice::<f32>()?);
+    if ls.len() != rows * cols || xs.len() != rows * cols {
+        return None;
+    }
+    let mut value = vec![0.0f32; rows];
+    let mut grad = vec![0.0f32; rows * cols];
+    let kernel = kernels::pick();
+    for (r, v) in value.iter_mut().enumerate() {
+        let span = r * cols..(r + 1) * cols;
+        *v = kernel(&ls[span.clone()], &xs[span.clone()], &mut grad[span]) as f32;
+    }
+    let device = l.device();
+    Some((
+        Tensor::from_data(burn::tensor::TensorData::new(value, [rows]), &device),
+        Tensor::from_data(burn::tensor::TensorData::new(grad, [rows, cols]), &device),
+    ))
+}
+
+/// On a build without flex there is nothing to fuse.
+#[cfg(not(feature = "flex"))]
+pub fn bernoulli(_l: &Tensor<2>, _x: &Tensor<2>) -> Option<(Tensor<1>, Tensor<2>)> {
+    None
+}
+
+/// exp(x) for x <= 0 in f32, written so that a loop over it vectorises: 2^n exp(r)
+/// with n = round(x / ln 2) by the 1.5 * 2^23 trick (no libm call), r = x - n ln 2 in
+/// two parts, and Cephes' degree-6 polynomial for exp(r), |r| <= ln 2 / 2. Below
+/// -87 the result is 0 (f32 would underflow into denormals, which we flush anyway).
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    exp_nonpositive_with::<false>(x)
+}
+
+/// `a b + c`, fused where the caller is compiled with FMA (`FMA`), else two roundings.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// [`exp_nonpositive`], with its polynomial in fused multiply-adds if `FMA`.
+#[inline(always)]
+fn exp_nonpositive_with<const FMA: bool>(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 * 2^23
+    let tiny = x < -87.0;
+    let x = x.max(-87.0);
+    // t's low mantissa bits hold n = round(x / ln 2) in [-126, 0]: 2^n from them by
+    // integer arithmetic, which vectorises, where an f32 -> i32 cast would not.
+    let t = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = t - SHIFT;
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(SHIFT.to_bits() - 127) << 23);
+    let r = (x - n * 0.693_359_4) + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4f32;
+    p = madd::<FMA>(p, r, 1.398_199_9e-3);
+    p = madd::<FMA>(p, r, 8.333_452e-3);
+    p = madd::<FMA>(p, r, 4.166_579_6e-2);
+    p = madd::<FMA>(p, r, 1.666_666_5e-1);
+    p = madd::<FMA>(p, r, 0.5); // Cephes: 5.0000001e-1, which is 0.5 in f32
+    let e = madd::<FMA>(p, r * r, r) + 1.0;
+    if tiny { 0.0 } else { e * scale }
+}
+
+/// ln(1 + e) for e in [0, 1], by 2 atanh(s), s = e / (2 + e) <= 1/3: the odd series to
+/// s^17 (truncation below 2e-9 relative); exact as e -> 0, unlike ln of a rounded 1 + e.
+#[inline(always)]
+pub fn log1p_unit(e: f32) -> f32 {
+    log1p_unit_with::<false>(e)
+}
+
+/// [`log1p_unit`], with its polynomial in fused multiply-adds if `FMA`.
+#[inline(always)]
+fn log1p_unit_with<const FMA: bool>(e: f32) -> f32 {
+    // 1/17, 1/15, ..., 1/3 as literals: no division in the loop but e / (2 + e).
+    const C: [f32; 8] = [
+        0.058_823_53,
+        0.066_666_67,
+        0.076_923_08,
+        0.090_909_09,
+        0.111_111_11,
+        0.142_857_15,
+        0.2,
+        0.333_333_34,
+    ];
+    let s = e / (2.0 + e);
+    let z = s * s;
+    let mut p = C[0];
+    for c in &C[1..] {
+        p = madd::<FMA>(p, z, *c);
+    }
+    2.0 * s * madd::<FMA>(p, z, 1.0)
+}
+
+mod kernels {
+    use super::{exp_nonpositive_with, log1p_unit_with};
+
+    /// One row: writes sigmoid(l) - x into `grad` and returns sum softplus(l) - x l.
+    pub type Kernel = fn(&[f32], &[f32], &mut [f32]) -> f64;
+
+    /// One element: (softplus(l) - x l, sigmoid(l) - x).
+    #[inline(always)]
+    fn element<const FMA: bool>(l: f32, x: f32) -> (f32, f32) {
+        let e = exp_nonpositive_with::<FMA>(-l.abs());
+        let inv = 1.0 / (1.0 + e);
+        // sigmoid(l) = 1 / (1 + e) for l >= 0, e / (1 + e) below.
+        let sig = if l >= 0.0 { inv } else { e * inv };
+        (l.max(0.0) - x * l + log1p_unit_with::<FMA>(e), sig - x)
+    }
+
+    /// Lanes of independent partial sums: an f32 sum in one accumulator is a chain
+    /// the compiler may not reorder, which would keep the whole loop scalar.
+    const LANES: usize = 16;
+
+    #[inline(always)]
+    fn row<const FMA: bool>(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
+        let mut acc = [0.0f32; LANES];
+        let mut chunks = l
+            .chunks_exact(LANES)
+            .zip(x.chunks_exact(LANES))
+            .zip(grad.chunks_exact_mut(LANES));
+        for ((l, x), g) in &mut chunks {
+            for j in 0..LANES {
+                let (v, d) = element::<FMA>(l[j], x[j]);
+                g[j] = d;
+                acc[j] += v;
+            }
+        }
+        let done = l.len() - l.len() % LANES;
+        let mut total: f64 = acc.iter().map(|&a| f64::from(a)).sum();
+        for i in done..l.len() {
+            let (v, d) = element::<FMA>(l[i], x[i]);
+            grad[i] = d;
+            total += f64::from(v);
+        }
+        total
+    }
+
+    fn portable(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
+        row::<false>(l, x, grad)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
+        row::<true>(l, x, grad)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn avx2_safe(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
+        // SAFETY: chosen by `pick` only where the CPU has AVX2 and FMA.
+        unsafe { avx2(l, x, grad) }
+    }
+
+    /// The widest version this CPU runs.
+    pub fn pick() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return avx2_safe;
+        }
+        portable
+    }
+
+    /// The portable version (tests compare both).
+    #[cfg(test)]
+    pub fn portable_kernel() -> Kernel {
+        portable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_log1p_match_f64_to_a_few_ulp() {
+        let mut worst = (0.0f64, 0.0f64);
+        for i in 0..=200_000 {
+            let x = -(i as f32) * 87.0 / 200_000.0;
+            let got = f64::from(exp_nonpositive(x));
+            let want = f64::from(x).exp();
+            worst.0 = worst.0.max((got - want).abs() / want);
+            let e = i as f32 / 200_000.0;
+            let got = f64::from(log1p_unit(e));
+            let want = f64::from(e).ln_1p();
+            if want > 0.0 {
+                worst.1 = worst.1.max((got - want).abs() / want);
+            }
+        }
+        assert!(
+            worst.0 < 1.5e-7 && worst.1 < 3e-7,
+            "relative errors {worst:?}"
+        );
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-200.0), 0.0);
+        assert_eq!(log1p_unit(0.0), 0.0);
+        assert_eq!(log1p_unit(1e-30), 1e-30);
+    }
+
+    #[test]
+    fn both_kernels_give_the_loss_and_gradient_of_f64() {
+        let n = 1000;
+        let l: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 2001) as f32 / 50.0 - 20.0)
+            .collect();
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 104_729) % 101) as f32 / 100.0)
+            .collect();
+        let (mut want_v, mut want_g) = (0.0f64, vec![0.0f64; n]);
+        for i in 0..n {
+            let (l, x) = (f64::from(l[i]), f64::from(x[i]));
+            want_v += l.max(0.0) - x * l + (-l.abs()).exp().ln_1p();
+            want_g[i] = 1.0 / (1.0 + (-l).exp()) - x;
+        }
+        let mut kernels = vec![kernels::portable_kernel()];
+        kernels.push(kernels::pick());
+        for kernel in kernels {
+            let mut g = vec![0.0f32; n];
+            let v = kernel(&l, &x, &mut g);
+            assert!((v - want_v).abs() < 1e-6 * want_v, "{v} vs {want_v}");
+            for i in 0..n {
+                assert!((f64::from(g[i]) - want_g[i]).abs() < 1e-6, "{i}");
+            }
+        }
+    }
+}
