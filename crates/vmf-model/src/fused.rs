@@ -6,11 +6,11 @@
 //! element-wise ops was the largest cost after the matmuls (BENCHMARKS.md). Here it is
 //! one pass with a vectorisable exp and log1p.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
-/// The Bernoulli loss per row, sum softplus(l) - x l, and its gradient sigmoid(l) - x
-/// with respect to the logits, for untracked logits `l` and targets `x` on flex;
-/// `None` on any other backend (or for buffers the kernel cannot take).
+/// The Bernoulli loss per row, sum softplus(l) - x l, and (if `grad`) its gradient
+/// sigmoid(l) - x with respect to the logits, for untracked logits `l` and targets `x`
+/// on flex; `None` on any other backend (or for buffers the kernel cannot take).
 ///
 /// Accuracy: exp and log1p within ~2e-7 relative of f64 per element (tested), against
 /// libm's ~1e-7; the row sums are accumulated in f64.
@@ -18,39 +18,147 @@ use burn::tensor::Tensor;
 /// # Shapes
 /// - `l`, `x`: `[batch, features]` -> (`[batch]`, `[batch, features]`)
 #[cfg(feature = "flex")]
-pub fn bernoulli(l: &Tensor<2>, x: &Tensor<2>) -> Option<(Tensor<1>, Tensor<2>)> {
-    use burn::backend::Flex;
-    use burn::backend::flex::FlexTensor;
+pub fn bernoulli(
+    l: &Tensor<2>,
+    x: &Tensor<2>,
+    grad: bool,
+) -> Option<(Tensor<1>, Option<Tensor<2>>)> {
     use burn::tensor::DType;
 
     let [rows, cols] = l.dims();
-    let flat = |t: &Tensor<2>| -> Option<FlexTensor> {
-        // The values without the autodiff wrapper (a no-op for plain tensors).
-        let p = t.clone().inner().try_into_primitive::<Flex>().ok()?;
-        (p.dtype() == DType::F32 && p.as_slice::<f32>().is_some()).then_some(p)
-    };
-    let (lp, xp) = (flat(l)?, flat(x)?);
+    let (lp, xp) = (flex_buffer(l, DType::F32)?, flex_buffer(x, DType::F32)?);
     let (ls, xs) = (lp.as_slice::<f32>()?, xp.as_slice::<f32>()?);
     if ls.len() != rows * cols || xs.len() != rows * cols {
         return None;
     }
     let mut value = vec![0.0f32; rows];
-    let mut grad = vec![0.0f32; rows * cols];
+    // Without a gradient to return, one row's worth of scratch.
+    let mut g = vec![0.0f32; if grad { rows * cols } else { cols }];
     let kernel = kernels::pick();
     for (r, v) in value.iter_mut().enumerate() {
         let span = r * cols..(r + 1) * cols;
-        *v = kernel(&ls[span.clone()], &xs[span.clone()], &mut grad[span]) as f32;
+        let out = if grad {
+            &mut g[span.clone()]
+        } else {
+            &mut g[..]
+        };
+        *v = kernel(&ls[span.clone()], &xs[span], out) as f32;
     }
     let device = l.device();
     Some((
-        Tensor::from_data(burn::tensor::TensorData::new(value, [rows]), &device),
-        Tensor::from_data(burn::tensor::TensorData::new(grad, [rows, cols]), &device),
+        Tensor::from_data(TensorData::new(value, [rows]), &device),
+        grad.then(|| Tensor::from_data(TensorData::new(g, [rows, cols]), &device)),
     ))
+}
+
+/// The token cross-entropy summed over each sentence, sum_t mask (logsumexp(l_t) -
+/// l_t[target_t]), and (if `grad`) its gradient mask (softmax(l_t) - onehot(target_t))
+/// with respect to the logits, for untracked logits on flex; `None` elsewhere (or for
+/// buffers the kernel cannot take, or a target outside the vocabulary). Masked
+/// positions are not computed: their gradient is 0.
+///
+/// # Shapes
+/// - `logits`: `[batch, T, vocab]`, `targets` (ids), `mask` (0 or 1): `[batch, T]`
+/// - returns (`[batch]`, `[batch, T, vocab]`)
+#[cfg(feature = "flex")]
+pub fn softmax_cross_entropy(
+    logits: &Tensor<3>,
+    targets: &Tensor<2, burn::tensor::Int>,
+    mask: &Tensor<2>,
+    grad: bool,
+) -> Option<(Tensor<1>, Option<Tensor<3>>)> {
+    use burn::tensor::DType;
+
+    let [b, t, v] = logits.dims();
+    let lp = flex_buffer(logits, DType::F32)?;
+    let tp = flex_ids(targets, DType::I32)?;
+    let mp = flex_buffer(mask, DType::F32)?;
+    let (ls, ts, ms) = (
+        lp.as_slice::<f32>()?,
+        tp.as_slice::<i32>()?,
+        mp.as_slice::<f32>()?,
+    );
+    if ls.len() != b * t * v || ts.len() != b * t || ms.len() != b * t {
+        return None;
+    }
+    if ts.iter().any(|&id| id < 0 || id as usize >= v) {
+        return None;
+    }
+    let kernel = kernels::pick_softmax();
+    let mut value = vec![0.0f64; b];
+    let mut g = vec![0.0f32; if grad { b * t * v } else { v }];
+    for (pos, (&target, &m)) in ts.iter().zip(ms).enumerate() {
+        if m == 0.0 {
+            continue; // padding: no loss, gradient 0
+        }
+        let row = &ls[pos * v..(pos + 1) * v];
+        let out = if grad {
+            &mut g[pos * v..(pos + 1) * v]
+        } else {
+            &mut g[..]
+        };
+        let lse = kernel(row, out, if grad { m } else { 0.0 });
+        let target = target as usize;
+        value[pos / t] += f64::from(m) * (lse - f64::from(row[target]));
+        if grad {
+            out[target] -= m;
+        }
+    }
+    let device = logits.device();
+    let value: Vec<f32> = value.into_iter().map(|x| x as f32).collect();
+    Some((
+        Tensor::from_data(TensorData::new(value, [b]), &device),
+        grad.then(|| Tensor::from_data(TensorData::new(g, [b, t, v]), &device)),
+    ))
+}
+
+/// The flex buffer of `t` (without any autodiff wrapper), if it lives on flex, has
+/// `dtype` and is contiguous.
+#[cfg(feature = "flex")]
+fn flex_buffer<const D: usize>(
+    t: &Tensor<D>,
+    dtype: burn::tensor::DType,
+) -> Option<burn::backend::flex::FlexTensor> {
+    let p = t
+        .clone()
+        .inner()
+        .try_into_primitive::<burn::backend::Flex>()
+        .ok()?;
+    (p.dtype() == dtype && p.layout().contiguous_offsets().is_some()).then_some(p)
+}
+
+/// [`flex_buffer`] for integer ids.
+#[cfg(feature = "flex")]
+fn flex_ids<const D: usize>(
+    t: &Tensor<D, burn::tensor::Int>,
+    dtype: burn::tensor::DType,
+) -> Option<burn::backend::flex::FlexTensor> {
+    let p = t
+        .clone()
+        .inner()
+        .try_into_primitive::<burn::backend::Flex>()
+        .ok()?;
+    (p.dtype() == dtype && p.layout().contiguous_offsets().is_some()).then_some(p)
 }
 
 /// On a build without flex there is nothing to fuse.
 #[cfg(not(feature = "flex"))]
-pub fn bernoulli(_l: &Tensor<2>, _x: &Tensor<2>) -> Option<(Tensor<1>, Tensor<2>)> {
+pub fn bernoulli(
+    _l: &Tensor<2>,
+    _x: &Tensor<2>,
+    _grad: bool,
+) -> Option<(Tensor<1>, Option<Tensor<2>>)> {
+    None
+}
+
+/// On a build without flex there is nothing to fuse.
+#[cfg(not(feature = "flex"))]
+pub fn softmax_cross_entropy(
+    _logits: &Tensor<3>,
+    _targets: &Tensor<2, burn::tensor::Int>,
+    _mask: &Tensor<2>,
+    _grad: bool,
+) -> Option<(Tensor<1>, Option<Tensor<3>>)> {
     None
 }
 
@@ -181,6 +289,92 @@ mod kernels {
         unsafe { avx2(l, x, grad) }
     }
 
+    /// One position's logits: writes softmax(l) * `scale` into `out` (nothing when
+    /// `scale` is 0) and returns logsumexp(l) in f64.
+    pub type SoftmaxKernel = fn(&[f32], &mut [f32], f32) -> f64;
+
+    #[inline(always)]
+    fn softmax_row<const FMA: bool>(l: &[f32], out: &mut [f32], scale: f32) -> f64 {
+        // Lanes again: max and sum reductions in independent accumulators.
+        let mut top = [f32::NEG_INFINITY; LANES];
+        let mut chunks = l.chunks_exact(LANES);
+        for c in &mut chunks {
+            for j in 0..LANES {
+                top[j] = top[j].max(c[j]);
+            }
+        }
+        let m = chunks.remainder().iter().fold(
+            top.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+            |a, &b| a.max(b),
+        );
+        let mut acc = [0.0f32; LANES];
+        let mut tail = 0.0f32;
+        if scale == 0.0 {
+            let mut chunks = l.chunks_exact(LANES);
+            for c in &mut chunks {
+                for j in 0..LANES {
+                    acc[j] += exp_nonpositive_with::<FMA>(c[j] - m);
+                }
+            }
+            for &x in chunks.remainder() {
+                tail += exp_nonpositive_with::<FMA>(x - m);
+            }
+        } else {
+            let mut chunks = l.chunks_exact(LANES).zip(out.chunks_exact_mut(LANES));
+            for (c, o) in &mut chunks {
+                for j in 0..LANES {
+                    let e = exp_nonpositive_with::<FMA>(c[j] - m);
+                    o[j] = e;
+                    acc[j] += e;
+                }
+            }
+            let done = l.len() - l.len() % LANES;
+            for i in done..l.len() {
+                let e = exp_nonpositive_with::<FMA>(l[i] - m);
+                out[i] = e;
+                tail += e;
+            }
+        }
+        let sum: f64 = acc.iter().map(|&a| f64::from(a)).sum::<f64>() + f64::from(tail);
+        if scale != 0.0 {
+            let k = (f64::from(scale) / sum) as f32;
+            out[..l.len()].iter_mut().for_each(|o| *o *= k);
+        }
+        f64::from(m) + sum.ln()
+    }
+
+    fn softmax_portable(l: &[f32], out: &mut [f32], scale: f32) -> f64 {
+        softmax_row::<false>(l, out, scale)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn softmax_avx2(l: &[f32], out: &mut [f32], scale: f32) -> f64 {
+        softmax_row::<true>(l, out, scale)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn softmax_avx2_safe(l: &[f32], out: &mut [f32], scale: f32) -> f64 {
+        // SAFETY: chosen by `pick_softmax` only where the CPU has AVX2 and FMA.
+        unsafe { softmax_avx2(l, out, scale) }
+    }
+
+    /// The widest softmax version this CPU runs.
+    pub fn pick_softmax() -> SoftmaxKernel {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return softmax_avx2_safe;
+        }
+        softmax_portable
+    }
+
+    /// The portable softmax version (tests compare both).
+    #[cfg(test)]
+    pub fn portable_softmax() -> SoftmaxKernel {
+        softmax_portable
+    }
+
     /// The widest version this CPU runs.
     pub fn pick() -> Kernel {
         #[cfg(target_arch = "x86_64")]
@@ -225,6 +419,32 @@ mod tests {
         assert_eq!(exp_nonpositive(-200.0), 0.0);
         assert_eq!(log1p_unit(0.0), 0.0);
         assert_eq!(log1p_unit(1e-30), 1e-30);
+    }
+
+    #[test]
+    fn both_softmax_kernels_give_logsumexp_and_softmax_of_f64() {
+        let v = 1003;
+        let l: Vec<f32> = (0..v)
+            .map(|i| ((i * 7919) % 2001) as f32 / 40.0 - 25.0)
+            .collect();
+        let m = l
+            .iter()
+            .fold(f64::NEG_INFINITY, |a, &b| a.max(f64::from(b)));
+        let sum: f64 = l.iter().map(|&x| (f64::from(x) - m).exp()).sum();
+        let lse = m + sum.ln();
+        for kernel in [kernels::portable_softmax(), kernels::pick_softmax()] {
+            let mut out = vec![0.0f32; v];
+            let got = kernel(&l, &mut out, 0.5);
+            assert!((got - lse).abs() < 1e-6 * lse.abs(), "{got} vs {lse}");
+            for i in 0..v {
+                let want = 0.5 * (f64::from(l[i]) - lse).exp();
+                assert!((f64::from(out[i]) - want).abs() < 1e-7, "{i}");
+            }
+            // Without a scale: the value alone, `out` untouched.
+            let mut untouched = vec![7.0f32; v];
+            assert_eq!(kernel(&l, &mut untouched, 0.0), got);
+            assert!(untouched.iter().all(|&x| x == 7.0));
+        }
     }
 
     #[test]

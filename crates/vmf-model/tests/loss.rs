@@ -115,8 +115,15 @@ fn the_bernoulli_fallback_and_the_fused_kernel_agree_with_the_closed_form() {
     let values = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
     let grads = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
     let (v, g) = bernoulli_value_and_gradient(logits.clone(), target.clone());
-    let (fv, fg) = vmf_model::fused::bernoulli(&logits, &target).expect("flex is fused");
-    for (v, g) in [(values(v), grads(g)), (values(fv), grads(fg))] {
+    let (fv, fg) = vmf_model::fused::bernoulli(&logits, &target, true).expect("flex is fused");
+    let (nv, ng) = vmf_model::fused::bernoulli(&logits, &target, false).unwrap();
+    assert!(ng.is_none());
+    assert_eq!(
+        values(nv),
+        values(fv.clone()),
+        "the value does not depend on the gradient"
+    );
+    for (v, g) in [(values(v), grads(g)), (values(fv), grads(fg.unwrap()))] {
         for r in 0..ROWS {
             let want: f64 = (0..COLS)
                 .map(|c| {
@@ -131,4 +138,59 @@ fn the_bernoulli_fallback_and_the_fused_kernel_agree_with_the_closed_form() {
             assert!((f64::from(g[i]) - want).abs() <= 1e-6, "{i}");
         }
     }
+}
+
+/// The fused token cross-entropy (flex) against log_softmax + gather through Burn's
+/// autodiff (the fallback of every other backend): per-sentence values and gradients
+/// with respect to the logits, padded positions included (no loss, no gradient).
+#[test]
+fn the_fused_cross_entropy_equals_log_softmax_and_its_autodiff() {
+    use burn::tensor::Int;
+    use burn::tensor::activation::log_softmax;
+    let (b, t, v): (usize, usize, usize) = (3, 4, 1037);
+    let device = Device::flex().autodiff();
+    // Logits with a wide spread (saturating softmax rows included).
+    let l: Vec<f32> = (0..b * t * v)
+        .map(|i| {
+            let s = ((i * 7919) % 1999) as f32 / 1999.0 - 0.5;
+            if i / v % 5 == 2 { s * 120.0 } else { s * 8.0 }
+        })
+        .collect();
+    let targets: Vec<i32> = (0..b * t).map(|i| ((i * 331) % v) as i32).collect();
+    let mask: Vec<f32> = (0..b * t)
+        .map(|i| if i % t < t - i / t { 1.0 } else { 0.0 })
+        .collect();
+    let logits = Tensor::<3>::from_data(TensorData::new(l, [b, t, v]), &device).require_grad();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(targets, [b, t]), &device);
+    let m = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), &device);
+    // The reference: the fallback's formula.
+    let picked = log_softmax(logits.clone(), 2)
+        .gather(2, ids.clone().unsqueeze_dim::<3>(2))
+        .squeeze_dim::<2>(2);
+    let want = (picked * m.clone()).sum_dim(1).squeeze_dim::<1>(1).neg();
+    let want_g = logits.grad(&want.clone().sum().backward()).unwrap();
+    let (got, got_g) =
+        vmf_model::fused::softmax_cross_entropy(&logits.clone().detach(), &ids, &m, true)
+            .expect("flex is fused");
+    let vec1 = |x: Tensor<1>| x.into_data().try_to_vec::<f32>().unwrap();
+    let (got, want) = (vec1(got), vec1(want));
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= 2e-5 * w.abs().max(1.0),
+            "{got:?} vs {want:?}"
+        );
+    }
+    assert!(
+        want.iter().all(|&w| w > 1.0),
+        "every sentence has tokens: {want:?}"
+    );
+    let flat = |x: Tensor<3>| x.into_data().try_to_vec::<f32>().unwrap();
+    let (gg, wg) = (flat(got_g.unwrap()), flat(want_g.inner()));
+    let worst = gg
+        .iter()
+        .zip(&wg)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-6, "largest gradient difference {worst}");
+    assert!(wg.iter().any(|&x| x != 0.0) && wg.contains(&0.0));
 }

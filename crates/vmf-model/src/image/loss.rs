@@ -43,11 +43,13 @@ pub fn reconstruction_per_example(kind: ReconLoss, logits: Tensor<2>, x: Tensor<
 /// this code is the fallback elsewhere and the reference its tests compare with.
 fn bernoulli_per_example(logits: Tensor<2>, x: Tensor<2>) -> Tensor<1> {
     let l = logits.clone().detach();
-    let (value, g) = match crate::fused::bernoulli(&l, &x) {
-        Some(fused) => fused,
+    let tracked = logits.is_tracked();
+    let (value, g) = match crate::fused::bernoulli(&l, &x, tracked) {
+        Some((value, Some(g))) => (value, g),
+        Some((value, None)) => return value,
         None => bernoulli_value_and_gradient(l, x),
     };
-    if !logits.is_tracked() {
+    if !tracked {
         return value;
     }
     let surrogate = (logits * g).sum_dim(1).squeeze_dim::<1>(1);

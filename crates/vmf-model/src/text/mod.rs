@@ -411,9 +411,23 @@ impl VaeModel for TextVae {
     }
 
     /// Summed token cross-entropy over each sentence, end token included; padded
-    /// positions contribute nothing.
+    /// positions contribute nothing. On flex, value and gradient come from one fused
+    /// pass ([`crate::fused::softmax_cross_entropy`]), the gradient riding on a
+    /// surrogate as in the Bernoulli loss; elsewhere, log_softmax and a gather.
     fn neg_log_likelihood(&self, x: &TextBatch, z: Tensor<2>) -> Tensor<1> {
-        let logp = log_softmax(self.logits(x.inputs.clone(), z), 2); // [b, T, vocab]
+        let logits = self.logits(x.inputs.clone(), z);
+        let tracked = logits.is_tracked();
+        let l = logits.clone().detach();
+        match crate::fused::softmax_cross_entropy(&l, &x.targets, &x.mask, tracked) {
+            Some((value, None)) => return value,
+            Some((value, Some(g))) => {
+                let surrogate = (logits * g).sum_dim(2).sum_dim(1).squeeze_dim::<2>(2);
+                let surrogate = surrogate.squeeze_dim::<1>(1);
+                return value + surrogate.clone() - surrogate.detach();
+            }
+            None => {}
+        }
+        let logp = log_softmax(logits, 2); // [b, T, vocab]
         let picked = logp
             .gather(2, x.targets.clone().unsqueeze_dim::<3>(2))
             .squeeze_dim::<2>(2); // [b, T]
