@@ -1,5 +1,8 @@
 //! Fused CPU kernels for the flex backend, each with the tensor-op code it replaces
-//! as the fallback on every other backend (and the reference its test compares with).
+//! as the fallback on every other backend (and the reference its test compares with):
+//! the Bernoulli loss, the token cross-entropy, and the Adam update that vmf-train's
+//! optimiser runs. This crate is compiled with optimisations even in the dev profile
+//! (the workspace's Cargo.toml), so that these loops vectorise under `cargo run` too.
 //!
 //! Why by hand: flex runs one op at a time (no fusion in Burn 0.22), and its exp and
 //! log go through libm one value at a time; the Bernoulli loss's chain of a dozen
@@ -160,6 +163,47 @@ pub fn softmax_cross_entropy(
     _grad: bool,
 ) -> Option<(Tensor<1>, Option<Tensor<3>>)> {
     None
+}
+
+/// The scalars of one Adam step (computed by the caller as Burn computes them).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamStep {
+    /// First-moment decay.
+    pub beta_1: f32,
+    /// Second-moment decay.
+    pub beta_2: f32,
+    /// sqrt(1 - beta_2^t) / (1 - beta_1^t).
+    pub combined: f32,
+    /// epsilon sqrt(1 - beta_2^t).
+    pub epsilon: f32,
+    /// The learning rate.
+    pub lr: f32,
+    /// The first step (t = 1): the moments start from the gradient alone.
+    pub first: bool,
+}
+
+/// One Adam step over a parameter's buffers in place, with Burn's f32 operations in
+/// Burn's order (m1 b1 + g (1 - b1); m2 b2 + g^2 (1 - b2); (m1 c) / (sqrt(m2) + e);
+/// p - u lr), so that the result equals Burn's Adam bit for bit: no FMA (Rust does
+/// not contract), and sqrt and division are exact IEEE operations lane by lane.
+/// Iterators rather than indices, and the first-step branch outside the loop, so
+/// that the loop vectorises.
+pub fn adam_update(s: &AdamStep, p: &mut [f32], g: &[f32], m1: &mut [f32], m2: &mut [f32]) {
+    let (f1, f2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
+    let lanes = p.iter_mut().zip(g).zip(m1.iter_mut().zip(m2.iter_mut()));
+    if s.first {
+        for ((p, &g), (m1, m2)) in lanes {
+            let (a, v) = (g * f1, (g * g) * f2);
+            (*m1, *m2) = (a, v);
+            *p -= ((a * s.combined) / (v.sqrt() + s.epsilon)) * s.lr;
+        }
+    } else {
+        for ((p, &g), (m1, m2)) in lanes {
+            let (a, v) = (*m1 * s.beta_1 + g * f1, *m2 * s.beta_2 + (g * g) * f2);
+            (*m1, *m2) = (a, v);
+            *p -= ((a * s.combined) / (v.sqrt() + s.epsilon)) * s.lr;
+        }
+    }
 }
 
 /// exp(x) for x <= 0 in f32, written so that a loop over it vectorises: 2^n exp(r)

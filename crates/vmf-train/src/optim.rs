@@ -1,4 +1,5 @@
-//! Adam, fused on the CPU: one pass over each parameter instead of Burn's ~13.
+//! Adam, fused on the CPU: one pass over each parameter instead of Burn's ~13 (the
+//! pass itself is vmf-model's [`vmf_model::fused::adam_update`]).
 //!
 //! Burn's Adam updates a parameter through a chain of tensor ops (two moment updates,
 //! a square, a square root, scalings, a division, a subtraction), each a pass over
@@ -79,6 +80,7 @@ mod flex {
     use burn::backend::flex::FlexTensor;
     use burn::tensor::{DType, Tensor};
     use rayon::prelude::*;
+    use vmf_model::fused::{AdamStep, adam_update};
 
     use super::*;
 
@@ -151,32 +153,18 @@ mod flex {
         };
         // Burn's scalars, computed as Burn computes them (f32).
         let (b1, b2) = (adam.beta_1, adam.beta_2);
-        let (f1, f2) = (1.0 - b1, 1.0 - b2);
         let t = time as i32;
         let bias_correction2_sqrt = (1.0 - b2.powi(t)).sqrt();
-        let combined = bias_correction2_sqrt / (1.0 - b1.powi(t));
-        let eps = adam.epsilon * bias_correction2_sqrt;
-        let lr = lr as f32;
-        // Iterators, not indices, and the first-step branch outside the loop, so that
-        // the compiler drops the bounds checks and vectorises (sqrt and division
-        // included: both are exact IEEE operations, lane by lane).
+        let step = AdamStep {
+            beta_1: b1,
+            beta_2: b2,
+            combined: bias_correction2_sqrt / (1.0 - b1.powi(t)),
+            epsilon: adam.epsilon * bias_correction2_sqrt,
+            lr: lr as f32,
+            first,
+        };
         let update = |p: &mut [f32], g: &[f32], m1: &mut [f32], m2: &mut [f32]| {
-            let lanes = p.iter_mut().zip(g).zip(m1.iter_mut().zip(m2.iter_mut()));
-            // The order of Burn's ops: m1 b1 + g (1 - b1); m2 b2 + g^2 (1 - b2);
-            // (m1 c) / (sqrt(m2) + eps c2); p - u lr. No FMA: Rust does not contract.
-            if first {
-                for ((p, &g), (m1, m2)) in lanes {
-                    let (a, v) = (g * f1, (g * g) * f2);
-                    (*m1, *m2) = (a, v);
-                    *p -= ((a * combined) / (v.sqrt() + eps)) * lr;
-                }
-            } else {
-                for ((p, &g), (m1, m2)) in lanes {
-                    let (a, v) = (*m1 * b1 + g * f1, *m2 * b2 + (g * g) * f2);
-                    (*m1, *m2) = (a, v);
-                    *p -= ((a * combined) / (v.sqrt() + eps)) * lr;
-                }
-            }
+            adam_update(&step, p, g, m1, m2)
         };
         let g = g.as_slice::<f32>().expect("checked");
         let (pp, mm1, mm2) = (
