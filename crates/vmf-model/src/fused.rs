@@ -55,7 +55,7 @@ pub fn bernoulli(
 }
 
 /// The token cross-entropy summed over each sentence, sum_t mask (logsumexp(l_t) -
-/// l_t[target_t]), and (if `grad`) its gradient mask (softmax(l_t) - onehot(target_t))
+/// l_t(target_t)), and (if `grad`) its gradient mask (softmax(l_t) - onehot(target_t))
 /// with respect to the logits, for untracked logits on flex; `None` elsewhere (or for
 /// buffers the kernel cannot take, or a target outside the vocabulary). Masked
 /// positions are not computed: their gradient is 0.
@@ -406,11 +406,16 @@ mod kernels {
     /// The widest softmax version this CPU runs.
     pub fn pick_softmax() -> SoftmaxKernel {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if avx2_fma() {
             return softmax_avx2_safe;
         }
         softmax_portable
+    }
+
+    /// Whether this CPU runs the AVX2 + FMA versions.
+    #[cfg(target_arch = "x86_64")]
+    fn avx2_fma() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     }
 
     /// The portable softmax version (tests compare both).
@@ -422,8 +427,7 @@ mod kernels {
     /// The widest version this CPU runs.
     pub fn pick() -> Kernel {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if avx2_fma() {
             return avx2_safe;
         }
         portable

@@ -92,12 +92,38 @@ fn loss_curves_are_drawn_from_the_run_csv_files() {
     assert!(e.to_string().contains("metrics.csv"), "{e}");
 }
 
-#[test]
-fn export_writes_named_safetensors_that_load_back_to_the_same_model() {
+/// Exports checkpoint `ckpt` to `out` (safetensors), loads the file into a fresh model
+/// and checks that it gives back the exported encoder output; returns the export's
+/// report with what the caller needs to load more files.
+fn export_round_trip(
+    ckpt: &Path,
+    out: &Path,
+) -> (
+    vmf_train::export::Exported,
+    vmf_train::modality::image::Images,
+    checkpoint::Opened,
+) {
     use burn::tensor::Device;
     use vmf_train::export::{export_checkpoint, first_location, load_exported};
     use vmf_train::modality::DataKind;
     use vmf_train::modality::image::Images;
+    let exported = export_checkpoint(ckpt, out).unwrap();
+    let opened = checkpoint::open(ckpt).unwrap();
+    let images = Images::load(&opened.config).unwrap();
+    let device = Device::flex();
+    let back = load_exported(&images, &opened, out, &device).unwrap();
+    assert_eq!(
+        first_location(&images, &back, &device).unwrap(),
+        exported.first_location
+    );
+    (exported, images, opened)
+}
+
+#[test]
+fn export_writes_named_safetensors_that_load_back_to_the_same_model() {
+    use burn::tensor::Device;
+    use vmf_train::export::{first_location, load_exported};
+    use vmf_train::modality::DataKind;
 
     let (dir, _) = trained(
         "export",
@@ -105,7 +131,8 @@ fn export_writes_named_safetensors_that_load_back_to_the_same_model() {
     );
     let ckpt = checkpoint::list(&dir).pop().unwrap();
     let out = dir.join("model.safetensors");
-    let e = export_checkpoint(&ckpt, &out).unwrap();
+    // Loaded into a fresh model, the file gives back the same encoder output.
+    let (e, images, opened) = export_round_trip(&ckpt, &out);
     assert_eq!(e.first_location.len(), 3);
     // The names and [in, out] shapes another stack reads (the safetensors header).
     let raw = std::fs::read(&out).unwrap();
@@ -119,16 +146,8 @@ fn export_writes_named_safetensors_that_load_back_to_the_same_model() {
         assert_eq!(header[name]["shape"], serde_json::json!(shape), "{name}");
         assert_eq!(header[name]["dtype"], "F32");
     }
-    // Loaded into a fresh model, the file gives back the same encoder output; the
-    // fresh model alone does not.
-    let opened = checkpoint::open(&ckpt).unwrap();
-    let images = Images::load(&opened.config).unwrap();
+    // The fresh model alone does not give it.
     let device = Device::flex();
-    let back = load_exported(&images, &opened, &out, &device).unwrap();
-    assert_eq!(
-        first_location(&images, &back, &device).unwrap(),
-        e.first_location
-    );
     let fresh = images.init_model(&opened.config, &device);
     assert_ne!(
         first_location(&images, &fresh, &device).unwrap(),
@@ -226,19 +245,6 @@ fn a_conv_model_learns_an_rgb_image_folder_and_shows_it_in_colour() {
     );
 
     // The conv weights leave as safetensors and load back to the same encoder output.
-    use burn::tensor::Device;
-    use vmf_train::export::{export_checkpoint, first_location, load_exported};
-    use vmf_train::modality::DataKind;
-    use vmf_train::modality::image::Images;
-    let out = root.join("conv.safetensors");
-    let exported = export_checkpoint(&ckpt, &out).unwrap();
-    let opened = checkpoint::open(&ckpt).unwrap();
-    let images = Images::load(&opened.config).unwrap();
-    let device = Device::flex();
-    let back = load_exported(&images, &opened, &out, &device).unwrap();
-    assert_eq!(
-        first_location(&images, &back, &device).unwrap(),
-        exported.first_location
-    );
+    export_round_trip(&ckpt, &root.join("conv.safetensors"));
     std::fs::remove_dir_all(&root).unwrap();
 }
