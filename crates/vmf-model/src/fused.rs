@@ -125,12 +125,11 @@ fn flex_buffer<const D: usize>(
     let p = t
         .clone()
         .inner()
-        .try_into_primitive::<burn::backend::Flex>()
-        .ok()?;
-    (p.dtype() == dtype && p.layout().contiguous_offsets().is_some()).then_some(p)
+        .try_into_primitive::<burn::backend::Flex>();
+    contiguous(p.ok()?, dtype)
 }
 
-/// [`flex_buffer`] for integer ids.
+/// [`flex_buffer`] for integer ids (Burn's bounds keep the two apart).
 #[cfg(feature = "flex")]
 fn flex_ids<const D: usize>(
     t: &Tensor<D, burn::tensor::Int>,
@@ -139,8 +138,16 @@ fn flex_ids<const D: usize>(
     let p = t
         .clone()
         .inner()
-        .try_into_primitive::<burn::backend::Flex>()
-        .ok()?;
+        .try_into_primitive::<burn::backend::Flex>();
+    contiguous(p.ok()?, dtype)
+}
+
+/// `p` if it has `dtype` and a contiguous layout.
+#[cfg(feature = "flex")]
+fn contiguous(
+    p: burn::backend::flex::FlexTensor,
+    dtype: burn::tensor::DType,
+) -> Option<burn::backend::flex::FlexTensor> {
     (p.dtype() == dtype && p.layout().contiguous_offsets().is_some()).then_some(p)
 }
 
