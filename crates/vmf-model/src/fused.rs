@@ -16,7 +16,8 @@ use burn::tensor::{Tensor, TensorData};
 /// on flex; `None` on any other backend (or for buffers the kernel cannot take).
 ///
 /// Accuracy: exp and log1p within ~2e-7 relative of f64 per element (tested), against
-/// libm's ~1e-7; the row sums are accumulated in f64.
+/// libm's ~1e-7; each row is summed in 16 f32 lanes (about 50 terms each for MNIST),
+/// then in f64.
 ///
 /// # Shapes
 /// - `l`, `x`: `[batch, features]` -> (`[batch]`, `[batch, features]`)
