@@ -11,6 +11,25 @@
 
 use burn::tensor::{Tensor, TensorData};
 
+/// `value` (per row) with the gradient `g` with respect to `logits` attached for
+/// autodiff: value + s - detach(s), s = sum over all but the first dimension of
+/// logits * g. The value is unchanged and d/d logits is g: how a loss computed
+/// untracked (a fused kernel) hands its hand-derived gradient to the backward pass.
+///
+/// # Shapes
+/// - `value`: `[batch]`; `logits`, `g`: `[batch, ...]`
+pub fn with_gradient<const D: usize>(
+    value: Tensor<1>,
+    logits: Tensor<D>,
+    g: Tensor<D>,
+) -> Tensor<1> {
+    let surrogate = (logits * g)
+        .flatten::<2>(1, D - 1)
+        .sum_dim(1)
+        .squeeze_dim::<1>(1);
+    value + surrogate.clone() - surrogate.detach()
+}
+
 /// The Bernoulli loss per row, sum softplus(l) - x l, and (if `grad`) its gradient
 /// sigmoid(l) - x with respect to the logits, for untracked logits `l` and targets `x`
 /// on flex; `None` on any other backend (or for buffers the kernel cannot take).

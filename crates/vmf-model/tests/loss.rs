@@ -114,7 +114,8 @@ fn the_bernoulli_fallback_and_the_fused_kernel_agree_with_the_closed_form() {
     let target = Tensor::<2>::from_data(TensorData::new(x.clone(), [ROWS, COLS]), &device);
     let values = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
     let grads = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
-    let (v, g) = bernoulli_value_and_gradient(logits.clone(), target.clone());
+    let (v, g) = bernoulli_value_and_gradient(logits.clone(), target.clone(), true);
+    let g = g.expect("asked for");
     let (fv, fg) = vmf_model::fused::bernoulli(&logits, &target, true).expect("flex is fused");
     let (nv, ng) = vmf_model::fused::bernoulli(&logits, &target, false).unwrap();
     assert!(ng.is_none());

@@ -130,6 +130,15 @@ pub struct DataConfig {
     pub long_sentences: Option<LongSentences>,
 }
 
+impl DataConfig {
+    /// The data folder: `data.dir`, or where the data set lives by default.
+    pub fn folder(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| crate::data::default_dir(self.dataset))
+    }
+}
+
 /// Default of `data.max_length`.
 pub const DEFAULT_MAX_LENGTH: usize = 100;
 

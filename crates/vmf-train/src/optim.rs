@@ -163,9 +163,6 @@ mod flex {
             lr: lr as f32,
             first,
         };
-        let update = |p: &mut [f32], g: &[f32], m1: &mut [f32], m2: &mut [f32]| {
-            adam_update(&step, p, g, m1, m2)
-        };
         let g = g.as_slice::<f32>().expect("checked");
         let (pp, mm1, mm2) = (
             p.storage_mut::<f32>(),
@@ -173,13 +170,13 @@ mod flex {
             m2.storage_mut::<f32>(),
         );
         if pp.len() <= CHUNK {
-            update(pp, g, mm1, mm2);
+            adam_update(&step, pp, g, mm1, mm2);
         } else {
             pp.par_chunks_mut(CHUNK)
                 .zip(g.par_chunks(CHUNK))
                 .zip(mm1.par_chunks_mut(CHUNK))
                 .zip(mm2.par_chunks_mut(CHUNK))
-                .for_each(|(((p, g), m1), m2)| update(p, g, m1, m2));
+                .for_each(|(((p, g), m1), m2)| adam_update(&step, p, g, m1, m2));
         }
         let state = AdamState::new(AdaptiveMomentumState::new(time, tensor(m1), tensor(m2)));
         Ok((tensor(p), Some(state)))

@@ -121,41 +121,28 @@ pub fn save_grid(
 ) -> Result<(), TrainError> {
     let rows = images.len().div_ceil(cols);
     let pad = 2;
-    let (gw, gh) = (
-        (cols * (w + pad) + pad) as u32,
-        (rows * (h + pad) + pad) as u32,
-    );
-    // Each grid pixel's image, channel plane offset and position, or None in padding.
-    let source = |gx: u32, gy: u32| {
-        let (gx, gy) = (gx as usize, gy as usize);
-        let (c, x) = (
-            gx.checked_sub(pad)? / (w + pad),
-            gx.checked_sub(pad)? % (w + pad),
-        );
-        let (r, y) = (
-            gy.checked_sub(pad)? / (h + pad),
-            gy.checked_sub(pad)? % (h + pad),
-        );
-        let im = images
-            .get(r * cols + c)
-            .filter(|_| c < cols && x < w && y < h)?;
-        Some((im, y * w + x))
-    };
-    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-    let plane = h * w;
+    let (gw, gh) = (cols * (w + pad) + pad, rows * (h + pad) + pad);
+    // Interleaved bytes (grey, or RGB), the images' channel planes copied in.
+    let mut bytes = vec![0u8; gw * gh * channels];
+    for (k, im) in images.iter().enumerate() {
+        let (r, c) = (k / cols, k % cols);
+        for y in 0..h {
+            for x in 0..w {
+                let at = ((pad + r * (h + pad) + y) * gw + pad + c * (w + pad) + x) * channels;
+                for ch in 0..channels {
+                    let v = im[(ch * h + y) * w + x];
+                    bytes[at + ch] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                }
+            }
+        }
+    }
+    let (gw, gh) = (gw as u32, gh as u32);
     let saved = if channels == 1 {
-        GrayImage::from_fn(gw, gh, |x, y| {
-            image::Luma([source(x, y).map_or(0, |(im, i)| byte(im[i]))])
-        })
-        .save(path)
+        GrayImage::from_raw(gw, gh, bytes).map(|img| img.save(path))
     } else {
-        RgbImage::from_fn(gw, gh, |x, y| {
-            image::Rgb(source(x, y).map_or([0; 3], |(im, i)| {
-                [0, 1, 2].map(|ch| byte(im[ch * plane + i]))
-            }))
-        })
-        .save(path)
-    };
+        RgbImage::from_raw(gw, gh, bytes).map(|img| img.save(path))
+    }
+    .expect("the buffer holds the grid");
     saved.map_err(|e| TrainError::Io {
         what: "writing image",
         path: path.to_path_buf(),

@@ -44,24 +44,25 @@ pub fn reconstruction_per_example(kind: ReconLoss, logits: Tensor<2>, x: Tensor<
 fn bernoulli_per_example(logits: Tensor<2>, x: Tensor<2>) -> Tensor<1> {
     let l = logits.clone().detach();
     let tracked = logits.is_tracked();
-    let (value, g) = match crate::fused::bernoulli(&l, &x, tracked) {
-        Some((value, Some(g))) => (value, g),
-        Some((value, None)) => return value,
-        None => bernoulli_value_and_gradient(l, x),
-    };
-    if !tracked {
-        return value;
+    let (value, g) = crate::fused::bernoulli(&l, &x, tracked)
+        .unwrap_or_else(|| bernoulli_value_and_gradient(l, x, tracked));
+    match g {
+        Some(g) => crate::fused::with_gradient(value, logits, g),
+        None => value,
     }
-    let surrogate = (logits * g).sum_dim(1).squeeze_dim::<1>(1);
-    value + surrogate.clone() - surrogate.detach()
 }
 
-/// sum softplus(l) - x l per row and sigmoid(l) - x, in tensor ops (any backend).
-pub fn bernoulli_value_and_gradient(l: Tensor<2>, x: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
+/// sum softplus(l) - x l per row and (if `grad`) sigmoid(l) - x, in tensor ops (any
+/// backend).
+pub fn bernoulli_value_and_gradient(
+    l: Tensor<2>,
+    x: Tensor<2>,
+    grad: bool,
+) -> (Tensor<1>, Option<Tensor<2>>) {
     let value = l.clone().clamp_min(0.0) - x.clone() * l.clone()
         + l.clone().abs().neg().exp().add_scalar(1.0).log();
     let value = value.sum_dim(1).squeeze_dim::<1>(1);
-    (value, sigmoid(l) - x) // the gradient is a constant for autodiff
+    (value, grad.then(|| sigmoid(l) - x)) // the gradient is a constant for autodiff
 }
 
 /// -log p(x | z) averaged over the batch (a scalar tensor `[1]`).

@@ -418,14 +418,13 @@ impl VaeModel for TextVae {
         let logits = self.logits(x.inputs.clone(), z);
         let tracked = logits.is_tracked();
         let l = logits.clone().detach();
-        match crate::fused::softmax_cross_entropy(&l, &x.targets, &x.mask, tracked) {
-            Some((value, None)) => return value,
-            Some((value, Some(g))) => {
-                let surrogate = (logits * g).sum_dim(2).sum_dim(1).squeeze_dim::<2>(2);
-                let surrogate = surrogate.squeeze_dim::<1>(1);
-                return value + surrogate.clone() - surrogate.detach();
-            }
-            None => {}
+        if let Some((value, g)) =
+            crate::fused::softmax_cross_entropy(&l, &x.targets, &x.mask, tracked)
+        {
+            return match g {
+                Some(g) => crate::fused::with_gradient(value, logits, g),
+                None => value,
+            };
         }
         let logp = log_softmax(logits, 2); // [b, T, vocab]
         let picked = logp

@@ -7,7 +7,7 @@ use burn::data::dataset::{Dataset, DatasetError};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::{default_dir, idx, image_folder};
+use super::{idx, image_folder};
 use crate::config::{DataConfig, DatasetKind, PixelMode};
 use crate::error::TrainError;
 
@@ -103,10 +103,7 @@ pub struct Splits {
 /// Loads both splits as configured; static binarisation is applied here (once, seeded
 /// by the run's `seed`).
 pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, TrainError> {
-    let dir = config
-        .dir
-        .clone()
-        .unwrap_or_else(|| default_dir(config.dataset));
+    let dir = config.folder();
     if config.dataset.is_text() {
         return Err(TrainError::Data {
             file: dir,

@@ -105,11 +105,7 @@ impl DataKind for Images {
         // The conv layers' sizes can only be checked against the loaded images.
         if let Some(conv) = images.model_config(config).conv {
             conv.check().map_err(|e| TrainError::Data {
-                file: config
-                    .data
-                    .dir
-                    .clone()
-                    .unwrap_or_else(|| data::default_dir(config.data.dataset)),
+                file: config.data.folder(),
                 message: format!(
                     "model.arch = \"conv\" with model.channels = {:?}: {e}",
                     conv.channels

@@ -3,7 +3,7 @@
 //! after each epoch.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::Device;
 use rand::rngs::StdRng;
@@ -41,15 +41,6 @@ pub struct Sentences {
 /// One epoch: batches of training sentence indices, similar lengths together.
 pub struct TextEpoch {
     batches: Vec<Vec<usize>>,
-}
-
-/// Where a text data set lives: `data.dir`, or the shipped Penn Treebank.
-pub fn data_dir(config: &TrainConfig) -> PathBuf {
-    config
-        .data
-        .dir
-        .clone()
-        .unwrap_or_else(|| crate::data::default_dir(config.data.dataset))
 }
 
 /// The loader's options from the config.
@@ -200,7 +191,7 @@ impl DataKind for Sentences {
     const ACCURACY: bool = true;
 
     fn load(config: &TrainConfig) -> Result<Self, TrainError> {
-        let dir = data_dir(config);
+        let dir = config.data.folder();
         let (splits, reports) = load_text(&dir, &text_options(config))?;
         eprintln!(
             "text from {}: vocabulary of {} tokens (4 special) from the training split",
