@@ -1,13 +1,13 @@
 //! The sentence VAE's batches and loss: padding is invisible (loss and every gradient
 //! unchanged when the padded ids change), the loss is the summed token cross-entropy
 //! (checked against log-softmax written out in f64), and word dropout at 1 hides every
-//! decoder input word.
+//! decoder input word; dropout acts where it should.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use vmf_model::text::{BOS_ID, Cell, EOS_ID, PAD_ID, UNK_ID};
-use vmf_model::{KappaMode, ModelKind, TextBatch, TextVae, TextVaeConfig, VaeModel};
+use vmf_model::{KappaMode, ModelKind, Rows, TextBatch, TextVae, TextVaeConfig, VaeModel};
 
 const VOCAB: usize = 12;
 
@@ -195,4 +195,126 @@ fn greedy_decoding_is_the_teacher_forced_argmax_of_its_own_inputs() {
         both.push(decoded);
     }
     assert_ne!(both[0], both[1], "the fed words make a difference");
+}
+
+/// The dropout masks are 0 with probability p and 1 / (1 - p) otherwise, and nothing is
+/// drawn at p = 0.
+#[test]
+fn dropout_masks_drop_a_share_p_and_rescale_the_rest() {
+    use rand::{RngExt, SeedableRng};
+    let device = Device::flex();
+    let sentences: [&[u32]; 2] = [&[4, 5, 6], &[7]];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let p = 0.3;
+    let batch =
+        TextBatch::new(&sentences, |_, _| false, &device).with_dropout(p, [50, 70], &mut rng);
+    let d = batch.dropout.as_ref().unwrap();
+    assert_eq!(d.encoder.dims(), [2, 3, 50]);
+    assert_eq!(d.decoder.dims(), [2, 4, 50]);
+    assert_eq!(d.output.dims(), [2, 4, 70]);
+    let all: Vec<f32> = [&d.encoder, &d.decoder, &d.output]
+        .iter()
+        .flat_map(|m| floats((*m).clone()))
+        .collect();
+    let n = all.len() as f64;
+    let zeros = all.iter().filter(|&&v| v == 0.0).count() as f64;
+    let se = (p * (1.0 - p) / n).sqrt();
+    assert!((zeros / n - p).abs() < 4.0 * se, "{} of {n} dropped", zeros);
+    let keep = (1.0 / (1.0 - p)) as f32;
+    assert!(all.iter().all(|&v| v == 0.0 || v == keep));
+
+    let mut a = rand::rngs::StdRng::seed_from_u64(2);
+    let b = TextBatch::new(&sentences, |_, _| false, &device).with_dropout(0.0, [50, 70], &mut a);
+    assert!(b.dropout.is_none());
+    let fresh: f64 = rand::rngs::StdRng::seed_from_u64(2).random();
+    assert_eq!(a.random::<f64>(), fresh, "p = 0 drew from the stream");
+}
+
+fn masks_like(
+    batch: &TextBatch,
+    [e, o]: [f32; 2],
+    device: &Device,
+) -> vmf_model::text::DropoutMasks {
+    let [b, l] = batch.words.dims();
+    let full = |shape: [usize; 3], v: f32| Tensor::<3>::full(shape, v, device);
+    vmf_model::text::DropoutMasks {
+        encoder: full([b, l, 6], e),
+        decoder: full([b, l + 1, 6], e),
+        output: full([b, l + 1, 8], o),
+    }
+}
+
+/// Where the masks act, against closed forms: masks of ones change nothing; a zero
+/// output mask leaves the softmax layer its bias alone, so each token costs
+/// logsumexp(b) - b[target]; a zero encoder mask makes every sentence of a length
+/// encode alike. Slices of a masked batch carry their rows' masks.
+#[test]
+fn dropout_acts_on_the_embeddings_and_the_decoder_outputs() {
+    let device = Device::flex();
+    let model = model(Cell::Lstm, &device);
+    let sentences: [&[u32]; 3] = [&[4, 5, 6], &[7, 8, 9], &[10, 11]];
+    let plain = TextBatch::new(&sentences, |_, _| false, &device);
+    let z = model.posterior(&plain).location();
+    let nll = |b: &TextBatch, z: Tensor<2>| floats(model.neg_log_likelihood(b, z));
+    let base = nll(&plain, z.clone());
+
+    let ones = TextBatch {
+        dropout: Some(masks_like(&plain, [1.0, 1.0], &device)),
+        ..plain.clone()
+    };
+    assert_eq!(floats(model.posterior(&ones).location()), floats(z.clone()));
+    assert_eq!(nll(&ones, z.clone()), base);
+
+    let silent = TextBatch {
+        dropout: Some(masks_like(&plain, [1.0, 0.0], &device)),
+        ..plain.clone()
+    };
+    let got = nll(&silent, z.clone());
+    // The output layer's bias: the model's only vector of VOCAB entries.
+    struct Bias(Vec<f64>);
+    impl ModuleVisitor for Bias {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if D == 1 && p.dims()[0] == VOCAB {
+                assert!(self.0.is_empty(), "two vectors of VOCAB entries");
+                self.0 = floats(p.val()).into_iter().map(f64::from).collect();
+            }
+        }
+    }
+    let mut bias = Bias(vec![]);
+    model.visit(&mut bias);
+    let bias = bias.0;
+    assert_eq!(bias.len(), VOCAB);
+    let lse = bias.iter().map(|b| b.exp()).sum::<f64>().ln();
+    let targets = ints(&plain.targets);
+    for (r, s) in sentences.iter().enumerate() {
+        let want: f64 = (0..=s.len())
+            .map(|t| lse - bias[targets[r * 4 + t] as usize])
+            .sum();
+        assert!(
+            (f64::from(got[r]) - want).abs() < 1e-4 * want,
+            "{} vs {want}",
+            got[r]
+        );
+    }
+    assert!(base != got, "the decoder's outputs mattered before");
+
+    let blind = TextBatch {
+        dropout: Some(masks_like(&plain, [0.0, 1.0], &device)),
+        ..plain.clone()
+    };
+    let mu = floats(model.posterior(&blind).location());
+    assert_eq!(mu[0..3], mu[3..6], "same length, no words seen: same mu");
+    assert_ne!(floats(z.clone())[0..3], floats(z.clone())[3..6]);
+
+    // A shard of a masked batch is that batch's rows with their masks.
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let noisy = plain.clone().with_dropout(0.5, [6, 8], &mut rng);
+    let whole = nll(&noisy, z.clone());
+    let part = noisy.slice_rows(1..3);
+    let tail = nll(&part, z.clone().slice([1..3, 0..3]));
+    for (a, b) in whole[1..].iter().zip(&tail) {
+        assert!((a - b).abs() < 1e-4 * a.abs(), "{a} vs {b}");
+    }
+    assert!(whole != base, "dropout at 0.5 changed nothing");
 }

@@ -179,6 +179,11 @@ pub struct ModelConfig {
     /// (0 = Standard, 1 = Inputless).
     #[serde(default, skip_serializing_if = "is_default")]
     pub word_dropout: f64,
+    /// Text: dropout probability in [0, 1) on the word embeddings (encoder and decoder
+    /// inputs) and the decoder's outputs, during training only (Xu & Durrett use 0.5;
+    /// default 0).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dropout: f64,
     /// Images: `mlp` (the default) or `conv` (stride-2 convolutions before the
     /// encoder's MLP, transposed ones after the decoder's; `hidden` then sizes the
     /// MLPs between the features and the latent).
@@ -571,6 +576,12 @@ impl TrainConfig {
                 m.word_dropout
             ));
         }
+        if !(0.0..1.0).contains(&m.dropout) {
+            return Err(format!(
+                "model.dropout = {}: must be a probability in [0, 1) (1 would drop every unit)",
+                m.dropout
+            ));
+        }
         Ok(())
     }
 
@@ -585,6 +596,7 @@ impl TrainConfig {
             ("model.embed_dim", m.embed_dim.is_some()),
             ("model.cell", m.cell.is_some()),
             ("model.word_dropout", m.word_dropout != 0.0),
+            ("model.dropout", m.dropout != 0.0),
         ];
         if let Some((key, _)) = text_keys.iter().find(|(_, set)| *set) {
             return Err(format!(

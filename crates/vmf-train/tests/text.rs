@@ -486,7 +486,12 @@ fn an_inputless_run_is_evaluated_without_its_words() {
 fn a_text_run_resumes_exactly_mid_epoch_and_refuses_another_vocabulary() {
     let data = topic_data("resume");
     let (straight, split) = (tmp_dir("straight"), tmp_dir("split"));
-    let config = text_config(&data, &straight, &format!("word_dropout = 0.3\n{VMF}"));
+    // Both dropouts on: their masks are part of the step's noise that resume restores.
+    let config = text_config(
+        &data,
+        &straight,
+        &format!("word_dropout = 0.3\ndropout = 0.2\n{VMF}"),
+    );
     let stop = |n| TrainOptions {
         stop_at_step: Some(n),
         ..TrainOptions::default()
@@ -608,6 +613,14 @@ fn text_and_image_keys_stay_in_their_kind() {
         "[data]\ndataset = \"ptb\"\n[model]\nlatent_dim = 4\nhidden = [8]\nword_dropout = 1.5\n{base}"
     ));
     assert!(e.contains("model.word_dropout = 1.5"), "{e}");
+    let e = parse(&format!(
+        "[data]\ndataset = \"ptb\"\n[model]\nlatent_dim = 4\nhidden = [8]\ndropout = 1.0\n{base}"
+    ));
+    assert!(e.contains("model.dropout = 1"), "{e}");
+    let e = parse(&format!(
+        "[data]\ndataset = \"mnist\"\n[model]\nlatent_dim = 4\nhidden = [8]\ndropout = 0.5\n{base}"
+    ));
+    assert!(e.contains("model.dropout") && e.contains("text"), "{e}");
 }
 
 #[test]

@@ -41,6 +41,64 @@ pub struct TextBatch {
     pub mask: Tensor<2>,
     /// Words per sentence, on the host (the targets per row are one more).
     pub lengths: Vec<usize>,
+    /// Dropout masks of a training batch ([`TextBatch::with_dropout`]); `None` in
+    /// evaluation.
+    pub dropout: Option<DropoutMasks>,
+}
+
+/// Dropout of one training batch, drawn on the host like every other noise of a run
+/// (so a resumed run and every backend draw the same): each entry is 0 with
+/// probability p, else 1 / (1 - p), so a unit's expected value is unchanged and
+/// evaluation runs without masks. Where Xu & Durrett (2018) apply dropout: the word
+/// embeddings that enter the encoder and the decoder, and the decoder's outputs before
+/// the softmax layer.
+#[derive(Debug, Clone)]
+pub struct DropoutMasks {
+    /// Encoder input embeddings: `[batch, L, embed]`.
+    pub encoder: Tensor<3>,
+    /// Decoder input embeddings: `[batch, L + 1, embed]`.
+    pub decoder: Tensor<3>,
+    /// Decoder outputs: `[batch, L + 1, hidden]`.
+    pub output: Tensor<3>,
+}
+
+impl DropoutMasks {
+    /// Masks for `batch` rows of `words` words, embeddings of `embed` and hidden states
+    /// of `hidden` units, at drop probability `p` in [0, 1), drawing from `rng`.
+    pub fn draw<R: Rng + ?Sized>(
+        [batch, words, embed, hidden]: [usize; 4],
+        p: f64,
+        rng: &mut R,
+        device: &Device,
+    ) -> Self {
+        let keep = (1.0 / (1.0 - p)) as f32;
+        let mut mask = |shape: [usize; 3]| {
+            let v: Vec<f32> = (0..shape.iter().product::<usize>())
+                .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+                .collect();
+            Tensor::<3>::from_data(TensorData::new(v, shape), device)
+        };
+        Self {
+            encoder: mask([batch, words, embed]),
+            decoder: mask([batch, words + 1, embed]),
+            output: mask([batch, words + 1, hidden]),
+        }
+    }
+
+    fn map(&self, f: impl Fn(&Tensor<3>) -> Tensor<3>) -> Self {
+        Self {
+            encoder: f(&self.encoder),
+            decoder: f(&self.decoder),
+            output: f(&self.output),
+        }
+    }
+}
+
+fn apply(x: Tensor<3>, mask: Option<&Tensor<3>>) -> Tensor<3> {
+    match mask {
+        Some(m) => x * m.clone(),
+        None => x,
+    }
 }
 
 impl TextBatch {
@@ -82,7 +140,29 @@ impl TextBatch {
             targets: int2(targets, l + 1),
             mask: Tensor::from_data(TensorData::new(mask, [b, l + 1]), device),
             lengths: sentences.iter().map(|s| s.len()).collect(),
+            dropout: None,
         }
+    }
+
+    /// The batch with dropout at probability `p` in [0, 1) for a model of `embed`-wide
+    /// embeddings and `hidden` units (see [`DropoutMasks`]); unchanged (and nothing
+    /// drawn from `rng`) when `p` is 0.
+    pub fn with_dropout<R: Rng + ?Sized>(
+        mut self,
+        p: f64,
+        [embed, hidden]: [usize; 2],
+        rng: &mut R,
+    ) -> Self {
+        if p > 0.0 {
+            let [b, l] = self.words.dims();
+            self.dropout = Some(DropoutMasks::draw(
+                [b, l, embed, hidden],
+                p,
+                rng,
+                &self.words.device(),
+            ));
+        }
+        self
     }
 
     /// Tokens the decoder predicts: the words and one end token per sentence.
@@ -111,7 +191,11 @@ impl Rows for TextBatch {
             inputs: self.inputs.clone().slice(rows.clone()),
             targets: self.targets.clone().slice(rows.clone()),
             mask: self.mask.clone().slice(rows.clone()),
-            lengths: self.lengths[rows].to_vec(),
+            lengths: self.lengths[rows.clone()].to_vec(),
+            dropout: self
+                .dropout
+                .as_ref()
+                .map(|d| d.map(|m| m.clone().slice(rows.clone()))),
         }
     }
 
@@ -133,6 +217,15 @@ impl Rows for TextBatch {
                 .iter()
                 .flat_map(|&l| std::iter::repeat_n(l, k))
                 .collect(),
+            dropout: self.dropout.as_ref().map(|d| {
+                d.map(|m| {
+                    let [b, t, w] = m.dims();
+                    m.clone()
+                        .unsqueeze_dim::<4>(1)
+                        .repeat_dim(1, k)
+                        .reshape([b * k, t, w])
+                })
+            }),
         }
     }
 }
@@ -220,7 +313,10 @@ impl TextVae {
     pub fn encode(&self, x: &TextBatch) -> Tensor<2> {
         let [b, _] = x.words.dims();
         let device = x.words.device();
-        let emb = self.embedding.forward(x.words.clone()); // [b, L, e]
+        let emb = apply(
+            self.embedding.forward(x.words.clone()), // [b, L, e]
+            x.dropout.as_ref().map(|d| &d.encoder),
+        );
         let (out, _) = self
             .encoder
             .forward(emb, None, self.encoder.zero_state(b, &device)); // [b, L, h]
@@ -258,10 +354,20 @@ impl TextVae {
     /// - `inputs`: `[batch, T]`, `z`: `[batch, d]`
     /// - returns `[batch, T, vocab]`
     pub fn logits(&self, inputs: Tensor<2, Int>, z: Tensor<2>) -> Tensor<3> {
+        self.decode(inputs, z, None)
+    }
+
+    /// [`TextVae::logits`] under the decoder's dropout masks, if any.
+    fn decode(
+        &self,
+        inputs: Tensor<2, Int>,
+        z: Tensor<2>,
+        masks: Option<&DropoutMasks>,
+    ) -> Tensor<3> {
         let (state, extra) = self.start(z);
-        let emb = self.embedding.forward(inputs);
+        let emb = apply(self.embedding.forward(inputs), masks.map(|d| &d.decoder));
         let (out, _) = self.decoder.forward(emb, extra, state);
-        self.output.forward(out)
+        self.output.forward(apply(out, masks.map(|d| &d.output)))
     }
 
     /// Decodes each row of `z` word by word from the begin token, as `how` says (see
@@ -415,7 +521,7 @@ impl VaeModel for TextVae {
     /// pass ([`crate::fused::softmax_cross_entropy`]), the gradient riding on a
     /// surrogate as in the Bernoulli loss; elsewhere, log_softmax and a gather.
     fn neg_log_likelihood(&self, x: &TextBatch, z: Tensor<2>) -> Tensor<1> {
-        let logits = self.logits(x.inputs.clone(), z);
+        let logits = self.decode(x.inputs.clone(), z, x.dropout.as_ref());
         let tracked = logits.is_tracked();
         let l = logits.clone().detach();
         if let Some((value, g)) =

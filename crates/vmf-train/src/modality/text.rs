@@ -278,10 +278,16 @@ impl DataKind for Sentences {
             .iter()
             .map(|&i| set.sentences[i].as_slice())
             .collect();
-        let p = self.config.model.word_dropout;
+        let m = &self.config.model;
+        let p = m.word_dropout;
         let rng = noise.rng();
-        // Draws only when dropout is on, so the latent noise of p = 0 is untouched.
-        TextBatch::new(&rows, |_, _| p > 0.0 && rng.random::<f64>() < p, device)
+        // Each draws only when on, so the latent noise of a run without them is as it
+        // was before they existed.
+        TextBatch::new(&rows, |_, _| p > 0.0 && rng.random::<f64>() < p, device).with_dropout(
+            m.dropout,
+            [m.embed_dim.unwrap_or(DEFAULT_EMBED_DIM), m.hidden[0]],
+            rng,
+        )
     }
 
     fn eval_batches(&self, split: Split, _seed: u64, device: &Device) -> Option<Vec<TextBatch>> {
