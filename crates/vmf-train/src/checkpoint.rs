@@ -50,6 +50,9 @@ pub struct TrainState {
     /// Epochs since the validation ELBO last improved (for `training.patience`).
     #[serde(default)]
     pub epochs_since_best: usize,
+    /// Learning-rate decays taken so far (`optimizer.lr_decay`).
+    #[serde(default)]
+    pub lr_decays: u32,
 }
 
 /// The name of the checkpoint folder of `step`.

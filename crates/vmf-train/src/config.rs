@@ -258,6 +258,22 @@ pub struct OptimizerConfig {
     pub beta2: f64,
     /// Denominator epsilon (PyTorch's default 1e-8; Burn's is 1e-5).
     pub eps: f64,
+    /// Multiply the learning rate by this factor in (0, 1] whenever the validation
+    /// ELBO has not improved for `lr_patience` epochs (1: never; a plateau schedule
+    /// like PyTorch's `ReduceLROnPlateau`).
+    #[serde(skip_serializing_if = "is_one")]
+    pub lr_decay: f64,
+    /// Epochs without a better validation ELBO before each decay (default 1).
+    #[serde(skip_serializing_if = "is_one_usize")]
+    pub lr_patience: usize,
+}
+
+// Keys at their default are not written (see `is_default`).
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+fn is_one_usize(v: &usize) -> bool {
+    *v == 1
 }
 
 impl Default for OptimizerConfig {
@@ -267,7 +283,24 @@ impl Default for OptimizerConfig {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
+            lr_decay: 1.0,
+            lr_patience: 1,
         }
+    }
+}
+
+impl OptimizerConfig {
+    /// The learning rate after `decays` plateau decays.
+    pub fn lr_after(&self, decays: u32) -> f64 {
+        self.lr * self.lr_decay.powi(decays as i32)
+    }
+
+    /// Whether a validation that leaves `epochs_since_best` epochs without a better
+    /// ELBO (0: this one was better) decays the learning rate.
+    pub fn decays_after(&self, epochs_since_best: usize) -> bool {
+        self.lr_decay < 1.0
+            && epochs_since_best > 0
+            && epochs_since_best.is_multiple_of(self.lr_patience)
     }
 }
 
@@ -458,11 +491,28 @@ impl TrainConfig {
                 o.eps
             ));
         }
+        if !(o.lr_decay > 0.0 && o.lr_decay <= 1.0) {
+            return Err(format!(
+                "optimizer.lr_decay = {}: must be in (0, 1] (1: no decay)",
+                o.lr_decay
+            ));
+        }
+        if o.lr_patience == 0 {
+            return Err("optimizer.lr_patience = 0: must be at least 1 epoch".into());
+        }
         let t = &self.training;
+        let has_validation = self.data.validation > 0 || self.data.dataset.is_text();
+        if o.lr_decay < 1.0 && !has_validation {
+            return Err(format!(
+                "optimizer.lr_decay = {}: the decay follows the validation ELBO; set \
+                 data.validation to the number of training images to hold out",
+                o.lr_decay
+            ));
+        }
         if t.batch_size == 0 {
             return Err("training.batch_size = 0: must be at least 1".into());
         }
-        if t.patience > 0 && self.data.validation == 0 && !self.data.dataset.is_text() {
+        if t.patience > 0 && !has_validation {
             return Err(format!(
                 "training.patience = {}: early stopping needs a validation set; set \
                  data.validation to the number of training images to hold out",

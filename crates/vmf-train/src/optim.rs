@@ -211,6 +211,7 @@ mod tests {
             beta1: 0.8,
             beta2: 0.99,
             eps: 1e-7,
+            ..OptimizerConfig::default()
         };
         // 300 x 200 = 60,000 weights: two parallel chunks.
         let start = LinearConfig::new(300, 200).init(&device);

@@ -148,6 +148,7 @@ fn train_kind<K: DataKind>(
         best_valid_elbo: None,
         best_step: None,
         epochs_since_best: 0,
+        lr_decays: 0,
     };
 
     let resume_from = match &opts.resume {
@@ -305,7 +306,7 @@ fn train_kind<K: DataKind>(
                 Some(w) => step::merge(w, figures),
                 None => figures,
             });
-            model = optim.step(o.lr, model, grads);
+            model = optim.step(o.lr_after(state.lr_decays), model, grads);
             state.step += 1;
             state.batch_in_epoch += 1;
             if !learned {
@@ -465,6 +466,14 @@ fn train_kind<K: DataKind>(
                 state.best_valid_elbo.unwrap_or(f64::NAN),
                 state.best_step.unwrap_or(0)
             );
+            if o.decays_after(state.epochs_since_best) {
+                state.lr_decays += 1;
+                eprintln!(
+                    "  no better validation ELBO in {} epochs: learning rate now {:e}",
+                    state.epochs_since_best,
+                    o.lr_after(state.lr_decays)
+                );
+            }
         }
         kind.epoch_outputs(&eval_model, config, state.epoch, &device)?;
         last_eval = Some(metrics);

@@ -678,3 +678,46 @@ fn exports_check_value_is_the_first_sentence_of_the_test_file() {
         assert!((a - b).abs() < 1e-5, "{first:?} vs {alone:?}");
     }
 }
+
+/// The plateau schedule, read back from the run's own files: a learning rate too
+/// large to keep improving, then a decay to ~0 at the first epoch without a better
+/// validation ELBO. From there the weights stand still, so the deterministic part of
+/// every later validation (the reconstruction at mu) repeats exactly; before it, it
+/// moved. The state counts the decays the validation column implies.
+#[test]
+fn the_learning_rate_decays_when_the_validation_elbo_stalls() {
+    let data = topic_data("decay");
+    let run = tmp_dir("decay-run");
+    let mut config = text_config(&data, &run, VMF);
+    config.optimizer.lr = 0.3;
+    config.optimizer.lr_decay = 1e-9;
+    config.training.epochs = 8;
+    train(&config, &TrainOptions::default()).unwrap();
+    let elbo = column(&run.join("valid.csv"), "elbo");
+    let at_mu = column(&run.join("valid.csv"), "recon_mean");
+    // Independent of the loop's bookkeeping: epochs since the best, from the column.
+    let (mut best, mut decays, mut first) = (f64::NEG_INFINITY, 0, None);
+    for (e, &v) in elbo.iter().enumerate() {
+        if v > best {
+            best = v;
+        } else {
+            decays += 1; // lr_patience 1: every epoch without a better ELBO
+            first.get_or_insert(e);
+        }
+    }
+    let first = first.expect("lr = 0.3 stalls within 8 epochs: pick a larger lr");
+    assert!(
+        first + 1 < elbo.len(),
+        "no epochs left after the decay: {elbo:?}"
+    );
+    for w in at_mu[first + 1..].windows(2) {
+        assert_eq!(w[0], w[1], "weights moved after the decay: {at_mu:?}");
+    }
+    assert_ne!(
+        at_mu[0], at_mu[1],
+        "weights stood still before it: {at_mu:?}"
+    );
+    let last = checkpoint::list(&run).pop().unwrap();
+    let state = checkpoint::load_state(&last).unwrap();
+    assert_eq!(state.lr_decays, decays, "{elbo:?}");
+}

@@ -446,8 +446,8 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
     let cases: &[(&str, &str, &[&str])] = &[
         (
             "latent_dim = 8",
-            "latent_dim = 8\ndropout = 0.1",
-            &["dropout", "unknown field"],
+            "latent_dim = 8\ndropout_rate = 0.1",
+            &["dropout_rate", "unknown field"],
         ),
         (
             "value = 20.0",
@@ -466,6 +466,16 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
             &["training.batch_size = 0"],
         ),
         ("lr = 1e-3", "lr = -0.1", &["optimizer.lr = -0.1"]),
+        (
+            "lr = 1e-3",
+            "lr = 1e-3\nlr_decay = 0.0",
+            &["optimizer.lr_decay = 0", "(0, 1]"],
+        ),
+        (
+            "lr = 1e-3",
+            "lr = 1e-3\nlr_decay = 0.5",
+            &["optimizer.lr_decay = 0.5", "data.validation"],
+        ),
         ("beta1 = 0.9", "beta1 = 1.0", &["optimizer.beta1 = 1"]),
         (
             "pixels = \"grey\"",
