@@ -11,8 +11,9 @@ use vmf_model::{ModelKind, Posterior, Rows, VaeModel};
 
 use crate::backend::Backend;
 use crate::checkpoint::{self, Opened};
+use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::modality::{self, DataKind, Split, WithKind};
+use crate::modality::{self, DataKind, Source, Split, WithKind};
 use crate::output::read_back;
 
 /// The codes of a split, in file order.
@@ -73,14 +74,89 @@ pub fn encode_checkpoint(
             opened: &opened,
             config: &config,
             split,
+            source: None,
         },
     )
 }
 
+/// Encodes data from outside the run with the model of the checkpoint folder `path`:
+/// `data` is a config file (`.toml`; its data section's `split`, which must hold the
+/// same kind of data as the run's), or a folder of images (image runs) or a file of
+/// sentences (text runs), all of it in file order. The examples are read as the run's
+/// own data (its image shape and pixel mode, its vocabulary); `limit` keeps the
+/// first N.
+pub fn encode_data(
+    path: &Path,
+    data: &Path,
+    split: Split,
+    limit: Option<usize>,
+) -> Result<Embeddings, TrainError> {
+    let opened = checkpoint::open(path)?;
+    let config = &opened.config;
+    let is_config = data.is_file() && data.extension().is_some_and(|e| e == "toml");
+    let source = if is_config {
+        let other = TrainConfig::load(data)?;
+        let (ours, theirs) = (config.data.dataset, other.data.dataset);
+        if ours.is_text() != theirs.is_text() {
+            return Err(TrainError::Config {
+                file: data.to_path_buf(),
+                message: format!(
+                    "data.dataset = {}, but the checkpoint's run trained on {}: give data of \
+                     the run's kind ({})",
+                    toml_name(theirs),
+                    toml_name(ours),
+                    if ours.is_text() {
+                        "sentences"
+                    } else {
+                        "images"
+                    }
+                ),
+            });
+        }
+        Source::Config {
+            config: Box::new(other),
+            split,
+        }
+    } else {
+        if split != Split::Test {
+            return Err(TrainError::Usage(
+                "--split applies to a config given to --data; a folder or file is encoded \
+                 whole"
+                    .into(),
+            ));
+        }
+        if !data.exists() {
+            return Err(TrainError::Data {
+                file: data.to_path_buf(),
+                message: "not found: --data takes a config (.toml), a folder of images or \
+                          a file of sentences"
+                    .into(),
+            });
+        }
+        Source::Path(data.to_path_buf())
+    };
+    modality::dispatch(
+        config,
+        Encode {
+            opened: &opened,
+            config,
+            split: Split::Test,
+            source: Some((source, limit)),
+        },
+    )
+}
+
+/// A data set kind as a config writes it, e.g. `"ptb"`.
+fn toml_name(kind: crate::config::DatasetKind) -> String {
+    serde_json::to_string(&kind).unwrap_or_else(|_| format!("{kind:?}"))
+}
+
 struct Encode<'a> {
     opened: &'a Opened,
-    config: &'a crate::config::TrainConfig,
+    config: &'a TrainConfig,
     split: Split,
+    /// Examples from elsewhere, put in the test split's place.
+    source: Option<(Source, Option<usize>)>,
 }
 
 impl WithKind for Encode<'_> {
@@ -88,7 +164,10 @@ impl WithKind for Encode<'_> {
 
     fn run<K: DataKind>(self) -> Self::Output {
         let device = Backend::default_compiled().device()?;
-        let (kind, model) = self.opened.load::<K>(self.config, &device)?;
+        let (mut kind, model) = self.opened.load::<K>(self.config, &device)?;
+        if let Some((source, limit)) = &self.source {
+            kind.replace_test(source, *limit)?;
+        }
         encode(
             &kind,
             &model,

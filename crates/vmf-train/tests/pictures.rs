@@ -164,7 +164,7 @@ fn export_writes_named_safetensors_that_load_back_to_the_same_model() {
 
 #[test]
 fn a_conv_model_learns_an_rgb_image_folder_and_shows_it_in_colour() {
-    use vmf_train::encode::{Metric, encode_checkpoint, knn_accuracy};
+    use vmf_train::encode::{Metric, encode_checkpoint, encode_data, knn_accuracy};
     use vmf_train::modality::Split;
 
     // Two classes of 8x8 RGB images: a random pattern in the red or in the blue channel.
@@ -235,6 +235,77 @@ fn a_conv_model_learns_an_rgb_image_folder_and_shows_it_in_colour() {
     assert_eq!(e.labels.as_ref().map(Vec::len), Some(20));
     let acc = knn_accuracy(&e, 1, Metric::Cosine).unwrap();
     assert!(acc >= 0.9, "1-NN accuracy {acc}");
+
+    // Other data through the run's model (encode --data): the test folder given as a
+    // folder of its own holds the same images, in name order, with the same mu.
+    let other = encode_data(&ckpt, &root.join("data/test"), Split::Test, None).unwrap();
+    let other_names = other.texts.clone().unwrap();
+    assert_eq!(other_names.len(), 20);
+    assert_eq!(other_names[0], "blue/00.png");
+    assert_eq!(
+        other.labels.as_ref().unwrap()[19],
+        1,
+        "red is the second class"
+    );
+    for (j, name) in other_names.iter().enumerate() {
+        let i = names
+            .iter()
+            .position(|n| *n == format!("test/{name}"))
+            .unwrap();
+        assert_eq!(
+            other.location[j * 3..j * 3 + 3],
+            e.location[i * 3..i * 3 + 3]
+        );
+    }
+    // Images of another size are converted to the run's (8x8); a config that reads
+    // them at their own size is refused with both shapes; text and a folder with both
+    // splits are refused.
+    let big = root.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    image::RgbImage::from_pixel(16, 16, image::Rgb([200, 10, 10]))
+        .save(big.join("a.png"))
+        .unwrap();
+    let one = encode_data(&ckpt, &big, Split::Test, None).unwrap();
+    assert_eq!(
+        (one.len(), one.texts.unwrap()),
+        (1, vec!["a.png".to_string()])
+    );
+    let cfg = root.join("big.toml");
+    std::fs::write(
+        &cfg,
+        text.replace(
+            &root.join("data").display().to_string(),
+            &root.join("data-big").display().to_string(),
+        ) + "",
+    )
+    .unwrap();
+    for split in ["train", "test"] {
+        let d = root.join("data-big").join(split);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(big.join("a.png"), d.join("a.png")).unwrap();
+    }
+    let err = encode_data(&ckpt, &cfg, Split::Test, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("16x16") && err.contains("8x8"), "{err}");
+    let err = encode_data(&ckpt, &root.join("data"), Split::Test, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("train/ and test/"), "{err}");
+    let ptb = root.join("ptb.toml");
+    std::fs::write(
+        &ptb,
+        "run_dir = \"r\"\n[data]\ndataset = \"ptb\"\n[model]\nkind = \"lm\"\nlatent_dim = 4\n\
+         hidden = [8]\n[training]\nepochs = 1\nbatch_size = 4\n",
+    )
+    .unwrap();
+    let err = encode_data(&ckpt, &ptb, Split::Test, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ptb.toml") && err.contains("\"ptb\"") && err.contains("images"),
+        "{err}"
+    );
 
     // The pictures tool opens the conv checkpoint and draws RGB reconstructions.
     let p = Pictures::open(&ckpt).unwrap();

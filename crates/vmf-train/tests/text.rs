@@ -377,6 +377,33 @@ fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
         }
     }
 
+    // Other text through the run's model (encode --data): the test file given as a
+    // file, or a config naming the folder, gives the same rows; words the run never
+    // saw read as <unk>; a folder and bytes that are not UTF-8 are refused by name.
+    use vmf_train::encode::encode_data;
+    let as_file = encode_data(&ckpt, &data.join("test.txt"), Split::Test, None).unwrap();
+    assert_eq!(as_file, e);
+    let cfg = data.join("other.toml");
+    std::fs::write(&cfg, opened.config.to_toml()).unwrap();
+    let valid = encode_data(&ckpt, &cfg, Split::Validation, Some(9)).unwrap();
+    let own_valid = vmf_train::encode::encode_checkpoint(&ckpt, Split::Validation, None).unwrap();
+    assert_eq!(valid.len(), 9);
+    assert_eq!(valid.location[..], own_valid.location[..9 * e.dim]);
+    let novel = data.join("novel.txt");
+    std::fs::write(&novel, format!("{}\nzebra quagga\n", test_lines[0])).unwrap();
+    let n = encode_data(&ckpt, &novel, Split::Test, None).unwrap();
+    assert_eq!(n.location[..e.dim], e.location[..e.dim]);
+    assert_eq!(n.texts.as_ref().unwrap()[1], "<unk> <unk>");
+    let err = encode_data(&ckpt, &data, Split::Test, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is a folder"), "{err}");
+    std::fs::write(&novel, b"caf\xe9\n").unwrap();
+    let err = encode_data(&ckpt, &novel, Split::Test, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("novel.txt") && err.contains("UTF-8"), "{err}");
+
     // The greedy reconstruction's token accuracy, each epoch and at `eval` (the same
     // deterministic decoding of the last checkpoint).
     let acc = column(&run.join("eval.csv"), "recon_accuracy");

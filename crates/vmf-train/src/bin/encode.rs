@@ -2,13 +2,17 @@
 //! Gaussian's mean) of every test example as a `[n, d]` f32 `.npy` file in the test
 //! file's order; a learned kappa's per-example kappa beside it (`mu-kappa.npy`), and,
 //! where examples have one, each row's sentence or image file (`mu-examples.txt`).
+//! `--data` encodes other data with the run's model: a config (its data section's
+//! `--split`), a folder of images, or a file of sentences.
 //! `--neighbours I` prints the nearest examples of example I instead, `--knn` the
 //! leave-one-out k-NN label accuracy of a labelled split (k = 1 and 5).
 
 use std::path::PathBuf;
 
 use clap::Parser;
-use vmf_train::encode::{Metric, encode_checkpoint, knn_accuracy, neighbours, write_npy};
+use vmf_train::encode::{
+    Metric, encode_checkpoint, encode_data, knn_accuracy, neighbours, write_npy,
+};
 use vmf_train::modality::Split;
 
 #[derive(Parser)]
@@ -21,10 +25,15 @@ struct Cli {
     /// Checkpoint folder (RUN/checkpoints/step-N).
     #[arg(long)]
     checkpoint: PathBuf,
+    /// Encode these examples instead of the run's own: a config file (`.toml`; its
+    /// data section's `--split`), a folder of images (image runs; class subfolders
+    /// give labels) or a file of sentences, one per line (text runs).
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Which examples: `test` or `valid`.
     #[arg(long, default_value = "test")]
     split: String,
-    /// Encode only the first N test examples.
+    /// Encode only the first N examples.
     #[arg(long)]
     limit: Option<usize>,
     /// Write mu here (`.npy`; a learned kappa goes to `<stem>-kappa.npy`).
@@ -59,7 +68,10 @@ fn main() -> std::process::ExitCode {
             "euclidean" => Metric::Euclidean,
             m => return Err(usage(format!("--metric {m}: use `cosine` or `euclidean`"))),
         };
-        let e = encode_checkpoint(&cli.checkpoint, split, cli.limit)?;
+        let e = match &cli.data {
+            Some(data) => encode_data(&cli.checkpoint, data, split, cli.limit)?,
+            None => encode_checkpoint(&cli.checkpoint, split, cli.limit)?,
+        };
         if let Some(out) = &cli.out {
             write_npy(out, &e.location, &[e.len(), e.dim])?;
             eprintln!("wrote {} ({} x {})", out.display(), e.len(), e.dim);

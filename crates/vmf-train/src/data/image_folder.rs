@@ -223,6 +223,54 @@ fn decode_all(
     })
 }
 
+/// Every image of the folder `dir` (directly in it, or in class folders, which then
+/// give the labels, classes sorted by name) as one set in file-name order, each made
+/// `shape` = `[channels, height, width]` (resized where its size differs): images to
+/// apply a trained model to. Returns the set and its class names, if any.
+pub fn load_all(
+    dir: &Path,
+    shape: [usize; 3],
+    limit: Option<usize>,
+) -> Result<(ImageSet, Option<Vec<String>>), TrainError> {
+    if !dir.is_dir() {
+        return Err(data_err(dir, "folder not found"));
+    }
+    if dir.join("train").is_dir() && dir.join("test").is_dir() {
+        return Err(data_err(
+            dir,
+            "has train/ and test/ subfolders, which would read as two classes: pass one of \
+             them, or a config naming the folder (with its --split)",
+        ));
+    }
+    let mut listing = list(dir)?;
+    if listing.files.is_empty() {
+        return Err(data_err(
+            dir,
+            "no images (files ending in .png, .jpg or .jpeg, directly or in class folders)",
+        ));
+    }
+    if listing.classes.len() > MAX_CLASSES {
+        return Err(data_err(
+            dir,
+            format!(
+                "{} class folders: at most {MAX_CLASSES} classes are supported",
+                listing.classes.len()
+            ),
+        ));
+    }
+    listing.files.truncate(limit.unwrap_or(usize::MAX));
+    let [channels, h, w] = shape;
+    let target = Target {
+        channels,
+        size: [h, w],
+        resize: true,
+    };
+    let first = listing.files[0].0.clone();
+    let set = decode_all(&listing.files, &listing.classes, target, &first, dir)?;
+    let classes = (!listing.classes.is_empty()).then_some(listing.classes);
+    Ok((set, classes))
+}
+
 /// Loads the image folder `dir` as `config` describes (see the module docs) and
 /// reports what it loaded on stderr.
 pub fn load(dir: &Path, config: &DataConfig) -> Result<Folder, TrainError> {

@@ -100,6 +100,17 @@ pub struct Splits {
     pub classes: Option<Vec<String>>,
 }
 
+/// Static binarisation: each pixel becomes 1 with its grey level as probability, one
+/// draw for the run (seeded by the run's `seed`), `sets` in order.
+pub fn binarise(sets: &mut [&mut ImageSet], seed: u64) {
+    let mut rng = StdRng::seed_from_u64(crate::seeds::derive(seed, "static-binarisation", 0));
+    for set in sets {
+        set.pixels
+            .iter_mut()
+            .for_each(|p| *p = f32::from(u8::from(rng.random::<f32>() < *p)));
+    }
+}
+
 /// Loads both splits as configured; static binarisation is applied here (once, seeded
 /// by the run's `seed`).
 pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, TrainError> {
@@ -136,12 +147,7 @@ pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, TrainError> {
         }
     };
     if config.pixels == PixelMode::StaticBinary {
-        let mut rng = StdRng::seed_from_u64(crate::seeds::derive(seed, "static-binarisation", 0));
-        for set in [&mut train, &mut test] {
-            set.pixels
-                .iter_mut()
-                .for_each(|p| *p = f32::from(u8::from(rng.random::<f32>() < *p)));
-        }
+        binarise(&mut [&mut train, &mut test], seed);
     }
     let valid = match config.validation {
         0 => None,

@@ -267,6 +267,52 @@ fn sentences<'a>(
     out
 }
 
+/// [`sentences`], refusing a file that leaves none.
+fn nonempty_sentences<'a>(
+    text: &'a str,
+    path: &Path,
+    opts: &TextOptions,
+    limit: Option<usize>,
+    report: &mut LoadReport,
+) -> Result<Vec<Vec<&'a str>>, TrainError> {
+    let words = sentences(text, opts, limit, report);
+    if !words.is_empty() {
+        return Ok(words);
+    }
+    let why = if report.dropped > 0 {
+        format!(
+            "all {} sentences are longer than data.max_length = {} words and \
+             data.long_sentences = \"drop\"",
+            report.dropped, opts.max_length
+        )
+    } else {
+        "no sentences: the file is empty or blank".to_string()
+    };
+    Err(TrainError::Data {
+        file: path.to_path_buf(),
+        message: why,
+    })
+}
+
+/// The sentences of the file `path` (plain or gzip) in the words of an existing
+/// `vocab` (a trained run's), with `opts`' length rule and at most `limit` of them: text
+/// to apply a trained model to.
+pub fn load_sentences(
+    path: &Path,
+    vocab: &Vocab,
+    opts: &TextOptions,
+    limit: Option<usize>,
+) -> Result<(TextSet, LoadReport), TrainError> {
+    let text = read_text(path)?;
+    let mut report = LoadReport::default();
+    let words = nonempty_sentences(&text, path, opts, limit, &mut report)?;
+    let set = TextSet {
+        sentences: to_ids(&words, vocab),
+        file: path.to_path_buf(),
+    };
+    Ok((set, report))
+}
+
 /// The vocabulary of the training sentences: word types by falling count, ties in
 /// byte order, at least `min_count` occurrences, at most `vocab_size` of them.
 pub fn build_vocab(train: &[Vec<&str>], opts: &TextOptions) -> Vocab {
@@ -325,23 +371,13 @@ pub fn load_text(
     let limits = [opts.train_limit, opts.test_limit, opts.test_limit];
     let mut split_words = Vec::new();
     for i in 0..3 {
-        let words = sentences(&texts[i], opts, limits[i], &mut reports[i]);
-        if words.is_empty() {
-            let why = if reports[i].dropped > 0 {
-                format!(
-                    "all {} sentences are longer than data.max_length = {} words and \
-                     data.long_sentences = \"drop\"",
-                    reports[i].dropped, opts.max_length
-                )
-            } else {
-                "no sentences: the file is empty or blank".to_string()
-            };
-            return Err(TrainError::Data {
-                file: paths[i].clone(),
-                message: why,
-            });
-        }
-        split_words.push(words);
+        split_words.push(nonempty_sentences(
+            &texts[i],
+            &paths[i],
+            opts,
+            limits[i],
+            &mut reports[i],
+        )?);
     }
     let vocab = build_vocab(&split_words[0], opts);
     let set = |i: usize| TextSet {

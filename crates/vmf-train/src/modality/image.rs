@@ -10,9 +10,9 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use vmf_model::{ConvConfig, ImageVae, ImageVaeConfig};
 
-use super::{DataKind, Split};
+use super::{DataKind, Source, Split};
 use crate::config::{PixelMode, TrainConfig};
-use crate::data::{self, ImageSet, Splits};
+use crate::data::{self, ImageSet, Splits, image_folder};
 use crate::error::TrainError;
 use crate::output;
 use crate::pictures::Pictures;
@@ -113,6 +113,52 @@ impl DataKind for Images {
             })?;
         }
         Ok(images)
+    }
+
+    fn replace_test(&mut self, source: &Source, limit: Option<usize>) -> Result<(), TrainError> {
+        let shape = self.splits.train.shape;
+        let (mut set, classes, from) = match source {
+            Source::Config { config, split } => {
+                let mut data = config.data.clone();
+                // Binarised below as the run's own images were.
+                data.pixels = PixelMode::Grey;
+                let mut other = data::load(&data, config.seed)?;
+                let set = match split {
+                    Split::Test => other.test,
+                    Split::Validation => other.valid.take().ok_or_else(|| {
+                        TrainError::Usage(format!(
+                            "--split valid: {} has no validation split (data.validation = 0)",
+                            config.run_dir.display()
+                        ))
+                    })?,
+                };
+                (set, other.classes, data.folder())
+            }
+            Source::Path(dir) => {
+                let (set, classes) = image_folder::load_all(dir, shape, limit)?;
+                (set, classes, dir.clone())
+            }
+        };
+        if set.shape != shape {
+            let [c, h, w] = set.shape;
+            let [rc, rh, rw] = shape;
+            return Err(TrainError::Data {
+                file: from,
+                message: format!(
+                    "images of {c} channel(s), {h}x{w} pixels, but the run's model reads {rc}                      channel(s), {rh}x{rw}: set data.channels and data.size in that config,                      or pass the image folder itself (it is then converted)"
+                ),
+            });
+        }
+        if let Some(n) = limit.filter(|&n| n < set.len()) {
+            set.split_off(n);
+        }
+        if self.config.data.pixels == PixelMode::StaticBinary {
+            data::images::binarise(&mut [&mut set], self.config.seed);
+        }
+        self.splits.test = set;
+        self.splits.classes = classes;
+        self.splits.valid = None;
+        Ok(())
     }
 
     fn init_model(&self, config: &TrainConfig, device: &Device) -> ImageVae {

@@ -13,7 +13,7 @@
 pub mod image;
 pub mod text;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::Device;
@@ -36,6 +36,22 @@ pub enum Split {
     Test,
 }
 
+/// Examples from outside a trained run, for the tools that apply its model
+/// (`encode --data`).
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A split of another config's data (the same kind of data as the run's).
+    Config {
+        /// The config whose `[data]` section names the data.
+        config: Box<TrainConfig>,
+        /// Which of its splits.
+        split: Split,
+    },
+    /// A file or folder of the kind's own examples: a folder of images (class
+    /// subfolders give labels), or a file of sentences, one per line.
+    Path(PathBuf),
+}
+
 /// One data kind: its data, its model and its outputs. See the module docs.
 pub trait DataKind: Sized + Sync {
     /// The model this kind trains.
@@ -56,6 +72,11 @@ pub trait DataKind: Sized + Sync {
     /// Loads the splits the config names (for training, the loop then calls
     /// [`DataKind::upload_training`]); reports what it loaded on stderr.
     fn load(config: &TrainConfig) -> Result<Self, TrainError>;
+
+    /// Replaces the test split by the examples of `source` (at most `limit`), read the
+    /// way the run's model reads its data: its image shape and pixel mode, or its
+    /// vocabulary. Errors name the source and what does not fit.
+    fn replace_test(&mut self, source: &Source, limit: Option<usize>) -> Result<(), TrainError>;
 
     /// The model the config describes, freshly initialised on `device` (Burn's
     /// initialisers draw from the device RNG: the caller seeds it).

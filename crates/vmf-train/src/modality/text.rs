@@ -12,9 +12,11 @@ use rand::{RngExt, SeedableRng};
 use vmf_model::text::{Cell, Decoding, EOS_ID};
 use vmf_model::{TextBatch, TextVae, TextVaeConfig, VaeModel};
 
-use super::{DataKind, Split};
+use super::{DataKind, Source, Split};
 use crate::config::{DEFAULT_MAX_LENGTH, TrainConfig};
-use crate::data::text::{LoadReport, TextOptions, TextSet, TextSplits, load_text};
+use crate::data::text::{
+    LoadReport, TextOptions, TextSet, TextSplits, find_split, load_sentences, load_text,
+};
 use crate::error::TrainError;
 use crate::seeds::{self, HostNoise};
 use crate::sentences::SentenceViews;
@@ -222,6 +224,37 @@ impl DataKind for Sentences {
             100.0 * padding_fraction(&kind.train_lengths, &plan)
         );
         Ok(kind)
+    }
+
+    fn replace_test(&mut self, source: &Source, limit: Option<usize>) -> Result<(), TrainError> {
+        let path = match source {
+            Source::Config { config, split } => {
+                let stem = match split {
+                    Split::Test => "test",
+                    Split::Validation => "valid",
+                };
+                find_split(&config.data.folder(), stem)?
+            }
+            Source::Path(p) => p.clone(),
+        };
+        if path.is_dir() {
+            return Err(TrainError::Data {
+                file: path,
+                message: "is a folder: a text run encodes a file of sentences, one per line \
+                          (or a config whose data section names them)"
+                    .into(),
+            });
+        }
+        // The run's vocabulary and length rule: the words as the model knows them.
+        let (set, report) = load_sentences(
+            &path,
+            &self.splits.vocab,
+            &text_options(&self.config),
+            limit,
+        )?;
+        eprintln!("  {}", describe("to encode", &set, &report));
+        self.splits.test = set;
+        Ok(())
     }
 
     fn init_model(&self, config: &TrainConfig, device: &Device) -> TextVae {
