@@ -127,14 +127,22 @@ impl Rnn {
         let hp = self.hidden.forward(state.hidden.clone());
         match self.cell {
             Cell::Lstm => {
-                let mut g = (p + hp).chunk(4, 1).into_iter();
+                let gates = p + hp;
+                let c_prev = state.cell.expect("an LSTM state has a cell");
+                if let Some((hidden, cell)) = crate::fused::lstm_cell(&gates, &c_prev) {
+                    return RnnState {
+                        hidden,
+                        cell: Some(cell),
+                    };
+                }
+                let mut g = gates.chunk(4, 1).into_iter();
                 let (i, f, c_new, o) = (
                     sigmoid(g.next().expect("4 gates")),
                     sigmoid(g.next().expect("4 gates")),
                     tanh(g.next().expect("4 gates")),
                     sigmoid(g.next().expect("4 gates")),
                 );
-                let c = f * state.cell.expect("an LSTM state has a cell") + i * c_new;
+                let c = f * c_prev + i * c_new;
                 RnnState {
                     hidden: o * tanh(c.clone()),
                     cell: Some(c),

@@ -1,7 +1,7 @@
 //! Fused CPU kernels for the flex backend, each with the tensor-op code it replaces
 //! as the fallback on every other backend (and the reference its test compares with):
-//! the Bernoulli loss, the token cross-entropy, and the Adam update that vmf-train's
-//! optimiser runs. This crate is compiled with optimisations even in the dev profile
+//! the Bernoulli loss, the token cross-entropy, the LSTM cell ([`lstm`], forward and
+//! backward), and the Adam update that vmf-train's optimiser runs. This crate is compiled with optimisations even in the dev profile
 //! (the workspace's Cargo.toml), so that these loops vectorise under `cargo run` too.
 //!
 //! Why by hand: flex runs one op at a time (no fusion in Burn 0.22), and its exp and
@@ -10,6 +10,23 @@
 //! one pass with a vectorisable exp and log1p.
 
 use burn::tensor::{Tensor, TensorData};
+
+#[cfg(feature = "flex")]
+pub mod lstm;
+
+/// One LSTM step on flex as a single fused op with its own backward (see [`lstm`]):
+/// (h, c) from the gates' pre-activations and the previous cell state; `None` on other
+/// backends.
+#[cfg(feature = "flex")]
+pub fn lstm_cell(gates: &Tensor<2>, c_prev: &Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {
+    lstm::lstm_cell(gates, c_prev)
+}
+
+/// On a build without flex there is nothing to fuse.
+#[cfg(not(feature = "flex"))]
+pub fn lstm_cell(_gates: &Tensor<2>, _c_prev: &Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {
+    None
+}
 
 /// `value` (per row) with the gradient `g` with respect to `logits` attached for
 /// autodiff: value + s - detach(s), s = sum over all but the first dimension of

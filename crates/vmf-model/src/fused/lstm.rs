@@ -1,0 +1,480 @@
+//! The LSTM cell as one op on flex, forward and backward.
+//!
+//! Why: written with tensor ops, one LSTM time step is a dozen element-wise ops (a
+//! chunk into four gates, three sigmoids, two tanhs, the cell update), each its own
+//! pass over memory with exp and tanh one value at a time, and under autodiff as many
+//! backward nodes (the chunk's backward fills four zero tensors of the gates' size).
+//! The PTB model runs two such cells per word (encoder and decoder). Here the forward
+//! is one vectorised pass that also keeps the four gate activations, and the backward
+//! one pass from them: a Burn backend extension ([`LstmCellOps`]) whose autodiff
+//! implementation registers a hand-written [`Backward`]. Other backends keep the
+//! tensor-op cell of [`crate::text::rnn`], which the tests compare against.
+//!
+//! The cell, PyTorch's equations with the gates in PyTorch's order (i, f, g, o) along
+//! the pre-activation row P = x W_x + h W_h + b:
+//! i = s(P_i), f = s(P_f), g = tanh(P_g), o = s(P_o), c = f c' + i g, h = o tanh(c).
+//! Backward, for upstream gradients dh and dc: dc~ = dc + dh o (1 - tanh(c)^2);
+//! dP_i = dc~ g i (1 - i), dP_f = dc~ c' f (1 - f), dP_g = dc~ i (1 - g^2),
+//! dP_o = dh tanh(c) o (1 - o), dc' = dc~ f.
+
+use std::borrow::Cow;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{DType, Tensor, TensorData};
+
+use super::{exp_nonpositive_with, madd};
+
+/// The cell's two passes on one backend's raw buffers.
+pub trait LstmKernels: Backend {
+    /// Forward: `gates` `[batch, 4 h]` (pre-activations), `c_prev` `[batch, h]` ->
+    /// (`[2, batch, h]`: h then c, the activations i, f, g, o `[batch, 4 h]`).
+    fn lstm_forward(
+        gates: FloatTensor<Self>,
+        c_prev: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Backward from the forward's activations, `c_prev` and output, and the
+    /// gradient of that output `[2, batch, h]` -> (d gates `[batch, 4 h]`, d c_prev
+    /// `[batch, h]`).
+    fn lstm_backward(
+        acts: FloatTensor<Self>,
+        c_prev: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// The fused cell as a backend extension: flex computes it, autodiff over flex adds
+/// the hand-written backward. Call it through [`lstm_cell`].
+#[backend_extension(Flex, Autodiff)]
+pub trait LstmCellOps: Backend {
+    /// `gates` `[batch, 4 h]`, `c_prev` `[batch, h]` -> `[2, batch, h]` (h, then c).
+    fn lstm_cell(gates: FloatTensor<Self>, c_prev: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+impl LstmCellOps for Flex {
+    fn lstm_cell(gates: FloatTensor<Self>, c_prev: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::lstm_forward(gates, c_prev).0
+    }
+}
+
+impl<B: LstmKernels, C: CheckpointStrategy> LstmCellOps for Autodiff<B, C> {
+    fn lstm_cell(gates: FloatTensor<Self>, c_prev: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct CellBackward;
+
+        impl<B: LstmKernels> Backward<B, 2> for CellBackward {
+            /// Activations, c_prev, output.
+            type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_gates, node_c] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (acts, c_prev, out) = ops.state;
+                let (d_gates, d_c) = B::lstm_backward(acts, c_prev, out, grad);
+                if let Some(node) = node_gates {
+                    grads.register::<B>(node.id, d_gates);
+                }
+                if let Some(node) = node_c {
+                    grads.register::<B>(node.id, d_c);
+                }
+            }
+        }
+
+        match CellBackward
+            .prepare::<C>([gates.node(), c_prev.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let c = c_prev.primitive().clone();
+                let (out, acts) = B::lstm_forward(gates.primitive().clone(), c.clone());
+                prep.finish((acts, c, out.clone()), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                B::lstm_forward(gates.into_primitive(), c_prev.into_primitive()).0,
+            ),
+        }
+    }
+}
+
+/// The values of an f32 buffer: borrowed when contiguous, else copied.
+fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(
+            t.clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("the fused LSTM cell takes f32 buffers (checked by lstm_cell)"),
+        ),
+    }
+}
+
+fn flex(v: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v, shape))
+}
+
+impl LstmKernels for Flex {
+    fn lstm_forward(gates: FlexTensor, c_prev: FlexTensor) -> (FlexTensor, FlexTensor) {
+        let [b, h] = c_prev.shape().dims::<2>();
+        let (p, c) = (values(&gates), values(&c_prev));
+        let mut out = vec![0.0f32; 2 * b * h];
+        let mut acts = vec![0.0f32; 4 * b * h];
+        let (h_out, c_out) = out.split_at_mut(b * h);
+        kernels::forward(&p, &c, &mut acts, h_out, c_out, h);
+        (flex(out, [2, b, h]), flex(acts, [b, 4 * h]))
+    }
+
+    fn lstm_backward(
+        acts: FlexTensor,
+        c_prev: FlexTensor,
+        out: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let [b, h] = c_prev.shape().dims::<2>();
+        let (a, cp, o, g) = (
+            values(&acts),
+            values(&c_prev),
+            values(&out),
+            values(&grad),
+        );
+        let mut d_gates = vec![0.0f32; 4 * b * h];
+        let mut d_c = vec![0.0f32; b * h];
+        let (dh, dc) = g.split_at(b * h);
+        kernels::backward(&a, &cp, &o[b * h..], dh, dc, &mut d_gates, &mut d_c, h);
+        (flex(d_gates, [b, 4 * h]), flex(d_c, [b, h]))
+    }
+}
+
+/// One LSTM step from the pre-activations `gates` `[batch, 4 h]` and the previous
+/// cell state `c_prev` `[batch, h]`: (h, c), each `[batch, h]`, tracked for autodiff
+/// like any op. `None` off flex (or for other than f32), where the caller runs the
+/// tensor-op cell.
+pub fn lstm_cell(gates: &Tensor<2>, c_prev: &Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {
+    let on_flex_f32 = |t: &Tensor<2>| {
+        t.clone()
+            .inner()
+            .try_into_primitive::<Flex>()
+            .is_ok_and(|p| p.dtype() == DType::F32)
+    };
+    if !(on_flex_f32(gates) && on_flex_f32(c_prev)) {
+        return None;
+    }
+    let [b, h] = c_prev.dims();
+    if gates.dims() != [b, 4 * h] {
+        return None;
+    }
+    let out = Tensor::<3>::from_dispatch(<Dispatch as LstmCellOps>::lstm_cell(
+        gates.clone().into_dispatch(),
+        c_prev.clone().into_dispatch(),
+    ));
+    // Slices along the first dimension: contiguous views, no copy.
+    let part = |k: usize| out.clone().slice([k..k + 1]).reshape([b, h]);
+    Some((part(0), part(1)))
+}
+
+/// The logistic function, vectorisable: 1 / (1 + e) or e / (1 + e), e = exp(-|x|).
+#[inline(always)]
+fn sigmoid<const FMA: bool>(x: f32) -> f32 {
+    let e = exp_nonpositive_with::<FMA>(-x.abs());
+    let inv = 1.0 / (1.0 + e);
+    if x >= 0.0 { inv } else { e * inv }
+}
+
+/// tanh, vectorisable: sign(x) (1 - e) / (1 + e), e = exp(-2|x|); absolute error
+/// ~1e-7 (relative error grows as x -> 0, where tanh(x) ~ x is tiny anyway).
+#[inline(always)]
+fn tanh<const FMA: bool>(x: f32) -> f32 {
+    let e = exp_nonpositive_with::<FMA>(-2.0 * x.abs());
+    ((1.0 - e) / (1.0 + e)).copysign(x)
+}
+
+mod kernels {
+    use super::{madd, sigmoid, tanh};
+
+    /// Rows of the forward: pre-activations `p` (rows of 4 h), `c` (rows of h).
+    #[inline(always)]
+    fn forward_rows<const FMA: bool>(
+        p: &[f32],
+        c: &[f32],
+        acts: &mut [f32],
+        h_out: &mut [f32],
+        c_out: &mut [f32],
+        h: usize,
+    ) {
+        let rows = p
+            .chunks_exact(4 * h)
+            .zip(acts.chunks_exact_mut(4 * h))
+            .zip(c.chunks_exact(h))
+            .zip(h_out.chunks_exact_mut(h).zip(c_out.chunks_exact_mut(h)));
+        for (((p, a), c), (ho, co)) in rows {
+            let (pi, rest) = p.split_at(h);
+            let (pf, rest) = rest.split_at(h);
+            let (pg, po) = rest.split_at(h);
+            let (ai, rest) = a.split_at_mut(h);
+            let (af, rest) = rest.split_at_mut(h);
+            let (ag, ao) = rest.split_at_mut(h);
+            for j in 0..h {
+                let (i, f) = (sigmoid::<FMA>(pi[j]), sigmoid::<FMA>(pf[j]));
+                let (g, o) = (tanh::<FMA>(pg[j]), sigmoid::<FMA>(po[j]));
+                let cj = madd::<FMA>(f, c[j], i * g);
+                (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
+                co[j] = cj;
+                ho[j] = o * tanh::<FMA>(cj);
+            }
+        }
+    }
+
+    /// Rows of the backward (see the module docs).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn backward_rows<const FMA: bool>(
+        acts: &[f32],
+        c_prev: &[f32],
+        c: &[f32],
+        dh: &[f32],
+        dc: &[f32],
+        d_gates: &mut [f32],
+        d_c: &mut [f32],
+        h: usize,
+    ) {
+        let rows = acts
+            .chunks_exact(4 * h)
+            .zip(d_gates.chunks_exact_mut(4 * h))
+            .zip(c_prev.chunks_exact(h).zip(c.chunks_exact(h)))
+            .zip(
+                dh.chunks_exact(h)
+                    .zip(dc.chunks_exact(h))
+                    .zip(d_c.chunks_exact_mut(h)),
+            );
+        for (((a, dg), (cp, c)), ((dh, dc), dcp)) in rows {
+            let (ai, rest) = a.split_at(h);
+            let (af, rest) = rest.split_at(h);
+            let (ag, ao) = rest.split_at(h);
+            let (di, rest) = dg.split_at_mut(h);
+            let (df, rest) = rest.split_at_mut(h);
+            let (dgg, dout) = rest.split_at_mut(h);
+            for j in 0..h {
+                let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
+                let tc = tanh::<FMA>(c[j]);
+                let dct = madd::<FMA>(dh[j] * o, 1.0 - tc * tc, dc[j]);
+                di[j] = dct * g * (i * (1.0 - i));
+                df[j] = dct * cp[j] * (f * (1.0 - f));
+                dgg[j] = dct * i * (1.0 - g * g);
+                dout[j] = dh[j] * tc * (o * (1.0 - o));
+                dcp[j] = dct * f;
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_avx2(
+        p: &[f32],
+        c: &[f32],
+        acts: &mut [f32],
+        h_out: &mut [f32],
+        c_out: &mut [f32],
+        h: usize,
+    ) {
+        forward_rows::<true>(p, c, acts, h_out, c_out, h)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn backward_avx2(
+        acts: &[f32],
+        c_prev: &[f32],
+        c: &[f32],
+        dh: &[f32],
+        dc: &[f32],
+        d_gates: &mut [f32],
+        d_c: &mut [f32],
+        h: usize,
+    ) {
+        backward_rows::<true>(acts, c_prev, c, dh, dc, d_gates, d_c, h)
+    }
+
+    /// Whether this CPU runs the AVX2 + FMA versions.
+    fn avx2_fma() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// The portable forward (tests compare it with the AVX2 one).
+    #[cfg(test)]
+    pub fn portable_forward(
+        p: &[f32],
+        c: &[f32],
+        acts: &mut [f32],
+        h_out: &mut [f32],
+        c_out: &mut [f32],
+        h: usize,
+    ) {
+        forward_rows::<false>(p, c, acts, h_out, c_out, h)
+    }
+
+    /// Whether [`forward`] takes the AVX2 + FMA version here.
+    #[cfg(test)]
+    pub fn takes_avx2() -> bool {
+        avx2_fma()
+    }
+
+    /// The forward, in the widest version this CPU runs.
+    pub fn forward(
+        p: &[f32],
+        c: &[f32],
+        acts: &mut [f32],
+        h_out: &mut [f32],
+        c_out: &mut [f32],
+        h: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { forward_avx2(p, c, acts, h_out, c_out, h) };
+        }
+        forward_rows::<false>(p, c, acts, h_out, c_out, h)
+    }
+
+    /// The backward, in the widest version this CPU runs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        acts: &[f32],
+        c_prev: &[f32],
+        c: &[f32],
+        dh: &[f32],
+        dc: &[f32],
+        d_gates: &mut [f32],
+        d_c: &mut [f32],
+        h: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { backward_avx2(acts, c_prev, c, dh, dc, d_gates, d_c, h) };
+        }
+        backward_rows::<false>(acts, c_prev, c, dh, dc, d_gates, d_c, h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::activation::{sigmoid, tanh};
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use super::*;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    /// The cell in Burn's tensor ops, differentiated by Burn's autodiff: the oracle.
+    fn reference(gates: Tensor<2>, c_prev: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let mut g = gates.chunk(4, 1).into_iter();
+        let mut next = || g.next().unwrap();
+        let (i, f, gg, o) = (sigmoid(next()), sigmoid(next()), tanh(next()), sigmoid(next()));
+        let c = f * c_prev + i * gg;
+        (o * tanh(c.clone()), c)
+    }
+
+    /// Pseudo-random values in [-scale, scale] (saturating the gates at 6).
+    fn noise(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((s >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    /// Values and both gradients of a weighted sum of h and c, fused against the
+    /// tensor-op cell under autodiff; h = 37 units leaves a ragged vector tail.
+    #[test]
+    fn fused_cell_matches_the_tensor_op_cell_and_its_gradients() {
+        let device = Device::flex().autodiff();
+        let (b, h) = (3, 37);
+        let leaf = |v: Vec<f32>, shape: [usize; 2]| {
+            Tensor::<2>::from_data(TensorData::new(v, shape), &device).require_grad()
+        };
+        let wh = Tensor::<2>::from_data(TensorData::new(noise(b * h, 3, 1.0), [b, h]), &device);
+        let wc = Tensor::<2>::from_data(TensorData::new(noise(b * h, 4, 1.0), [b, h]), &device);
+        let run = |fused: bool| {
+            let gates = leaf(noise(b * 4 * h, 1, 6.0), [b, 4 * h]);
+            let c_prev = leaf(noise(b * h, 2, 2.0), [b, h]);
+            let (hh, c) = if fused {
+                lstm_cell(&gates, &c_prev).expect("flex takes the fused cell")
+            } else {
+                reference(gates.clone(), c_prev.clone())
+            };
+            let loss = (hh.clone() * wh.clone()).sum() + (c.clone() * wc.clone()).sum();
+            let grads = loss.backward();
+            (
+                values(hh.inner()),
+                values(c.inner()),
+                values(gates.grad(&grads).unwrap()),
+                values(c_prev.grad(&grads).unwrap()),
+            )
+        };
+        let (ours, theirs) = (run(true), run(false));
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len());
+            for (k, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!((x - y).abs() <= 2e-6 + 2e-6 * y.abs(), "{what}[{k}]: {x} vs {y}");
+            }
+        };
+        close(&ours.0, &theirs.0, "h");
+        close(&ours.1, &theirs.1, "c");
+        close(&ours.2, &theirs.2, "d gates");
+        close(&ours.3, &theirs.3, "d c_prev");
+        assert!(ours.2.iter().any(|&g| g != 0.0));
+    }
+
+    /// The portable and the AVX2 + FMA versions agree (this CPU may run either).
+    #[test]
+    fn both_kernel_versions_agree() {
+        let (b, h) = (2, 21);
+        let (p, c) = (noise(b * 4 * h, 7, 5.0), noise(b * h, 8, 1.5));
+        let mut first = None;
+        for fma in [false, true] {
+            if fma && !(cfg!(target_arch = "x86_64") && kernels::takes_avx2()) {
+                continue;
+            }
+            let (mut acts, mut out) = (vec![0.0; 4 * b * h], vec![0.0; 2 * b * h]);
+            let (ho, co) = out.split_at_mut(b * h);
+            if fma {
+                kernels::forward(&p, &c, &mut acts, ho, co, h);
+            } else {
+                kernels::portable_forward(&p, &c, &mut acts, ho, co, h);
+            }
+            match &first {
+                None => first = Some(out),
+                Some(f) => {
+                    for (x, y) in out.iter().zip(f) {
+                        assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+                    }
+                }
+            }
+        }
+    }
+}
