@@ -19,12 +19,13 @@
 
 use std::borrow::Cow;
 
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Tensor, TensorData};
@@ -49,6 +50,34 @@ pub trait LstmKernels: Backend {
         out: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// A whole layer's forward: input projections `p` `[batch, T, 4 h]`, hidden
+    /// weight `w` `[h, 4 h]` (y = h w), initial state `h0`, `c0` `[batch, h]` ->
+    /// (every step's h `[batch, T, h]`, what the backward needs).
+    fn lstm_layer_forward(
+        p: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, LayerTape<Self>);
+
+    /// A whole layer's backward (through time) from its tape, `w` and the gradient of
+    /// its output -> (d p, d w, d h0, d c0).
+    fn lstm_layer_backward(
+        tape: LayerTape<Self>,
+        w: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 4];
+}
+
+/// What a layer's forward keeps for its backward, time-major: the gate activations
+/// `[T, batch, 4 h]`, and the hidden and cell states `[T + 1, batch, h]` (the initial
+/// ones first).
+#[derive(Debug, Clone)]
+pub struct LayerTape<B: Backend> {
+    acts: FloatTensor<B>,
+    hs: FloatTensor<B>,
+    cs: FloatTensor<B>,
 }
 
 /// The fused cell as a backend extension: flex computes it, autodiff over flex adds
@@ -57,11 +86,24 @@ pub trait LstmKernels: Backend {
 pub trait LstmCellOps: Backend {
     /// `gates` `[batch, 4 h]`, `c_prev` `[batch, h]` -> `[2, batch, h]` (h, then c).
     fn lstm_cell(gates: FloatTensor<Self>, c_prev: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// A whole layer over T steps: `p` `[batch, T, 4 h]` (input projections), `w`
+    /// `[h, 4 h]`, `h0`, `c0` `[batch, h]` -> every step's h `[batch, T, h]`.
+    fn lstm_layer(
+        p: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 impl LstmCellOps for Flex {
     fn lstm_cell(gates: FloatTensor<Self>, c_prev: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::lstm_forward(gates, c_prev).0
+    }
+
+    fn lstm_layer(p: FlexTensor, w: FlexTensor, h0: FlexTensor, c0: FlexTensor) -> FlexTensor {
+        Self::lstm_layer_forward(p, w, h0, c0).0
     }
 }
 
@@ -103,8 +145,64 @@ impl<B: LstmKernels, C: CheckpointStrategy> LstmCellOps for Autodiff<B, C> {
                 let (out, acts) = B::lstm_forward(gates.primitive().clone(), c.clone());
                 prep.finish((acts, c, out.clone()), out)
             }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::lstm_forward(gates.into_primitive(), c_prev.into_primitive()).0)
+            }
+        }
+    }
+
+    fn lstm_layer(
+        p: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LayerBackward;
+
+        impl<B: LstmKernels> Backward<B, 4> for LayerBackward {
+            type State = (LayerTape<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 4>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node);
+                let (tape, w) = ops.state;
+                let parts = B::lstm_layer_backward(tape, w, grad);
+                for (node, g) in ops.parents.into_iter().zip(parts) {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        match LayerBackward
+            .prepare::<C>([p.node(), w.node(), h0.node(), c0.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let w = w.primitive().clone();
+                let (out, tape) = B::lstm_layer_forward(
+                    p.primitive().clone(),
+                    w.clone(),
+                    h0.primitive().clone(),
+                    c0.primitive().clone(),
+                );
+                prep.finish((tape, w), out)
+            }
             OpsKind::UnTracked(prep) => prep.finish(
-                B::lstm_forward(gates.into_primitive(), c_prev.into_primitive()).0,
+                B::lstm_layer_forward(
+                    p.into_primitive(),
+                    w.into_primitive(),
+                    h0.into_primitive(),
+                    c0.into_primitive(),
+                )
+                .0,
             ),
         }
     }
@@ -145,17 +243,124 @@ impl LstmKernels for Flex {
         grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor) {
         let [b, h] = c_prev.shape().dims::<2>();
-        let (a, cp, o, g) = (
-            values(&acts),
-            values(&c_prev),
-            values(&out),
-            values(&grad),
-        );
+        let (a, cp, o, g) = (values(&acts), values(&c_prev), values(&out), values(&grad));
         let mut d_gates = vec![0.0f32; 4 * b * h];
         let mut d_c = vec![0.0f32; b * h];
         let (dh, dc) = g.split_at(b * h);
         kernels::backward(&a, &cp, &o[b * h..], dh, dc, &mut d_gates, &mut d_c, h);
         (flex(d_gates, [b, 4 * h]), flex(d_c, [b, h]))
+    }
+
+    fn lstm_layer_forward(
+        p: FlexTensor,
+        w: FlexTensor,
+        h0: FlexTensor,
+        c0: FlexTensor,
+    ) -> (FlexTensor, LayerTape<Self>) {
+        let [b, t_len, w4] = p.shape().dims::<3>();
+        let (h, bh) = (w4 / 4, b * w4 / 4);
+        let p = values(&p);
+        let mut acts = vec![0.0f32; t_len * b * w4];
+        let mut hs = vec![0.0f32; (t_len + 1) * bh];
+        let mut cs = vec![0.0f32; (t_len + 1) * bh];
+        hs[..bh].copy_from_slice(&values(&h0));
+        cs[..bh].copy_from_slice(&values(&c0));
+        let mut out = vec![0.0f32; b * t_len * h];
+        let mut gates = vec![0.0f32; b * w4];
+        for t in 0..t_len {
+            // h_(t-1) w, then + this step's projections: the pre-activations.
+            let hp = Flex::float_matmul(flex(hs[t * bh..(t + 1) * bh].to_vec(), [b, h]), w.clone());
+            let hp = values(&hp);
+            for r in 0..b {
+                let row = &p[(r * t_len + t) * w4..(r * t_len + t + 1) * w4];
+                let g = &mut gates[r * w4..(r + 1) * w4];
+                for ((g, &x), &y) in g.iter_mut().zip(row).zip(&hp[r * w4..(r + 1) * w4]) {
+                    *g = x + y;
+                }
+            }
+            let (c_prev, c_next) = cs[t * bh..(t + 2) * bh].split_at_mut(bh);
+            let h_next = &mut hs[(t + 1) * bh..(t + 2) * bh];
+            let a = &mut acts[t * b * w4..(t + 1) * b * w4];
+            kernels::forward(&gates, c_prev, a, h_next, c_next, h);
+            for r in 0..b {
+                out[(r * t_len + t) * h..(r * t_len + t + 1) * h]
+                    .copy_from_slice(&h_next[r * h..(r + 1) * h]);
+            }
+        }
+        let tape = LayerTape {
+            acts: flex(acts, [t_len, b, w4]),
+            hs: flex(hs, [t_len + 1, b, h]),
+            cs: flex(cs, [t_len + 1, b, h]),
+        };
+        (flex(out, [b, t_len, h]), tape)
+    }
+
+    fn lstm_layer_backward(
+        tape: LayerTape<Self>,
+        w: FlexTensor,
+        grad: FlexTensor,
+    ) -> [FlexTensor; 4] {
+        let [t_len, b, w4] = tape.acts.shape().dims::<3>();
+        let (h, bh) = (w4 / 4, b * w4 / 4);
+        let (acts, hs, cs, grad) = (
+            values(&tape.acts),
+            values(&tape.hs),
+            values(&tape.cs),
+            values(&grad),
+        );
+        let w_t = Flex::float_transpose(w); // [4 h, h]
+        let mut dp_time = vec![0.0f32; t_len * b * w4]; // time-major
+        let mut dh_next = vec![0.0f32; bh];
+        let mut dc_next = vec![0.0f32; bh];
+        let mut dh = vec![0.0f32; bh];
+        let mut dc_prev = vec![0.0f32; bh];
+        for t in (0..t_len).rev() {
+            for r in 0..b {
+                let up = &grad[(r * t_len + t) * h..(r * t_len + t + 1) * h];
+                for ((d, &u), &n) in dh[r * h..(r + 1) * h]
+                    .iter_mut()
+                    .zip(up)
+                    .zip(&dh_next[r * h..(r + 1) * h])
+                {
+                    *d = u + n;
+                }
+            }
+            let dp = &mut dp_time[t * b * w4..(t + 1) * b * w4];
+            kernels::backward(
+                &acts[t * b * w4..(t + 1) * b * w4],
+                &cs[t * bh..(t + 1) * bh],
+                &cs[(t + 1) * bh..(t + 2) * bh],
+                &dh,
+                &dc_next,
+                dp,
+                &mut dc_prev,
+                h,
+            );
+            std::mem::swap(&mut dc_next, &mut dc_prev);
+            // d h_(t-1) from this step's pre-activations: dP w^T.
+            let back = Flex::float_matmul(flex(dp.to_vec(), [b, w4]), w_t.clone());
+            dh_next.copy_from_slice(&values(&back));
+        }
+        // Back to the input's batch-major layout.
+        let mut dp = vec![0.0f32; b * t_len * w4];
+        for t in 0..t_len {
+            for r in 0..b {
+                dp[(r * t_len + t) * w4..(r * t_len + t + 1) * w4]
+                    .copy_from_slice(&dp_time[(t * b + r) * w4..(t * b + r + 1) * w4]);
+            }
+        }
+        // d w = sum over steps of h_(t-1)^T dP_t: one matmul over all steps.
+        let h_prev = flex(hs[..t_len * bh].to_vec(), [t_len * b, h]);
+        let dw = Flex::float_matmul(
+            Flex::float_transpose(h_prev),
+            flex(dp_time, [t_len * b, w4]),
+        );
+        [
+            flex(dp, [b, t_len, w4]),
+            dw,
+            flex(dh_next, [b, h]),
+            flex(dc_next, [b, h]),
+        ]
     }
 }
 
@@ -164,12 +369,6 @@ impl LstmKernels for Flex {
 /// like any op. `None` off flex (or for other than f32), where the caller runs the
 /// tensor-op cell.
 pub fn lstm_cell(gates: &Tensor<2>, c_prev: &Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {
-    let on_flex_f32 = |t: &Tensor<2>| {
-        t.clone()
-            .inner()
-            .try_into_primitive::<Flex>()
-            .is_ok_and(|p| p.dtype() == DType::F32)
-    };
     if !(on_flex_f32(gates) && on_flex_f32(c_prev)) {
         return None;
     }
@@ -184,6 +383,40 @@ pub fn lstm_cell(gates: &Tensor<2>, c_prev: &Tensor<2>) -> Option<(Tensor<2>, Te
     // Slices along the first dimension: contiguous views, no copy.
     let part = |k: usize| out.clone().slice([k..k + 1]).reshape([b, h]);
     Some((part(0), part(1)))
+}
+
+/// An LSTM layer over every step of `p` `[batch, T, 4 h]` (the input projections,
+/// biases included) with hidden weight `w` `[h, 4 h]` from state (`h0`, `c0`), as one
+/// op with a backward through time of its own: every step's h `[batch, T, h]`. `None`
+/// off flex (or for other than f32).
+pub fn lstm_layer(
+    p: &Tensor<3>,
+    w: &Tensor<2>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+) -> Option<Tensor<3>> {
+    let [b, _, w4] = p.dims();
+    let h = w4 / 4;
+    let fits = w.dims() == [h, w4] && h0.dims() == [b, h] && c0.dims() == [b, h];
+    if !(fits && on_flex_f32(p) && on_flex_f32(w) && on_flex_f32(h0) && on_flex_f32(c0)) {
+        return None;
+    }
+    Some(Tensor::<3>::from_dispatch(
+        <Dispatch as LstmCellOps>::lstm_layer(
+            p.clone().into_dispatch(),
+            w.clone().into_dispatch(),
+            h0.clone().into_dispatch(),
+            c0.clone().into_dispatch(),
+        ),
+    ))
+}
+
+/// Whether `t` lives on flex (under autodiff or not) as f32.
+fn on_flex_f32<const D: usize>(t: &Tensor<D>) -> bool {
+    t.clone()
+        .inner()
+        .try_into_primitive::<Flex>()
+        .is_ok_and(|p| p.dtype() == DType::F32)
 }
 
 /// The logistic function, vectorisable: 1 / (1 + e) or e / (1 + e), e = exp(-|x|).
@@ -392,7 +625,12 @@ mod tests {
     fn reference(gates: Tensor<2>, c_prev: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let mut g = gates.chunk(4, 1).into_iter();
         let mut next = || g.next().unwrap();
-        let (i, f, gg, o) = (sigmoid(next()), sigmoid(next()), tanh(next()), sigmoid(next()));
+        let (i, f, gg, o) = (
+            sigmoid(next()),
+            sigmoid(next()),
+            tanh(next()),
+            sigmoid(next()),
+        );
         let c = f * c_prev + i * gg;
         (o * tanh(c.clone()), c)
     }
@@ -440,7 +678,10 @@ mod tests {
         let close = |a: &[f32], b: &[f32], what: &str| {
             assert_eq!(a.len(), b.len());
             for (k, (x, y)) in a.iter().zip(b).enumerate() {
-                assert!((x - y).abs() <= 2e-6 + 2e-6 * y.abs(), "{what}[{k}]: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 2e-6 + 2e-6 * y.abs(),
+                    "{what}[{k}]: {x} vs {y}"
+                );
             }
         };
         close(&ours.0, &theirs.0, "h");
@@ -448,6 +689,66 @@ mod tests {
         close(&ours.2, &theirs.2, "d gates");
         close(&ours.3, &theirs.3, "d c_prev");
         assert!(ours.2.iter().any(|&g| g != 0.0));
+    }
+
+    /// The layer op against a loop of tensor-op cells under Burn's autodiff: every
+    /// step's h, and the gradients of the projections, the hidden weight and the
+    /// initial state.
+    #[test]
+    fn fused_layer_matches_a_loop_of_tensor_op_cells_and_its_gradients() {
+        let device = Device::flex().autodiff();
+        let (b, t_len, h) = (3, 5, 7);
+        let leaf = |seed: u32, scale: f32, shape: Vec<usize>| {
+            let n = shape.iter().product();
+            Tensor::<1>::from_data(TensorData::new(noise(n, seed, scale), [n]), &device)
+        };
+        let wout = leaf(9, 1.0, vec![b * t_len * h]).reshape([b, t_len, h]);
+        let run = |fused: bool| {
+            let p = leaf(1, 3.0, vec![b * t_len * 4 * h])
+                .reshape([b, t_len, 4 * h])
+                .require_grad();
+            let w = leaf(2, 0.5, vec![h * 4 * h])
+                .reshape([h, 4 * h])
+                .require_grad();
+            let h0 = leaf(3, 0.9, vec![b * h]).reshape([b, h]).require_grad();
+            let c0 = leaf(4, 1.5, vec![b * h]).reshape([b, h]).require_grad();
+            let out = if fused {
+                lstm_layer(&p, &w, &h0, &c0).expect("flex takes the fused layer")
+            } else {
+                let (mut hh, mut c) = (h0.clone(), c0.clone());
+                let mut outs = vec![];
+                for t in 0..t_len {
+                    let g = p.clone().slice([0..b, t..t + 1]).reshape([b, 4 * h])
+                        + hh.clone().matmul(w.clone());
+                    (hh, c) = reference(g, c);
+                    outs.push(hh.clone());
+                }
+                Tensor::stack(outs, 1)
+            };
+            let grads = (out.clone() * wout.clone()).sum().backward();
+            let g = |x: &Tensor<2>| values(x.grad(&grads).unwrap());
+            vec![
+                values(out.inner()),
+                values(p.grad(&grads).unwrap()),
+                g(&w),
+                g(&h0),
+                g(&c0),
+            ]
+        };
+        let (ours, theirs) = (run(true), run(false));
+        for (what, (a, b)) in ["h", "d p", "d w", "d h0", "d c0"]
+            .iter()
+            .zip(ours.iter().zip(&theirs))
+        {
+            assert_eq!(a.len(), b.len(), "{what}");
+            for (k, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-5 + 1e-5 * y.abs(),
+                    "{what}[{k}]: {x} vs {y}"
+                );
+            }
+            assert!(a.iter().any(|&v| v != 0.0), "{what} is all zeros");
+        }
     }
 
     /// The portable and the AVX2 + FMA versions agree (this CPU may run either).

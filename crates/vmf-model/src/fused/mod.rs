@@ -22,6 +22,29 @@ pub fn lstm_cell(gates: &Tensor<2>, c_prev: &Tensor<2>) -> Option<(Tensor<2>, Te
     lstm::lstm_cell(gates, c_prev)
 }
 
+/// A whole LSTM layer on flex as one fused op with its own backward through time
+/// (see [`lstm`]); `None` on other backends.
+#[cfg(feature = "flex")]
+pub fn lstm_layer(
+    p: &Tensor<3>,
+    w: &Tensor<2>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+) -> Option<Tensor<3>> {
+    lstm::lstm_layer(p, w, h0, c0)
+}
+
+/// On a build without flex there is nothing to fuse.
+#[cfg(not(feature = "flex"))]
+pub fn lstm_layer(
+    _p: &Tensor<3>,
+    _w: &Tensor<2>,
+    _h0: &Tensor<2>,
+    _c0: &Tensor<2>,
+) -> Option<Tensor<3>> {
+    None
+}
+
 /// On a build without flex there is nothing to fuse.
 #[cfg(not(feature = "flex"))]
 pub fn lstm_cell(_gates: &Tensor<2>, _c_prev: &Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {

@@ -317,7 +317,7 @@ impl TextVae {
             self.embedding.forward(x.words.clone()), // [b, L, e]
             x.dropout.as_ref().map(|d| &d.encoder),
         );
-        let (out, _) = self
+        let out = self
             .encoder
             .forward(emb, None, self.encoder.zero_state(b, &device)); // [b, L, h]
         let h = self.encoder.d_hidden();
@@ -366,7 +366,7 @@ impl TextVae {
     ) -> Tensor<3> {
         let (state, extra) = self.start(z);
         let emb = apply(self.embedding.forward(inputs), masks.map(|d| &d.decoder));
-        let (out, _) = self.decoder.forward(emb, extra, state);
+        let out = self.decoder.forward(emb, extra, state);
         self.output.forward(apply(out, masks.map(|d| &d.output)))
     }
 
