@@ -8,6 +8,7 @@
 #
 #   scripts/bench.sh            # CPU backends (flex, ndarray)
 #   scripts/bench.sh --wgpu     # also wgpu (first build with it: ~15 min)
+#   scripts/bench.sh --text     # only the text model's section, replaced in BENCHMARKS.md
 #
 # STEPS (default 1800: three epochs, past the ~1.3 epochs after which denormals used
 # to slow Intel cores) sets the steps of a batch-100 run; batch 1024 runs the same
@@ -20,9 +21,12 @@ steps=${STEPS:-1800}
 python=${PYTHON:-python3}
 backends=(flex ndarray)
 features=ndarray
+only_text=0
 if [ "${1:-}" = "--wgpu" ]; then
   backends+=(wgpu)
   features=ndarray,wgpu
+elif [ "${1:-}" = "--text" ]; then
+  only_text=1
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -31,6 +35,10 @@ report="$work/report.md"
 echo "building (release, features: default + $features) ..." >&2
 cargo build --release -p vmf-train --features "$features" --bins -q
 cp target/release/train "$work/train-release"
+have_torch=0
+"$python" -c 'import torch, numpy' 2>/dev/null && have_torch=1
+pairs=${PAIRS:-3}
+if [ "$only_text" = 0 ]; then
 echo "building (dev profile, as \`cargo test --workspace --all-features\` does) ..." >&2
 cargo build --workspace --all-features --bins -q
 cp target/debug/train "$work/train-dev"
@@ -93,9 +101,7 @@ echo "train: flex, batch 100, dev profile ..." >&2
 read -r ips rss < <(run "$work/train-dev" flex 100)
 row "flex, batch 100, dev profile (\`cargo run\`)" "$ips" "$rss" >> "$report"
 
-have_torch=0
-if "$python" -c 'import torch, numpy' 2>/dev/null; then
-  have_torch=1
+if [ "$have_torch" = 1 ]; then
   torch_ips() {
     "$python" scripts/bench_pytorch.py --batch 100 --threads "$(nproc)" --steps "$steps" |
       python3 -c 'import json, sys; d = json.load(sys.stdin); print(round(d["images_per_sec"]), d["torch"])'
@@ -107,7 +113,6 @@ if "$python" -c 'import torch, numpy' 2>/dev/null; then
 fi
 
 # The ratios, from interleaved pairs so that both sides see the same machine load.
-pairs=${PAIRS:-3}
 {
   echo
   echo "Ratios from $pairs interleaved pairs (flex release at batch 100 against the other side,"
@@ -143,7 +148,15 @@ print(f"- flex at batch 100: {statistics.median(rel) * flop / 1e9:.0f} GFLOP/s i
       f"({flop / 1e6:.1f} MFLOP per image and step)")
 EOF
 
+fi # only_text
+
 # The text model: configs/ptb.toml (images off) against the same model in PyTorch.
+if [ "$only_text" = 1 ]; then
+  {
+    echo "(This section re-measured alone by \`scripts/bench.sh --text\` on $(date -u +%F) at commit"
+    echo "$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)'), $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores.)"
+  } > "$report"
+fi
 text_steps=${TEXT_STEPS:-200}
 sed -e "s/^images = .*/images = false/" configs/ptb.toml > "$work/ptb.toml"
 text_run() { # BINARY [perf output] -> tokens/s
@@ -163,7 +176,7 @@ text_run() { # BINARY [perf output] -> tokens/s
   echo "Embedding 100, LSTM encoder and decoder with 400 units, d = 50, vocabulary 10,002,"
   echo "batch 32 bucketed by length; $text_steps steps; tokens/s with the end tokens, over"
   echo "the training steps. PyTorch: \`scripts/bench_pytorch_text.py --threads $(nproc)\`"
-  echo "(nn.LSTM, the same sizes, bucketing and sampler, the loss read back every step)."
+  echo "(nn.LSTM, the same sizes, bucketing, sampler and dropout, the loss read back every step)."
   echo "Interleaved pairs:"
   echo
   echo "| pair | vmf-vae (flex, release) | PyTorch | vmf-vae / PyTorch |"
@@ -203,6 +216,24 @@ if command -v perf > /dev/null; then
     perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2> /dev/null |
       python3 scripts/perf_groups.py
   } >> "$report"
+fi
+
+if [ "$only_text" = 1 ]; then
+  # Replace the text section of BENCHMARKS.md (up to the next "## " heading).
+  python3 - "$report" <<'EOF'
+import sys
+new = open(sys.argv[1]).read().strip("\n")
+old = open("BENCHMARKS.md").read()
+head = "## Training throughput: the text model"
+start = old.index(head)
+nxt = old.find("\n## ", start + len(head))
+end = len(old) if nxt < 0 else nxt + 1
+body = new[new.index(head):]
+note = new[:new.index(head)].strip("\n")
+open("BENCHMARKS.md", "w").write(old[:start] + body + "\n\n" + note + "\n\n" + old[end:])
+EOF
+  cat BENCHMARKS.md
+  exit 0
 fi
 
 {

@@ -2,7 +2,8 @@
 """The PyTorch reference for the text model's training throughput: configs/ptb.toml's
 model (embedding 100, one-layer nn.LSTM encoder and decoder with 400 units, d = 50, the
 decoder's initial state from z and z concatenated to every input, vMF sample at
-kappa 35 by an inverse-CDF table, softmax over the vocabulary, Adam lr 1e-3), batch 32,
+kappa 35 by an inverse-CDF table, softmax over the vocabulary, dropout 0.5 on the word
+embeddings and the decoder's outputs as configs/ptb.toml trains, Adam lr 1e-3), batch 32,
 batches bucketed by length as vmf-vae does, the loss read back every step. Prints one
 JSON line: {"tokens_per_sec": ..., "torch": ..., "threads": ..., "device": ...}; tokens
 are the decoder's targets, end tokens counted.
@@ -32,8 +33,9 @@ def read_sentences(path):
 
 
 class TextVae(torch.nn.Module):
-    def __init__(self, vocab, embed=100, hidden=400, d=50):
+    def __init__(self, vocab, embed=100, hidden=400, d=50, dropout=0.5):
         super().__init__()
+        self.drop = torch.nn.Dropout(dropout)
         self.embedding = torch.nn.Embedding(vocab, embed)
         self.encoder = torch.nn.LSTM(embed, hidden, batch_first=True)
         self.head = torch.nn.Linear(hidden, d)
@@ -42,15 +44,15 @@ class TextVae(torch.nn.Module):
         self.output = torch.nn.Linear(hidden, vocab)
 
     def forward(self, words, last, inputs, table):
-        out, _ = self.encoder(self.embedding(words))
+        out, _ = self.encoder(self.drop(self.embedding(words)))
         h = out[torch.arange(words.shape[0], device=words.device), last]
         mu = torch.nn.functional.normalize(self.head(h), dim=1)
         z = vmf_sample(mu, table)
         h0, c0 = self.init_state(z).chunk(2, dim=1)
-        emb = self.embedding(inputs)
+        emb = self.drop(self.embedding(inputs))
         x = torch.cat([emb, z.unsqueeze(1).expand(-1, emb.shape[1], -1)], dim=2)
         out, _ = self.decoder(x, (torch.tanh(h0).unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()))
-        return self.output(out)
+        return self.output(self.drop(out))
 
 
 def main():
@@ -59,6 +61,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dropout", type=float, default=0.5)
     ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "datasets", "ptb"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -99,7 +102,7 @@ def main():
         return words.to(dev), last.to(dev), inputs.to(dev), targets.to(dev), tokens
 
     table = w_table(50, 35.0).to(dev)
-    model = TextVae(len(vocab) + 4).to(dev)
+    model = TextVae(len(vocab) + 4, dropout=args.dropout).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
 
     def step(k):
