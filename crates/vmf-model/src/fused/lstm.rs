@@ -381,7 +381,7 @@ pub fn lstm_cell(gates: &Tensor<2>, c_prev: &Tensor<2>) -> Option<(Tensor<2>, Te
         c_prev.clone().into_dispatch(),
     ));
     // Slices along the first dimension: contiguous views, no copy.
-    let part = |k: usize| out.clone().slice([k..k + 1]).reshape([b, h]);
+    let part = |k: usize| out.clone().narrow(0, k, 1).reshape([b, h]);
     Some((part(0), part(1)))
 }
 
