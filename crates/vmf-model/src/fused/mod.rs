@@ -1,6 +1,6 @@
 //! Fused CPU kernels for the flex backend, each with the tensor-op code it replaces
 //! as the fallback on every other backend (and the reference its test compares with):
-//! the Bernoulli loss, the token cross-entropy, the LSTM cell ([`lstm`], forward and
+//! the Bernoulli loss, the token cross-entropy ([`xent`]), the LSTM cell ([`lstm`], forward and
 //! backward), and the Adam update that vmf-train's optimiser runs. This crate is compiled with optimisations even in the dev profile
 //! (the workspace's Cargo.toml), so that these loops vectorise under `cargo run` too.
 //!
@@ -13,6 +13,8 @@ use burn::tensor::{Tensor, TensorData};
 
 #[cfg(feature = "flex")]
 pub mod lstm;
+#[cfg(feature = "flex")]
+pub mod xent;
 
 /// One LSTM step on flex as a single fused op with its own backward (see [`lstm`]):
 /// (h, c) from the gates' pre-activations and the previous cell state; `None` on other
@@ -115,21 +117,21 @@ pub fn bernoulli(
 }
 
 /// The token cross-entropy summed over each sentence, sum_t mask (logsumexp(l_t) -
-/// l_t(target_t)), and (if `grad`) its gradient mask (softmax(l_t) - onehot(target_t))
-/// with respect to the logits, for untracked logits on flex; `None` elsewhere (or for
-/// buffers the kernel cannot take, or a target outside the vocabulary). Masked
-/// positions are not computed: their gradient is 0.
+/// l_t(target_t)), as one op on flex whose backward is mask (softmax(l_t) -
+/// onehot(target_t)) times the upstream gradient, computed in the forward pass (see
+/// [`xent`]); tracked for autodiff like any op. `None` elsewhere (or for buffers the
+/// kernel cannot take, or a target outside the vocabulary). Masked positions are not
+/// computed: their gradient is 0.
 ///
 /// # Shapes
 /// - `logits`: `[batch, T, vocab]`, `targets` (ids), `mask` (0 or 1): `[batch, T]`
-/// - returns (`[batch]`, `[batch, T, vocab]`)
+/// - returns `[batch]`
 #[cfg(feature = "flex")]
-pub fn softmax_cross_entropy(
+pub fn token_cross_entropy(
     logits: &Tensor<3>,
     targets: &Tensor<2, burn::tensor::Int>,
     mask: &Tensor<2>,
-    grad: bool,
-) -> Option<(Tensor<1>, Option<Tensor<3>>)> {
+) -> Option<Tensor<1>> {
     use burn::tensor::DType;
 
     let [b, t, v] = logits.dims();
@@ -147,6 +149,30 @@ pub fn softmax_cross_entropy(
     if ts.iter().any(|&id| id < 0 || id as usize >= v) {
         return None;
     }
+    Some(xent::token_cross_entropy(logits, targets, mask))
+}
+
+/// On a build without flex there is nothing to fuse.
+#[cfg(not(feature = "flex"))]
+pub fn token_cross_entropy(
+    _logits: &Tensor<3>,
+    _targets: &Tensor<2, burn::tensor::Int>,
+    _mask: &Tensor<2>,
+) -> Option<Tensor<1>> {
+    None
+}
+
+/// The rows of the token cross-entropy on raw buffers: each sentence's loss and, if
+/// `grad`, the gradient `[b, T, V]` (see [`token_cross_entropy`]). Targets must be in
+/// range (checked by the caller).
+#[cfg(feature = "flex")]
+pub(crate) fn xent_rows(
+    ls: &[f32],
+    ts: &[i32],
+    ms: &[f32],
+    [b, t, v]: [usize; 3],
+    grad: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     let kernel = kernels::pick_softmax();
     let mut value = vec![0.0f64; b];
     let mut g = vec![0.0f32; if grad { b * t * v } else { v }];
@@ -167,12 +193,10 @@ pub fn softmax_cross_entropy(
             out[target] -= m;
         }
     }
-    let device = logits.device();
-    let value: Vec<f32> = value.into_iter().map(|x| x as f32).collect();
-    Some((
-        Tensor::from_data(TensorData::new(value, [b]), &device),
-        grad.then(|| Tensor::from_data(TensorData::new(g, [b, t, v]), &device)),
-    ))
+    (
+        value.into_iter().map(|x| x as f32).collect(),
+        grad.then_some(g),
+    )
 }
 
 /// The flex buffer of `t` (without any autodiff wrapper), if it lives on flex, has
@@ -218,17 +242,6 @@ pub fn bernoulli(
     _x: &Tensor<2>,
     _grad: bool,
 ) -> Option<(Tensor<1>, Option<Tensor<2>>)> {
-    None
-}
-
-/// On a build without flex there is nothing to fuse.
-#[cfg(not(feature = "flex"))]
-pub fn softmax_cross_entropy(
-    _logits: &Tensor<3>,
-    _targets: &Tensor<2, burn::tensor::Int>,
-    _mask: &Tensor<2>,
-    _grad: bool,
-) -> Option<(Tensor<1>, Option<Tensor<3>>)> {
     None
 }
 

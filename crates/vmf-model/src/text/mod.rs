@@ -517,20 +517,12 @@ impl VaeModel for TextVae {
     }
 
     /// Summed token cross-entropy over each sentence, end token included; padded
-    /// positions contribute nothing. On flex, value and gradient come from one fused
-    /// pass ([`crate::fused::softmax_cross_entropy`]), the gradient riding on a
-    /// surrogate as in the Bernoulli loss; elsewhere, log_softmax and a gather.
+    /// positions contribute nothing. On flex, one fused op with its own backward
+    /// ([`crate::fused::token_cross_entropy`]); elsewhere, log_softmax and a gather.
     fn neg_log_likelihood(&self, x: &TextBatch, z: Tensor<2>) -> Tensor<1> {
         let logits = self.decode(x.inputs.clone(), z, x.dropout.as_ref());
-        let tracked = logits.is_tracked();
-        let l = logits.clone().detach();
-        if let Some((value, g)) =
-            crate::fused::softmax_cross_entropy(&l, &x.targets, &x.mask, tracked)
-        {
-            return match g {
-                Some(g) => crate::fused::with_gradient(value, logits, g),
-                None => value,
-            };
+        if let Some(nll) = crate::fused::token_cross_entropy(&logits, &x.targets, &x.mask) {
+            return nll;
         }
         let logp = log_softmax(logits, 2); // [b, T, vocab]
         let picked = logp
