@@ -79,6 +79,10 @@ done
   echo "Xu & Durrett (2018), test set, ELBO NLL / KL / perplexity: Standard: LM 100 / - / 114,"
   echo "Gaussian annealed 99 / 4.4 / 109, vMF (kappa 35) 96 / 5.7 / 98. Inputless: LM 134 / - / 596,"
   echo "Gaussian annealed 125 / 6.3 / 379, vMF (kappa 80) 117 / 18.6 / 262."
+  echo
+  echo "Per epoch (\`scripts/ptb_progress.py\`; test figures at the end of each epoch, K-free):"
+  echo
+  python3 scripts/ptb_progress.py $(for r in $rows; do echo "$runs/$r"; done)
 } >> "$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"
