@@ -553,19 +553,6 @@ mod kernels {
         false
     }
 
-    /// The portable forward (tests compare it with the AVX2 one).
-    #[cfg(test)]
-    pub fn portable_forward(
-        p: &[f32],
-        c: &[f32],
-        acts: &mut [f32],
-        h_out: &mut [f32],
-        c_out: &mut [f32],
-        h: usize,
-    ) {
-        forward_rows::<false>(p, c, acts, h_out, c_out, h)
-    }
-
     /// Whether [`forward`] takes the AVX2 + FMA version here.
     #[cfg(test)]
     pub fn takes_avx2() -> bool {
@@ -581,11 +568,25 @@ mod kernels {
         c_out: &mut [f32],
         h: usize,
     ) {
+        forward_with(avx2_fma(), p, c, acts, h_out, c_out, h)
+    }
+
+    /// The forward, AVX2 + FMA if `fast` (only where the CPU has them), else portable.
+    pub fn forward_with(
+        fast: bool,
+        p: &[f32],
+        c: &[f32],
+        acts: &mut [f32],
+        h_out: &mut [f32],
+        c_out: &mut [f32],
+        h: usize,
+    ) {
         #[cfg(target_arch = "x86_64")]
-        if avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
+        if fast && avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked here).
             return unsafe { forward_avx2(p, c, acts, h_out, c_out, h) };
         }
+        let _ = fast;
         forward_rows::<false>(p, c, acts, h_out, c_out, h)
     }
 
@@ -763,11 +764,7 @@ mod tests {
             }
             let (mut acts, mut out) = (vec![0.0; 4 * b * h], vec![0.0; 2 * b * h]);
             let (ho, co) = out.split_at_mut(b * h);
-            if fma {
-                kernels::forward(&p, &c, &mut acts, ho, co, h);
-            } else {
-                kernels::portable_forward(&p, &c, &mut acts, ho, co, h);
-            }
+            kernels::forward_with(fma, &p, &c, &mut acts, ho, co, h);
             match &first {
                 None => first = Some(out),
                 Some(f) => {

@@ -9,6 +9,10 @@
 //! element-wise ops was the largest cost after the matmuls (BENCHMARKS.md). Here it is
 //! one pass with a vectorisable exp and log1p.
 
+// Without flex the kernels have no caller but their tests (a build of this crate
+// alone, without the feature).
+#![cfg_attr(not(feature = "flex"), allow(dead_code, unused_imports))]
+
 use burn::tensor::{Tensor, TensorData};
 
 #[cfg(feature = "flex")]
@@ -16,25 +20,8 @@ pub mod lstm;
 #[cfg(feature = "flex")]
 pub mod xent;
 
-/// One LSTM step on flex as a single fused op with its own backward (see [`lstm`]):
-/// (h, c) from the gates' pre-activations and the previous cell state; `None` on other
-/// backends.
 #[cfg(feature = "flex")]
-pub fn lstm_cell(gates: &Tensor<2>, c_prev: &Tensor<2>) -> Option<(Tensor<2>, Tensor<2>)> {
-    lstm::lstm_cell(gates, c_prev)
-}
-
-/// A whole LSTM layer on flex as one fused op with its own backward through time
-/// (see [`lstm`]); `None` on other backends.
-#[cfg(feature = "flex")]
-pub fn lstm_layer(
-    p: &Tensor<3>,
-    w: &Tensor<2>,
-    h0: &Tensor<2>,
-    c0: &Tensor<2>,
-) -> Option<Tensor<3>> {
-    lstm::lstm_layer(p, w, h0, c0)
-}
+pub use lstm::{lstm_cell, lstm_layer};
 
 /// On a build without flex there is nothing to fuse.
 #[cfg(not(feature = "flex"))]
