@@ -24,7 +24,8 @@ def main():
     for run in sys.argv[1:]:
         test = rows(os.path.join(run, "eval.csv"))
         valid = rows(os.path.join(run, "valid.csv"))
-        name = os.path.basename(os.path.normpath(run))
+        name = os.path.normpath(run)
+        name = name[len("runs/"):] if name.startswith("runs/") else name
         for epoch in sorted(test):
             t, v = test[epoch], valid.get(epoch)
             mi = t.get("mi") or ""
