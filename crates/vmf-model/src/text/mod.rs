@@ -153,6 +153,10 @@ impl TextBatch {
         [embed, hidden]: [usize; 2],
         rng: &mut R,
     ) -> Self {
+        assert!(
+            (0.0..1.0).contains(&p),
+            "dropout probability {p} outside [0, 1)"
+        );
         if p > 0.0 {
             let [b, l] = self.words.dims();
             self.dropout = Some(DropoutMasks::draw(

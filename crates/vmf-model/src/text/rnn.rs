@@ -6,9 +6,12 @@
 //! (a copy of the whole tensor per step under autodiff). Here the input projection of
 //! every time step is one matmul `[batch * time, input] x [input, gates * hidden]`,
 //! each step adds one `[batch, hidden] x [hidden, gates * hidden]` matmul, and the
-//! outputs are stacked once. The equations are PyTorch's (gate order i, f, g, o for
-//! the LSTM; r, z, n for the GRU), checked against a plain f64 implementation in the
-//! tests.
+//! outputs are stacked once. On flex an LSTM layer goes further: the whole recurrence
+//! is one op with its own backward through time ([`crate::fused::lstm`]), and a single
+//! step (decoding) one fused cell; the step-by-step tensor ops below are the path of
+//! every other backend and of the GRU. The equations are PyTorch's (gate order i, f, g,
+//! o for the LSTM; r, z, n for the GRU), checked against a plain f64 implementation in
+//! the tests.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
