@@ -308,7 +308,9 @@ impl LstmKernels for Flex {
             values(&tape.cs),
             values(&grad),
         );
-        let w_t = Flex::float_transpose(w); // [4 h, h]
+        // Transposes materialised once: gemm packs a transposed (strided) view element
+        // by element, which profiling showed costing more than these copies.
+        let w_t = flex(transposed(&values(&w), h, w4), [w4, h]); // [4 h, h]
         let mut dp_time = vec![0.0f32; t_len * b * w4]; // time-major
         let mut dh_next = vec![0.0f32; bh];
         let mut dc_next = vec![0.0f32; bh];
@@ -350,11 +352,8 @@ impl LstmKernels for Flex {
             }
         }
         // d w = sum over steps of h_(t-1)^T dP_t: one matmul over all steps.
-        let h_prev = flex(hs[..t_len * bh].to_vec(), [t_len * b, h]);
-        let dw = Flex::float_matmul(
-            Flex::float_transpose(h_prev),
-            flex(dp_time, [t_len * b, w4]),
-        );
+        let h_prev_t = flex(transposed(&hs[..t_len * bh], t_len * b, h), [h, t_len * b]);
+        let dw = Flex::float_matmul(h_prev_t, flex(dp_time, [t_len * b, w4]));
         [
             flex(dp, [b, t_len, w4]),
             dw,
@@ -383,6 +382,17 @@ pub fn lstm_cell(gates: &Tensor<2>, c_prev: &Tensor<2>) -> Option<(Tensor<2>, Te
     // Slices along the first dimension: contiguous views, no copy.
     let part = |k: usize| out.clone().narrow(0, k, 1).reshape([b, h]);
     Some((part(0), part(1)))
+}
+
+/// The `[cols, rows]` transpose of the row-major `[rows, cols]` matrix `m`.
+fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * cols];
+    for (r, row) in m.chunks_exact(cols).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            out[c * rows + r] = x;
+        }
+    }
+    out
 }
 
 /// An LSTM layer over every step of `p` `[batch, T, 4 h]` (the input projections,
