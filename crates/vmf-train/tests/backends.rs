@@ -172,7 +172,11 @@ fn short_text_run(backend: Backend) -> (Vec<f64>, vmf_train::EvalMetrics) {
         (0..n)
             .map(|i| {
                 let k = (i * 7 + seed * 13) % 11;
-                let topic = if (i + seed) % 2 == 0 { "a" } else { "b" };
+                let topic = if (i + seed).is_multiple_of(2) {
+                    "a"
+                } else {
+                    "b"
+                };
                 (0..4 + k % 2)
                     .map(|j| format!("{topic}{}", (j * 3 + k) % 9))
                     .collect::<Vec<_>>()
