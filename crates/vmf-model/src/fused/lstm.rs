@@ -1,14 +1,18 @@
-//! The LSTM cell as one op on flex, forward and backward.
+//! The LSTM as ops on flex, forward and backward: a whole layer (training and
+//! evaluation) and a single cell (step-by-step decoding).
 //!
 //! Why: written with tensor ops, one LSTM time step is a dozen element-wise ops (a
 //! chunk into four gates, three sigmoids, two tanhs, the cell update), each its own
 //! pass over memory with exp and tanh one value at a time, and under autodiff as many
-//! backward nodes (the chunk's backward fills four zero tensors of the gates' size).
-//! The PTB model runs two such cells per word (encoder and decoder). Here the forward
-//! is one vectorised pass that also keeps the four gate activations, and the backward
-//! one pass from them: a Burn backend extension ([`LstmCellOps`]) whose autodiff
-//! implementation registers a hand-written [`Backward`]. Other backends keep the
-//! tensor-op cell of [`crate::text::rnn`], which the tests compare against.
+//! backward nodes (the chunk's backward fills four zero tensors of the gates' size);
+//! and a loop over time slices the input projections per step, each slice's backward
+//! filling a zero tensor of the whole sequence (O(T^2) memory traffic). The PTB model
+//! runs two layers per sentence. Here the layer's forward is, per step, one matmul and
+//! one vectorised pass that keeps the gate activations, and its backward runs through
+//! time in one call from them, the hidden weight's gradient one matmul over all steps:
+//! Burn backend extensions ([`LstmCellOps`]) whose autodiff implementations register
+//! hand-written [`Backward`]s. Other backends keep the tensor-op loop of
+//! [`crate::text::rnn`], which the tests compare against.
 //!
 //! The cell, PyTorch's equations with the gates in PyTorch's order (i, f, g, o) along
 //! the pre-activation row P = x W_x + h W_h + b:
