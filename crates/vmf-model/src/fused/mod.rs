@@ -1,8 +1,10 @@
 //! Fused CPU kernels for the flex backend, each with the tensor-op code it replaces
 //! as the fallback on every other backend (and the reference its test compares with):
-//! the Bernoulli loss, the token cross-entropy ([`xent`]), the LSTM cell ([`lstm`], forward and
-//! backward), and the Adam update that vmf-train's optimiser runs. This crate is compiled with optimisations even in the dev profile
-//! (the workspace's Cargo.toml), so that these loops vectorise under `cargo run` too.
+//! the Bernoulli loss, the token cross-entropy (module `xent`), the LSTM layer and cell
+//! (module `lstm`, forward and backward; both modules exist with the `flex` feature),
+//! and the Adam update that vmf-train's optimiser runs. This crate is compiled with
+//! optimisations even in the dev profile (the workspace's Cargo.toml), so that these
+//! loops vectorise under `cargo run` too.
 //!
 //! Why by hand: flex runs one op at a time (no fusion in Burn 0.22), and its exp and
 //! log go through libm one value at a time; the Bernoulli loss's chain of a dozen
@@ -106,7 +108,7 @@ pub fn bernoulli(
 /// The token cross-entropy summed over each sentence, sum_t mask (logsumexp(l_t) -
 /// l_t(target_t)), as one op on flex whose backward is mask (softmax(l_t) -
 /// onehot(target_t)) times the upstream gradient, computed in the forward pass (see
-/// [`xent`]); tracked for autodiff like any op. `None` elsewhere (or for buffers the
+/// `xent`); tracked for autodiff like any op. `None` elsewhere (or for buffers the
 /// kernel cannot take, or a target outside the vocabulary). Masked positions are not
 /// computed: their gradient is 0.
 ///

@@ -7,7 +7,7 @@
 //! every time step is one matmul `[batch * time, input] x [input, gates * hidden]`,
 //! each step adds one `[batch, hidden] x [hidden, gates * hidden]` matmul, and the
 //! outputs are stacked once. On flex an LSTM layer goes further: the whole recurrence
-//! is one op with its own backward through time ([`crate::fused::lstm`]), and a single
+//! is one op with its own backward through time (`fused::lstm`, with the `flex` feature), and a single
 //! step (decoding) one fused cell; the step-by-step tensor ops below are the path of
 //! every other backend and of the GRU. The equations are PyTorch's (gate order i, f, g,
 //! o for the LSTM; r, z, n for the GRU), checked against a plain f64 implementation in
@@ -177,7 +177,7 @@ impl Rnn {
     /// - returns the hidden states of every step `[batch, time, hidden]`
     ///
     /// On flex an LSTM layer runs as one fused op with its own backward through time
-    /// ([`crate::fused::lstm`]); elsewhere, and for the GRU, step by step.
+    /// (`fused::lstm`, with the `flex` feature); elsewhere, and for the GRU, step by step.
     pub fn forward(
         &self,
         x: Tensor<3>,
