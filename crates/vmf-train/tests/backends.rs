@@ -107,7 +107,13 @@ fn short_run(backend: Backend) -> (Vec<f64>, vmf_train::EvalMetrics) {
          [training]\nepochs = 1\nbatch_size = 50\nlog_every = 1\nimages = false\n",
         dir.display()
     );
-    let config = TrainConfig::parse(&text, Path::new("backends.toml")).unwrap();
+    run_losses(&text, backend)
+}
+
+/// Trains the config `text` on `backend`: the loss of every logged step and the last
+/// evaluation.
+fn run_losses(text: &str, backend: Backend) -> (Vec<f64>, vmf_train::EvalMetrics) {
+    let config = TrainConfig::parse(text, Path::new("backends.toml")).unwrap();
     let s = train(
         &config,
         &TrainOptions {
@@ -116,7 +122,7 @@ fn short_run(backend: Backend) -> (Vec<f64>, vmf_train::EvalMetrics) {
         },
     )
     .unwrap();
-    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let csv = std::fs::read_to_string(config.run_dir.join("metrics.csv")).unwrap();
     let losses = csv
         .lines()
         .skip(1)
@@ -125,30 +131,38 @@ fn short_run(backend: Backend) -> (Vec<f64>, vmf_train::EvalMetrics) {
     (losses, s.last_eval.unwrap())
 }
 
+/// Same initial weights, data, noise and schedule: only kernel rounding (or, for a
+/// fused op, its fallback's arithmetic) differs. Stated tolerance: 1e-4 relative per
+/// step, 1e-3 on the test reconstruction.
+fn assert_same_run(
+    reference: &(Vec<f64>, vmf_train::EvalMetrics),
+    other: &(Vec<f64>, vmf_train::EvalMetrics),
+    b: Backend,
+) {
+    for (step, (a, x)) in reference.0.iter().zip(&other.0).enumerate() {
+        assert!(
+            (a - x).abs() <= 1e-4 * a.abs(),
+            "step {}: flex {a} vs {b} {x}",
+            step + 1
+        );
+    }
+    for (a, x) in [
+        (reference.1.recon_sampled, other.1.recon_sampled),
+        (reference.1.recon_mean, other.1.recon_mean),
+    ] {
+        assert!(
+            (a - x).abs() <= 1e-3 * a.abs(),
+            "test recon: flex {a} vs {b} {x}"
+        );
+    }
+}
+
 #[test]
 fn a_short_training_follows_the_same_losses_on_every_backend() {
-    let (reference, reference_eval) = short_run(Backend::Flex);
-    assert_eq!(reference.len(), 10);
+    let reference = short_run(Backend::Flex);
+    assert_eq!(reference.0.len(), 10);
     for (b, _) in others() {
-        let (losses, eval) = short_run(b);
-        // Same initial weights, data, noise and schedule: only kernel rounding differs.
-        // Stated tolerance: 1e-4 relative per step over 10 Adam steps, 1e-3 on the test figures.
-        for (step, (a, x)) in reference.iter().zip(&losses).enumerate() {
-            assert!(
-                (a - x).abs() <= 1e-4 * a.abs(),
-                "step {}: flex {a} vs {b} {x}",
-                step + 1
-            );
-        }
-        for (a, x) in [
-            (reference_eval.recon_sampled, eval.recon_sampled),
-            (reference_eval.recon_mean, eval.recon_mean),
-        ] {
-            assert!(
-                (a - x).abs() <= 1e-3 * a.abs(),
-                "test recon: flex {a} vs {b} {x}"
-            );
-        }
+        assert_same_run(&reference, &short_run(b), b);
     }
 }
 
@@ -197,44 +211,14 @@ fn short_text_run(backend: Backend) -> (Vec<f64>, vmf_train::EvalMetrics) {
         dir.join("run").display(),
         data.display()
     );
-    let config = TrainConfig::parse(&text, Path::new("backends-text.toml")).unwrap();
-    let s = train(
-        &config,
-        &TrainOptions {
-            backend: Some(backend),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let csv = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
-    let losses = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
-        .collect();
-    (losses, s.last_eval.unwrap())
+    run_losses(&text, backend)
 }
 
 #[test]
 fn the_text_model_follows_the_same_losses_on_every_backend() {
-    let (reference, reference_eval) = short_text_run(Backend::Flex);
-    assert_eq!(reference.len(), 6);
+    let reference = short_text_run(Backend::Flex);
+    assert_eq!(reference.0.len(), 6);
     for (b, _) in others() {
-        let (losses, eval) = short_text_run(b);
-        // Stated tolerance: 1e-4 relative per step, 1e-3 on the test figures.
-        for (step, (a, x)) in reference.iter().zip(&losses).enumerate() {
-            assert!(
-                (a - x).abs() <= 1e-4 * a.abs(),
-                "step {}: flex {a} vs {b} {x}",
-                step + 1
-            );
-        }
-        assert!(
-            (reference_eval.recon_mean - eval.recon_mean).abs()
-                <= 1e-3 * reference_eval.recon_mean.abs(),
-            "test recon at mu: flex {} vs {b} {}",
-            reference_eval.recon_mean,
-            eval.recon_mean
-        );
+        assert_same_run(&reference, &short_text_run(b), b);
     }
 }
