@@ -427,10 +427,7 @@ pub fn lstm_layer(
 
 /// Whether `t` lives on flex (under autodiff or not) as f32.
 fn on_flex_f32<const D: usize>(t: &Tensor<D>) -> bool {
-    t.clone()
-        .inner()
-        .try_into_primitive::<Flex>()
-        .is_ok_and(|p| p.dtype() == DType::F32)
+    super::flex_float(t).is_some_and(|p| p.dtype() == DType::F32)
 }
 
 /// The logistic function, vectorisable: 1 / (1 + e) or e / (1 + e), e = exp(-|x|).

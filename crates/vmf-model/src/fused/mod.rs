@@ -188,18 +188,23 @@ pub(crate) fn xent_rows(
     )
 }
 
-/// The flex buffer of `t` (without any autodiff wrapper), if it lives on flex, has
-/// `dtype` and is contiguous.
+/// The flex buffer of `t` (without any autodiff wrapper), if it lives on flex, in
+/// whatever layout.
+#[cfg(feature = "flex")]
+pub(crate) fn flex_float<const D: usize>(t: &Tensor<D>) -> Option<burn::backend::flex::FlexTensor> {
+    t.clone()
+        .inner()
+        .try_into_primitive::<burn::backend::Flex>()
+        .ok()
+}
+
+/// [`flex_float`], if it also has `dtype` and is contiguous.
 #[cfg(feature = "flex")]
 fn flex_buffer<const D: usize>(
     t: &Tensor<D>,
     dtype: burn::tensor::DType,
 ) -> Option<burn::backend::flex::FlexTensor> {
-    let p = t
-        .clone()
-        .inner()
-        .try_into_primitive::<burn::backend::Flex>();
-    contiguous(p.ok()?, dtype)
+    contiguous(flex_float(t)?, dtype)
 }
 
 /// [`flex_buffer`] for integer ids (Burn's bounds keep the two apart).
