@@ -266,6 +266,11 @@ pub struct OptimizerConfig {
     /// Epochs without a better validation ELBO before each decay (default 1).
     #[serde(skip_serializing_if = "is_one_usize")]
     pub lr_patience: usize,
+    /// Clip the global L2 norm of all gradients to this value before each update
+    /// (PyTorch's `clip_grad_norm_`; absent: no clipping). `metrics.csv` then logs
+    /// the norm before clipping (`grad_norm`, the window's mean).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_norm: Option<f64>,
 }
 
 // Keys at their default are not written (see `is_default`).
@@ -285,6 +290,7 @@ impl Default for OptimizerConfig {
             eps: 1e-8,
             lr_decay: 1.0,
             lr_patience: 1,
+            clip_norm: None,
         }
     }
 }
@@ -499,6 +505,14 @@ impl TrainConfig {
         }
         if o.lr_patience == 0 {
             return Err("optimizer.lr_patience = 0: must be at least 1 epoch".into());
+        }
+        if let Some(c) = o.clip_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(format!(
+                "optimizer.clip_norm = {c}: must be a positive number (leave the key out \
+                 for no clipping)"
+            ));
         }
         let t = &self.training;
         let has_validation = self.data.validation > 0 || self.data.dataset.is_text();

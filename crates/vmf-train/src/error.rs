@@ -31,12 +31,14 @@ pub enum TrainError {
         /// What is wrong and what to do.
         message: String,
     },
-    /// The loss became NaN or infinite.
+    /// The loss (or, with clipping, the gradient norm) became NaN or infinite.
     #[error(
-        "the training loss became {value} at step {step} ({setting}); {kept}. \
+        "the training {what} became {value} at step {step} ({setting}); {kept}. \
          Lower optimizer.lr or check the data, then resume with --resume auto"
     )]
     NonFinite {
+        /// What was read back: `loss` or `gradient norm`.
+        what: &'static str,
         /// The step where it was seen.
         step: u64,
         /// The value read back.

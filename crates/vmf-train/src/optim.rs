@@ -12,8 +12,10 @@
 //! fallback the test compares with. The optimiser state is Burn's `AdamState`, so
 //! checkpoints are the same files either way and old ones resume.
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{
-    Adam, AdamConfig, AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer,
+    Adam, AdamConfig, AdamState, AdaptiveMomentumState, GradientsParams, LearningRate,
+    ModuleOptimizer, Optimizer,
 };
 use burn::tensor::{Device, Tensor};
 
@@ -72,6 +74,58 @@ impl Optimizer for FusedAdam {
     fn to_device<const D: usize>(state: AdamState<D>, device: &Device) -> AdamState<D> {
         <Adam as Optimizer>::to_device(state, device)
     }
+}
+
+/// Scales all of `model`'s gradients by one factor, min(1, `max_norm` / (|g| + 1e-6)),
+/// where |g| is the L2 norm of every gradient of the model taken together (PyTorch's
+/// `clip_grad_norm_`, which Xu & Durrett's text VAE trains with); returns the
+/// gradients and |g| before clipping, as a `[1]` tensor on the gradients' device (no
+/// step waits on a read-back), or `None` where no parameter has a gradient.
+///
+/// Hand-rolled because Burn's `GradientClipping::Norm` clips each parameter's gradient
+/// by its own norm, which turns the update's direction; one global factor keeps it.
+/// Below the threshold the factor is exactly 1 and the gradients stay bit for bit.
+pub fn clip_global_norm<M: Module>(
+    model: &M,
+    mut grads: GradientsParams,
+    max_norm: f64,
+) -> (GradientsParams, Option<Tensor<1>>) {
+    struct SquaredSum<'a>(&'a GradientsParams, Option<Tensor<1>>);
+    impl ModuleVisitor for SquaredSum<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.0.get::<D>(param.id) {
+                let s = g.square().sum();
+                self.1 = Some(match self.1.take() {
+                    Some(acc) => acc + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'a>(&'a mut GradientsParams, Tensor<1>);
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.0.remove::<D>(param.id) {
+                let scaled = g.mul(self.1.clone().unsqueeze());
+                self.0.register(param.id, scaled);
+            }
+        }
+    }
+
+    let mut sum = SquaredSum(&grads, None);
+    model.visit(&mut sum);
+    let Some(squares) = sum.1 else {
+        return (grads, None);
+    };
+    let norm = squares.sqrt();
+    let factor = norm
+        .clone()
+        .add_scalar(1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
+    model.visit(&mut Scale(&mut grads, factor));
+    (grads, Some(norm))
 }
 
 #[cfg(feature = "flex")]
@@ -197,6 +251,59 @@ mod tests {
             out.push(b.val().into_data().try_to_vec::<f32>().unwrap());
         }
         out
+    }
+
+    /// The clipped gradients against the host's f64 arithmetic on the unclipped ones:
+    /// one factor max / |g| over both parameters above the threshold, the reported
+    /// norm the global one, and the gradients untouched (bit for bit) below it.
+    #[test]
+    fn global_norm_clipping_scales_all_gradients_by_one_factor() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let model = LinearConfig::new(7, 5).init(&device);
+        let x = Tensor::<2>::from_data(
+            TensorData::new(
+                (0..21).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>(),
+                [3, 7],
+            ),
+            &device,
+        );
+        let grads_of = || {
+            let loss = model.forward(x.clone()).powi_scalar(2).sum();
+            GradientsParams::from_grads(loss.backward(), &model)
+        };
+        let host = |g: &GradientsParams| {
+            let bias = model.bias.as_ref().unwrap().id;
+            let w = g.get::<2>(model.weight.id).unwrap().into_data();
+            let b = g.get::<1>(bias).unwrap().into_data();
+            [
+                w.try_to_vec::<f32>().unwrap(),
+                b.try_to_vec::<f32>().unwrap(),
+            ]
+        };
+        let plain = host(&grads_of());
+        let norm = plain
+            .iter()
+            .flatten()
+            .map(|&v| f64::from(v).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(norm > 1.0, "a gradient to clip: {norm}");
+
+        let max = norm / 4.0;
+        let (clipped, reported) = clip_global_norm(&model, grads_of(), max);
+        let reported = f64::from(reported.unwrap().into_scalar::<f32>());
+        assert!((reported / norm - 1.0).abs() < 1e-6, "{reported} vs {norm}");
+        for (c, p) in host(&clipped).iter().flatten().zip(plain.iter().flatten()) {
+            let want = f64::from(*p) * max / norm;
+            assert!(
+                (f64::from(*c) - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                "{c} vs {want}"
+            );
+        }
+
+        let (kept, _) = clip_global_norm(&model, grads_of(), norm * 2.0);
+        assert_eq!(host(&kept), plain);
     }
 
     /// Twelve steps of both optimisers on the same model and gradients (a parameter

@@ -11,11 +11,12 @@ use crate::error::TrainError;
 
 /// Header of `metrics.csv` (training, one row per `log_every` steps); `examples`
 /// names the throughput column (`images` gives `images_per_sec`); a learned kappa
-/// adds its spread.
-pub fn train_header(examples: &str, learned_kappa: bool) -> String {
+/// adds its spread, gradient clipping (`clipped`) the mean gradient norm before it.
+pub fn train_header(examples: &str, learned_kappa: bool, clipped: bool) -> String {
     // The throughput stays the last column.
     let spread = if learned_kappa { LOG_KAPPA_COLUMNS } else { "" };
-    format!("step,epoch,kappa,kl,loss,elbo{spread},{examples}_per_sec")
+    let norm = if clipped { ",grad_norm" } else { "" };
+    format!("step,epoch,kappa,kl,loss,elbo{spread}{norm},{examples}_per_sec")
 }
 
 /// The columns of a learned kappa: ln kappa's mean, min and max over the examples

@@ -108,7 +108,8 @@ fn train_kind<K: DataKind>(
 
     let mut kind = K::load(config)?;
     let learned = config.kappa.as_ref().is_some_and(Schedule::is_learned);
-    let train_header = output::train_header(K::UNITS, learned);
+    let clip = config.optimizer.clip_norm;
+    let train_header = output::train_header(K::UNITS, learned, clip.is_some());
     let eval_header = output::eval_header(K::PER_UNIT, K::LATENT_STATS, K::ACCURACY, learned);
     let valid_header = output::eval_header(K::PER_UNIT, false, false, learned);
 
@@ -245,6 +246,8 @@ fn train_kind<K: DataKind>(
 
     // The steps' figures (step::combine) merged, read back every log_every steps.
     let mut window: Option<Tensor<1>> = None;
+    // With clipping: the steps' gradient norms (before clipping) summed, read with it.
+    let mut norm_window: Option<Tensor<1>> = None;
     let (mut window_steps, mut window_units) = (0u64, 0u64);
     let mut window_start = Instant::now();
     let (mut trained_units, mut train_secs) = (0u64, 0.0f64);
@@ -306,6 +309,19 @@ fn train_kind<K: DataKind>(
                 Some(w) => step::merge(w, figures),
                 None => figures,
             });
+            let grads = match clip {
+                Some(max_norm) => {
+                    let (grads, norm) = optim::clip_global_norm(&model, grads, max_norm);
+                    if let Some(n) = norm {
+                        norm_window = Some(match norm_window.take() {
+                            Some(w) => w + n,
+                            None => n,
+                        });
+                    }
+                    grads
+                }
+                None => grads,
+            };
             model = optim.step(o.lr_after(state.lr_decays), model, grads);
             state.step += 1;
             state.batch_in_epoch += 1;
@@ -329,13 +345,32 @@ fn train_kind<K: DataKind>(
                     bar.abandon();
                     let bad = if mean.is_finite() { kl } else { mean };
                     let setting = setting(reparam.is_some(), learned, kappa, beta);
-                    return Err(non_finite(state.step, bad, setting, &last_checkpoint));
+                    return Err(non_finite(
+                        "loss",
+                        state.step,
+                        bad,
+                        setting,
+                        &last_checkpoint,
+                    ));
                 }
-                let mut spread = String::new();
+                let mut columns = String::new();
                 if learned {
                     let s_mean = f64::from(per_step(w[2]));
                     state.kappa = s_mean.exp();
-                    spread = format!(",{s_mean},{},{}", w[3], w[4]);
+                    columns = format!(",{s_mean},{},{}", w[3], w[4]);
+                }
+                if clip.is_some() {
+                    let norm = match norm_window.take() {
+                        Some(n) => per_step(output::read_back(n)?[0]),
+                        None => 0.0,
+                    };
+                    if !norm.is_finite() {
+                        bar.abandon();
+                        let setting = setting(reparam.is_some(), learned, kappa, beta);
+                        let (step, last) = (state.step, &last_checkpoint);
+                        return Err(non_finite("gradient norm", step, norm, setting, last));
+                    }
+                    columns += &format!(",{norm}");
                 }
                 let kl = f64::from(kl);
                 let secs = window_start.elapsed().as_secs_f64();
@@ -347,7 +382,7 @@ fn train_kind<K: DataKind>(
                     &run_dir.join("metrics.csv"),
                     &train_header,
                     &format!(
-                        "{},{},{kappa_txt},{kl},{mean},{}{spread},{ips:.1}",
+                        "{},{},{kappa_txt},{kl},{mean},{}{columns},{ips:.1}",
                         state.step,
                         state.epoch,
                         -(f64::from(mean) + kl)
@@ -538,12 +573,19 @@ fn setting(vmf: bool, learned: bool, kappa: f64, beta: f64) -> String {
     }
 }
 
-fn non_finite(step: u64, value: f32, setting: String, last: &Option<PathBuf>) -> TrainError {
+fn non_finite(
+    what: &'static str,
+    step: u64,
+    value: f32,
+    setting: String,
+    last: &Option<PathBuf>,
+) -> TrainError {
     let kept = match last {
         Some(p) => format!("the last good checkpoint is {} (kept)", p.display()),
         None => "no checkpoint had been written yet".to_string(),
     };
     TrainError::NonFinite {
+        what,
         step,
         value,
         setting,

@@ -476,6 +476,11 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
             "lr = 1e-3\nlr_decay = 0.5",
             &["optimizer.lr_decay = 0.5", "data.validation"],
         ),
+        (
+            "lr = 1e-3",
+            "lr = 1e-3\nclip_norm = 0.0",
+            &["optimizer.clip_norm = 0", "positive"],
+        ),
         ("beta1 = 0.9", "beta1 = 1.0", &["optimizer.beta1 = 1"]),
         (
             "pixels = \"grey\"",
@@ -631,6 +636,37 @@ fn max_steps_alone_bounds_a_run_and_leaves_a_checkpoint_there() {
     assert_eq!(s.steps, 27);
     let (_, state) = checkpoint::newest_valid(&dir).unwrap();
     assert_eq!((state.step, state.epoch, state.batch_in_epoch), (27, 1, 7));
+}
+
+#[test]
+fn gradient_clipping_logs_the_norm_changes_nothing_below_it_and_acts_above() {
+    // Ten steps three ways: without clipping, with a threshold far above every norm
+    // (bit-identical weights), and with one below them (other weights).
+    let run = |name: &str, clip: Option<f64>| {
+        let dir = tmp_dir(name);
+        let mut config = small_config(&dir, "");
+        config.training.epochs = 0;
+        config.training.max_steps = Some(10);
+        config.optimizer.clip_norm = clip;
+        train(&config, &quiet()).unwrap();
+        let (checkpoint, _) = checkpoint::newest_valid(&dir).unwrap();
+        (dir, fingerprint(&checkpoint))
+    };
+    let (plain_dir, plain) = run("clip-none", None);
+    let (high_dir, high) = run("clip-high", Some(1e6));
+    let norms = csv_column(&high_dir.join("metrics.csv"), "grad_norm");
+    assert_eq!(norms.len(), 2, "one per window of log_every = 5 steps");
+    assert!(norms.iter().all(|n| n.is_finite() && *n > 0.0), "{norms:?}");
+    assert_eq!(
+        high, plain,
+        "a threshold above every norm leaves the run as it was"
+    );
+    let header = std::fs::read_to_string(plain_dir.join("metrics.csv")).unwrap();
+    assert!(!header.lines().next().unwrap().contains("grad_norm"));
+
+    let low = norms.iter().cloned().fold(f64::INFINITY, f64::min) / 10.0;
+    let (_, clipped) = run("clip-low", Some(low));
+    assert_ne!(clipped, plain, "clipping at {low} changed no weight");
 }
 
 #[test]
