@@ -339,6 +339,15 @@ pub struct LoopConfig {
     /// needs `data.validation`). The best checkpoint is kept either way.
     #[serde(default)]
     pub patience: usize,
+    /// Importance samples per test example for the log-likelihood of each epoch's
+    /// evaluation (`eval.csv`'s `nll_is`, and `ppl_is` for text; 0: not computed).
+    /// The `eval` binary's default is 500; a few keep the epochs cheap.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eval_samples: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 fn default_shards() -> usize {

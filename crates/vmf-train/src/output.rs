@@ -26,8 +26,17 @@ const LOG_KAPPA_COLUMNS: &str = ",log_kappa_mean,log_kappa_min,log_kappa_max";
 /// Header of `eval.csv` and `valid.csv` (one row per epoch): the ELBO-based
 /// perplexity for text (`per_unit`), mutual information and active units where the
 /// data kind reports them (`latent`), and its greedy reconstruction's accuracy
-/// (`accuracy`), and a learned kappa's spread (`learned_kappa`).
-pub fn eval_header(per_unit: bool, latent: bool, accuracy: bool, learned_kappa: bool) -> String {
+/// (`accuracy`), a learned kappa's spread (`learned_kappa`), and last the
+/// importance-sampled NLL (`sampled_nll`: `nll_is`, and `ppl_is` with `per_unit`).
+/// Columns are only ever added at the end, so that an older run's header is a prefix
+/// of the newer one (see [`resume_csv`]).
+pub fn eval_header(
+    per_unit: bool,
+    latent: bool,
+    accuracy: bool,
+    learned_kappa: bool,
+    sampled_nll: bool,
+) -> String {
     let mut h = "step,epoch,kappa,kl,recon_sampled,recon_mean,elbo".to_string();
     if per_unit {
         h += ",ppl_elbo";
@@ -40,6 +49,12 @@ pub fn eval_header(per_unit: bool, latent: bool, accuracy: bool, learned_kappa: 
     }
     if learned_kappa {
         h += LOG_KAPPA_COLUMNS;
+    }
+    if sampled_nll {
+        h += ",nll_is";
+        if per_unit {
+            h += ",ppl_is";
+        }
     }
     h
 }

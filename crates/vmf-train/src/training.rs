@@ -20,7 +20,7 @@ use crate::backend::{self, Backend};
 use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, TrainState};
 use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::evaluation::{EvalCuts, EvalMetrics, evaluate};
+use crate::evaluation::{EvalCuts, EvalMetrics, evaluate, log_likelihood};
 use crate::latent_stats::{collect_codes, latent_stats};
 use crate::modality::{self, DataKind, Split, WithKind};
 use crate::optim;
@@ -110,8 +110,15 @@ fn train_kind<K: DataKind>(
     let learned = config.kappa.as_ref().is_some_and(Schedule::is_learned);
     let clip = config.optimizer.clip_norm;
     let train_header = output::train_header(K::UNITS, learned, clip.is_some());
-    let eval_header = output::eval_header(K::PER_UNIT, K::LATENT_STATS, K::ACCURACY, learned);
-    let valid_header = output::eval_header(K::PER_UNIT, false, false, learned);
+    let is_samples = config.training.eval_samples;
+    let eval_header = output::eval_header(
+        K::PER_UNIT,
+        K::LATENT_STATS,
+        K::ACCURACY,
+        learned,
+        is_samples > 0,
+    );
+    let valid_header = output::eval_header(K::PER_UNIT, false, false, learned, false);
 
     let d = config.model.latent_dim;
     // Initialised on the host device from the seed, then moved: the same initial
@@ -466,10 +473,31 @@ fn train_kind<K: DataKind>(
             metrics.latent = Some(latent_stats(eval_model.kind(), &codes));
         }
         metrics.recon_accuracy = kind.recon_accuracy(&eval_model, Split::Test, &device)?;
-        output::append_csv(&run_dir.join("eval.csv"), &eval_header, &row(&metrics))?;
+        let mut test_row = row(&metrics);
+        let mut sampled = String::new();
+        if is_samples > 0 {
+            let ll = log_likelihood(
+                &eval_model,
+                &test_x,
+                per_call,
+                state.kappa,
+                is_samples,
+                seeds::derive(config.seed, "eval-is", state.epoch as u64),
+                &device,
+            )?;
+            let nll = -ll.iter().sum::<f64>() / ll.len() as f64;
+            test_row += &format!(",{nll}");
+            sampled = format!(", NLL (IS, K = {is_samples}) {nll:.3}");
+            if K::PER_UNIT {
+                let ppl = (nll / metrics.units_per_example).exp();
+                test_row += &format!(",{ppl}");
+                sampled += &format!(", perplexity (IS) {ppl:.2}");
+            }
+        }
+        output::append_csv(&run_dir.join("eval.csv"), &eval_header, &test_row)?;
         eprintln!(
             "epoch {} step {}: test recon {:.3} (at the posterior's location {:.3}), KL {:.3}, \
-             ELBO {:.3}{}",
+             ELBO {:.3}{}{sampled}",
             state.epoch,
             state.step,
             metrics.recon_sampled,

@@ -297,7 +297,8 @@ const VMF: &str = "[kappa]\nschedule = \"constant\"\nvalue = 10.0\n";
 fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
     let data = topic_data("learn");
     let run = tmp_dir("learn-run");
-    let config = text_config(&data, &run, VMF);
+    let mut config = text_config(&data, &run, VMF);
+    config.training.eval_samples = 4;
     let s = train(&config, &TrainOptions::default()).unwrap();
     assert_eq!(s.units, "tokens");
     assert_eq!(s.steps, 3 * 25);
@@ -318,6 +319,23 @@ fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
     // z carries the topic (a bit, ln 2 = 0.69 nats) and more: mutual information.
     let mi = column(&run.join("eval.csv"), "mi");
     assert!(mi[2] > 0.5, "MI {mi:?}");
+    // Each epoch's importance-sampled NLL: below the ELBO's, and its perplexity per
+    // token as the ELBO's is (ln ppl / NLL the same tokens per sentence).
+    let eval = run.join("eval.csv");
+    let (elbo, ppl_elbo) = (column(&eval, "elbo"), column(&eval, "ppl_elbo"));
+    let (nll, ppl) = (column(&eval, "nll_is"), column(&eval, "ppl_is"));
+    assert_eq!(nll.len(), 3);
+    for e in 0..3 {
+        assert!(
+            nll[e] < -elbo[e],
+            "epoch {e}: IS {} vs ELBO {}",
+            nll[e],
+            -elbo[e]
+        );
+        let per_token = |n: f64, p: f64| n / p.ln();
+        let (a, b) = (per_token(nll[e], ppl[e]), per_token(-elbo[e], ppl_elbo[e]));
+        assert!((a / b - 1.0).abs() < 1e-9, "tokens per sentence {a} vs {b}");
+    }
 
     // The collapse plot reads the run's KL and MI.
     let svg = run.join("collapse.svg");

@@ -63,6 +63,7 @@ fn training_learns_and_fills_the_run_folder() {
     let dir = tmp_dir("learns");
     let mut config = small_config(&dir, "");
     config.training.images = true;
+    config.training.eval_samples = 20;
     let summary = train(&config, &quiet()).unwrap();
     assert_eq!(summary.steps, 60);
 
@@ -90,6 +91,25 @@ fn training_learns_and_fills_the_run_folder() {
     for c in &ckpts {
         checkpoint::load_state(c).unwrap();
     }
+    // Each epoch's importance-sampled NLL lies below the ELBO's (LL_K rises above
+    // LL_1 = ELBO), and the last equals the `eval` binary's at the same K on the same
+    // checkpoint up to the draws (another seed).
+    let nll = csv_column(&dir.join("eval.csv"), "nll_is");
+    let elbo = csv_column(&dir.join("eval.csv"), "elbo");
+    assert_eq!(nll.len(), 3);
+    assert!(
+        nll.iter().zip(&elbo).all(|(n, e)| *n < -e),
+        "{nll:?} vs ELBO {elbo:?}"
+    );
+    let by_eval = vmf_train::evaluation::evaluate_checkpoint(ckpts.last().unwrap(), 20, 9, None)
+        .unwrap()
+        .log_likelihood;
+    assert!(
+        (nll[2] + by_eval).abs() < 0.5,
+        "{} vs eval's {}",
+        nll[2],
+        -by_eval
+    );
     for f in ["recon-epoch-003.png", "samples-epoch-003.png"] {
         let img = image::open(dir.join("images").join(f)).unwrap();
         assert!(img.width() > 28 && img.height() > 28);
