@@ -288,7 +288,7 @@ mod tests {
             .map(|&v| f64::from(v).powi(2))
             .sum::<f64>()
             .sqrt();
-        assert!(norm > 1.0, "a gradient to clip: {norm}");
+        assert!(norm > 0.0, "a gradient to clip: {norm}");
 
         let max = norm / 4.0;
         let (clipped, reported) = clip_global_norm(&model, grads_of(), max);
