@@ -169,7 +169,8 @@ pub const ROWS_PER_CALL: usize = 10_000;
 /// log q(z_k|x)] - log K, the density ratio from [`vmf_model::PosteriorDraw`] (for
 /// vMF: vmf-core's log C_d).
 ///
-/// Deterministic for a given (seed, samples, batches). With the Gaussian pixel loss,
+/// Deterministic for a given (seed, samples, batches). For a model without z (the
+/// LM) it is exact and takes one draw whatever `samples` says. With the Gaussian pixel loss,
 /// log p(x|z) omits its constant -D/2 log(2 pi), so the figure is up to that constant.
 pub fn log_likelihood<M: VaeModel>(
     model: &M,
@@ -182,7 +183,12 @@ pub fn log_likelihood<M: VaeModel>(
 ) -> Result<Vec<f64>, TrainError> {
     let d = model.latent_dim();
     let reparam = reparam_for(model, kappa, device)?;
-    let samples = samples.max(1);
+    // Without a latent (the LM) every importance weight is p(x): one draw is exact,
+    // and K would decode each sentence K times for the same figure.
+    let samples = match model.kind() {
+        ModelKind::Lm => 1,
+        _ => samples.max(1),
+    };
     let mut out = Vec::new();
     let mut call = 0u64;
     for batch in batches {
