@@ -8,6 +8,10 @@
 # Every run continues with --resume auto, so a larger STEPS extends the runs of an
 # earlier call (exact resume), and an interrupted call can simply be repeated (an
 # evaluation already written for the last checkpoint is reused).
+# Where OUT exists, only its block between `<!-- begin ptb_experiment.sh -->` and
+# `<!-- end ptb_experiment.sh -->` is rewritten, and its ptb_progress.py blocks are
+# regenerated (scripts/ptb_progress.py --update): the text around them is kept. A new
+# OUT gets the table and a per-epoch block for the ROWS.
 # ROWS (default: every configs/ptb*.toml row, Standard then Inputless) picks configs;
 # JOBS (default 2) trains that many at once; RUNS (default runs) holds the run folders.
 set -euo pipefail
@@ -23,7 +27,11 @@ cargo build --release -q --bin train --bin eval
 # The experiment runs its own copy of the binaries, so that rebuilding while it runs
 # (hours) changes nothing under it.
 mkdir -p "$runs/bin"
-cp target/release/train target/release/eval "$runs/bin/"
+for b in train eval; do
+  # Copied beside and renamed over: a binary that another run is executing cannot be
+  # overwritten in place (ETXTBSY), and that run keeps the old file.
+  cp "target/release/$b" "$runs/bin/$b.new" && mv "$runs/bin/$b.new" "$runs/bin/$b"
+done
 train() {
   "$runs/bin/train" --config "configs/$1.toml" --run-dir "$runs/$1" --resume auto \
     --max-steps "$steps" > "$runs/$1.summary.json" 2> "$runs/$1.log"
@@ -42,8 +50,7 @@ done
 wait
 
 {
-  echo "# The Penn Treebank comparison"
-  echo
+  echo "<!-- begin ptb_experiment.sh -->"
   echo "Made by \`scripts/ptb_experiment.sh $steps $samples\` on $(date -u +%F) at commit $(git rev-parse --short HEAD)."
   echo "Machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores. Test set (3,761 sentences, 82,430"
   echo "tokens with the end tokens); NLL in nats per sentence; perplexities count end tokens."
@@ -54,7 +61,7 @@ wait
   echo
   echo "| config | steps (epochs) | ELBO NLL | KL | ppl (ELBO) | NLL (IS) | ppl (IS) | recon at mu | MI | AU | acc |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
-} > "$out.tmp"
+} > "$out.gen"
 for r in $rows; do
   ckpt=$(ls -d "$runs/$r"/checkpoints/step-* | tail -1)
   # A checkpoint evaluated before (same K, seed 0) is not evaluated again.
@@ -79,10 +86,35 @@ done
   echo "Xu & Durrett (2018), test set, ELBO NLL / KL / perplexity: Standard: LM 100 / - / 114,"
   echo "Gaussian annealed 99 / 4.4 / 109, vMF (kappa 35) 96 / 5.7 / 98. Inputless: LM 134 / - / 596,"
   echo "Gaussian annealed 125 / 6.3 / 379, vMF (kappa 80) 117 / 18.6 / 262."
-  echo
-  echo "Per epoch (\`scripts/ptb_progress.py\`; test figures at the end of each epoch, K-free):"
-  echo
-  python3 scripts/ptb_progress.py $(for r in $rows; do echo "$runs/$r"; done)
-} >> "$out.tmp"
-mv "$out.tmp" "$out"
+  echo "<!-- end ptb_experiment.sh -->"
+} >> "$out.gen"
+if [ -f "$out" ] && grep -qx '<!-- begin ptb_experiment.sh -->' "$out"; then
+  python3 - "$out" "$out.gen" <<'EOF'
+import os, sys
+path, gen = sys.argv[1], sys.argv[2]
+text, block = open(path).read(), open(gen).read()
+begin, end = "<!-- begin ptb_experiment.sh -->", "<!-- end ptb_experiment.sh -->\n"
+i = text.index(begin)
+j = text.index(end, i) + len(end)
+open(path + ".tmp", "w").write(text[:i] + block + text[j:])
+os.replace(path + ".tmp", path)
+EOF
+  rm "$out.gen"
+else
+  {
+    echo "# The Penn Treebank comparison"
+    echo
+    cat "$out.gen"
+    echo
+    echo "Per epoch (test figures at the end of each epoch):"
+    echo
+    echo "<!-- begin ptb_progress.py $(for r in $rows; do printf '%s ' "$runs/$r"; done)-->"
+    echo "<!-- end ptb_progress.py -->"
+  } > "$out.tmp"
+  rm "$out.gen"
+  mv "$out.tmp" "$out"
+fi
+if grep -q '^<!-- begin ptb_progress.py ' "$out"; then
+  python3 scripts/ptb_progress.py --update "$out"
+fi
 cat "$out"

@@ -2,16 +2,30 @@
 """Per-epoch learning curves of PTB runs, as a markdown table: for each run folder,
 each epoch's test ELBO NLL, KL, perplexity (ELBO), the importance-sampled NLL and
 perplexity where the run computes them (`training.eval_samples`; for the LM, whose
-KL is 0, its ELBO figures, which are its NLL; "-" otherwise),
-mutual information and greedy token accuracy (eval.csv) beside the validation ELBO
-NLL and perplexity (valid.csv). Perplexities count end tokens, as the run folders'
-CSVs do.
+KL is 0, its ELBO figures, which are its NLL; "-" otherwise), mutual information and
+greedy token accuracy (eval.csv) beside the validation ELBO NLL and perplexity
+(valid.csv). Perplexities count end tokens, as the run folders' CSVs do.
 
-    python3 scripts/ptb_progress.py runs/ptb [runs/ptb-lm ...]
+    python3 scripts/ptb_progress.py RUN[=LABEL] ...        # the table on stdout
+    python3 scripts/ptb_progress.py --update docs/ptb.md   # regenerate it in place
+
+A RUN is a run folder; LABEL (default: the folder without `runs/`) names its rows.
+`--update FILE` rewrites every block of FILE between
+`<!-- begin ptb_progress.py RUN[=LABEL] ... -->` and `<!-- end ptb_progress.py -->`
+with the table of the runs its begin line names and a line saying when, at which
+commit and on which machine it was made; the rest of FILE (the reading) is kept.
 """
 import csv
+import datetime
 import os
+import platform
+import re
+import shlex
+import subprocess
 import sys
+
+BEGIN = re.compile(r"^<!-- begin ptb_progress\.py (.*) -->$")
+END = "<!-- end ptb_progress.py -->"
 
 
 def rows(path):
@@ -21,14 +35,18 @@ def rows(path):
         return {int(r["epoch"]): r for r in csv.DictReader(f)}
 
 
-def main():
-    print("| run | epoch | step | test ELBO NLL | KL | test ppl (ELBO) | test NLL (IS) | test ppl (IS) | MI | tokens right | valid ELBO NLL | valid ppl (ELBO) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for run in sys.argv[1:]:
+def table(args):
+    out = [
+        "| run | epoch | step | test ELBO NLL | KL | test ppl (ELBO) | test NLL (IS) | test ppl (IS) | MI | tokens right | valid ELBO NLL | valid ppl (ELBO) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arg in args:
+        run, _, label = arg.partition("=")
+        name = label or os.path.normpath(run)
+        if not label and name.startswith("runs/"):
+            name = name[len("runs/"):]
         test = rows(os.path.join(run, "eval.csv"))
         valid = rows(os.path.join(run, "valid.csv"))
-        name = os.path.normpath(run)
-        name = name[len("runs/"):] if name.startswith("runs/") else name
         for epoch in sorted(test):
             t, v = test[epoch], valid.get(epoch)
             mi = t.get("mi") or ""
@@ -41,13 +59,74 @@ def main():
                 sampled = f"{-float(t['elbo']):.2f} | {float(t['ppl_elbo']):.1f}"
             else:
                 sampled = "- | -"
-            print(
+            out.append(
                 f"| {name} | {epoch} | {t['step']} | {-float(t['elbo']):.2f} | {float(t['kl']):.2f} | "
                 f"{float(t['ppl_elbo']):.1f} | {sampled} | {float(mi):.2f} | "
                 + (f"{100 * float(acc):.1f}%" if acc else "-")
                 + " | "
                 + (f"{-float(v['elbo']):.2f} | {float(v['ppl_elbo']):.1f} |" if v else "- | - |")
             )
+    return out
+
+
+def cpu():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def provenance(args):
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"Made by `python3 scripts/ptb_progress.py {shlex.join(args)}` at {when}, "
+        f"commit {commit or '?'}, {cpu()}, {os.cpu_count()} cores."
+    )
+
+
+def update(path):
+    with open(path) as f:
+        lines = f.read().split("\n")
+    out, i, blocks = [], 0, 0
+    while i < len(lines):
+        m = BEGIN.match(lines[i])
+        if not m:
+            out.append(lines[i])
+            i += 1
+            continue
+        try:
+            end = lines.index(END, i + 1)
+        except ValueError:
+            sys.exit(f"{path}: line {i + 1} begins a ptb_progress.py block that no `{END}` ends")
+        args = shlex.split(m.group(1))
+        out += [lines[i], provenance(args), ""] + table(args) + [END]
+        i = end + 1
+        blocks += 1
+    if blocks == 0:
+        sys.exit(f"{path}: no `<!-- begin ptb_progress.py RUN ... -->` line to update")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(out))
+    os.replace(tmp, path)
+
+
+def main():
+    argv = sys.argv[1:]
+    if argv[:1] == ["--update"]:
+        if len(argv) != 2:
+            sys.exit("usage: ptb_progress.py --update FILE")
+        update(argv[1])
+    elif argv:
+        print("\n".join(table(argv)))
+    else:
+        sys.exit(__doc__)
 
 
 if __name__ == "__main__":
