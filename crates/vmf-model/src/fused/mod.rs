@@ -1,7 +1,8 @@
 //! Fused CPU kernels for the flex backend, each with the tensor-op code it replaces
 //! as the fallback on every other backend (and the reference its test compares with):
 //! the Bernoulli loss, the token cross-entropy (module `xent`), the LSTM layer and cell
-//! (module `lstm`, forward and backward; both modules exist with the `flex` feature),
+//! (module `lstm`, forward and backward), the output layer's affine map (module
+//! `linear`, forward and backward; these modules exist with the `flex` feature),
 //! and the Adam update that vmf-train's optimiser runs. This crate is compiled with
 //! optimisations even in the dev profile (the workspace's Cargo.toml), so that these
 //! loops vectorise under `cargo run` too.
@@ -18,12 +19,22 @@
 use burn::tensor::{Tensor, TensorData};
 
 #[cfg(feature = "flex")]
+pub mod linear;
+#[cfg(feature = "flex")]
 pub mod lstm;
 #[cfg(feature = "flex")]
 pub mod xent;
 
 #[cfg(feature = "flex")]
+pub use linear::linear;
+#[cfg(feature = "flex")]
 pub use lstm::{lstm_cell, lstm_layer};
+
+/// On a build without flex there is nothing to fuse.
+#[cfg(not(feature = "flex"))]
+pub fn linear(_layer: &burn::nn::Linear, _x: &Tensor<3>) -> Option<Tensor<3>> {
+    None
+}
 
 /// On a build without flex there is nothing to fuse.
 #[cfg(not(feature = "flex"))]

@@ -371,7 +371,8 @@ impl TextVae {
         let (state, extra) = self.start(z);
         let emb = apply(self.embedding.forward(inputs), masks.map(|d| &d.decoder));
         let out = self.decoder.forward(emb, extra, state);
-        self.output.forward(apply(out, masks.map(|d| &d.output)))
+        let out = apply(out, masks.map(|d| &d.output));
+        crate::fused::linear(&self.output, &out).unwrap_or_else(|| self.output.forward(out))
     }
 
     /// Decodes each row of `z` word by word from the begin token, as `how` says (see
