@@ -23,6 +23,10 @@ use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::Linear;
 use burn::tensor::{DType, Tensor, TensorData};
 
+// gemm packs a strided (transposed) operand element by element, slower than a
+// transpose materialised once.
+use super::transposed;
+
 /// The op's two passes on one backend's raw buffers.
 pub trait AffineKernels: Backend {
     /// `x` `[n, k]`, `w` `[k, m]`, `b` `[m]` -> x w + b `[n, m]`.
@@ -129,18 +133,6 @@ fn slice(t: &FlexTensor) -> &[f32] {
 
 fn flex(v: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v, shape))
-}
-
-/// The row-major `[cols, rows]` transpose of the row-major `[rows, cols]` matrix `m`:
-/// gemm packs a strided (transposed) operand element by element, slower than this.
-fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; rows * cols];
-    for (r, row) in m.chunks_exact(cols).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
-            out[c * rows + r] = x;
-        }
-    }
-    out
 }
 
 /// `dst` (row-major `[n, m]`) += `lhs` (row-major `[n, k]`) `rhs` (row-major `[k, m]`).

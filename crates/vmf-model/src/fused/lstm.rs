@@ -34,7 +34,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Tensor, TensorData};
 
-use super::{exp_nonpositive_with, madd};
+use super::{exp_nonpositive_with, madd, transposed};
 
 /// The cell's two passes on one backend's raw buffers.
 pub trait LstmKernels: Backend {
@@ -386,17 +386,6 @@ pub fn lstm_cell(gates: &Tensor<2>, c_prev: &Tensor<2>) -> Option<(Tensor<2>, Te
     // Slices along the first dimension: contiguous views, no copy.
     let part = |k: usize| out.clone().narrow(0, k, 1).reshape([b, h]);
     Some((part(0), part(1)))
-}
-
-/// The `[cols, rows]` transpose of the row-major `[rows, cols]` matrix `m`.
-fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; rows * cols];
-    for (r, row) in m.chunks_exact(cols).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
-            out[c * rows + r] = x;
-        }
-    }
-    out
 }
 
 /// An LSTM layer over every step of `p` `[batch, T, 4 h]` (the input projections,

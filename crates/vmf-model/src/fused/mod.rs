@@ -199,6 +199,18 @@ pub(crate) fn xent_rows(
     )
 }
 
+/// The `[cols, rows]` transpose of the row-major `[rows, cols]` matrix `m`.
+#[cfg(feature = "flex")]
+pub(crate) fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * cols];
+    for (r, row) in m.chunks_exact(cols).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            out[c * rows + r] = x;
+        }
+    }
+    out
+}
+
 /// The flex buffer of `t` (without any autodiff wrapper), if it lives on flex, in
 /// whatever layout.
 #[cfg(feature = "flex")]
