@@ -138,8 +138,8 @@ fn flex(v: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
 /// `dst` (row-major `[n, m]`) += `lhs` (row-major `[n, k]`) `rhs` (row-major `[k, m]`).
 fn gemm_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], n: usize, k: usize, m: usize) {
     assert!(dst.len() == n * m && lhs.len() == n * k && rhs.len() == k * m);
-    // flex's own threshold for going parallel (burn-flex's matmul).
-    let parallelism = if n.saturating_mul(m).saturating_mul(k) >= 64 * 64 * 64 {
+    // flex's own threshold for going parallel (burn-flex's matmul: 192^3 products).
+    let parallelism = if n.saturating_mul(m).saturating_mul(k) >= 192 * 192 * 192 {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -264,7 +264,7 @@ mod tests {
         let device = Device::flex().autodiff();
         for (b, t, k, m, strided) in [
             (2, 3, 7, 13, false),
-            (4, 9, 80, 300, false),
+            (4, 9, 200, 1000, false),
             (3, 5, 6, 11, true),
         ] {
             let layer = LinearConfig::new(k, m).init(&device);
