@@ -11,7 +11,9 @@
 # Where OUT exists, only its block between `<!-- begin ptb_experiment.sh -->` and
 # `<!-- end ptb_experiment.sh -->` is rewritten, and its ptb_progress.py blocks are
 # regenerated (scripts/ptb_progress.py --update): the text around them is kept. A new
-# OUT gets the table and a per-epoch block for the ROWS.
+# OUT gets the table and a per-epoch block for the ROWS. The table holds the ROWS of
+# this call only: to only continue some runs, call runs/bin/train with --resume auto
+# (or set OUT elsewhere) and keep the table of every row.
 # ROWS (default: every configs/ptb*.toml row, Standard then Inputless) picks configs;
 # JOBS (default 2) trains that many at once; RUNS (default runs) holds the run folders.
 set -euo pipefail
