@@ -21,11 +21,11 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::Linear;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 
 // gemm packs a strided (transposed) operand element by element, slower than a
 // transpose materialised once.
-use super::transposed;
+use super::{flex, transposed, values};
 
 /// The op's two passes on one backend's raw buffers.
 pub trait AffineKernels: Backend {
@@ -112,29 +112,6 @@ impl<B: AffineKernels, C: CheckpointStrategy> AffineOps for Autodiff<B, C> {
     }
 }
 
-/// A contiguous f32 copy of `t` where its buffer is not one already.
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    let n = t.shape().num_elements();
-    if t.as_slice::<f32>().is_some_and(|s| s.len() == n) {
-        t
-    } else {
-        let v = t
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("the fused affine map takes f32 buffers (checked by `linear`)");
-        let n = v.len();
-        FlexTensor::from_data(TensorData::new(v, [n]))
-    }
-}
-
-fn slice(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>().expect("made contiguous")
-}
-
-fn flex(v: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(v, shape))
-}
-
 /// `dst` (row-major `[n, m]`) += `lhs` (row-major `[n, k]`) `rhs` (row-major `[k, m]`).
 fn gemm_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], n: usize, k: usize, m: usize) {
     assert!(dst.len() == n * m && lhs.len() == n * k && rhs.len() == k * m);
@@ -175,37 +152,33 @@ impl AffineKernels for Flex {
     fn affine_forward(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
         let [k, m] = w.shape().dims::<2>();
         let n = x.shape().num_elements() / k;
-        let (x, w, b) = (contiguous(x), contiguous(w), contiguous(b));
+        let (x, w, b) = (values(&x), values(&w), values(&b));
         let mut out = Vec::with_capacity(n * m);
         for _ in 0..n {
-            out.extend_from_slice(slice(&b));
+            out.extend_from_slice(&b);
         }
-        gemm_add(&mut out, slice(&x), slice(&w), n, k, m);
+        gemm_add(&mut out, &x, &w, n, k, m);
         flex(out, [n, m])
     }
 
     fn affine_backward(x: FlexTensor, w: FlexTensor, grad: FlexTensor) -> [FlexTensor; 3] {
         let [k, m] = w.shape().dims::<2>();
         let n = x.shape().num_elements() / k;
-        let (x, w, grad) = (contiguous(x), contiguous(w), contiguous(grad));
-        let g = slice(&grad);
+        let (x, w, grad) = (values(&x), values(&w), values(&grad));
+        let g: &[f32] = &grad;
         // dx = grad w^T: [n, m] [m, k].
         let mut dx = vec![0.0f32; n * k];
-        gemm_add(&mut dx, g, &transposed(slice(&w), k, m), n, m, k);
+        gemm_add(&mut dx, g, &transposed(&w, k, m), n, m, k);
         // dw = x^T grad: [k, n] [n, m].
         let mut dw = vec![0.0f32; k * m];
-        gemm_add(&mut dw, &transposed(slice(&x), n, k), g, k, n, m);
+        gemm_add(&mut dw, &transposed(&x, n, k), g, k, n, m);
         let mut db = vec![0.0f32; m];
         for row in g.chunks_exact(m) {
             for (s, &v) in db.iter_mut().zip(row) {
                 *s += v;
             }
         }
-        [
-            flex(dx, [n, k]),
-            flex(dw, [k, m]),
-            FlexTensor::from_data(TensorData::new(db, [m])),
-        ]
+        [flex(dx, [n, k]), flex(dw, [k, m]), flex(db, [m])]
     }
 }
 
@@ -239,7 +212,7 @@ pub fn linear(layer: &Linear, x: &Tensor<3>) -> Option<Tensor<3>> {
 #[cfg(test)]
 mod tests {
     use burn::nn::LinearConfig;
-    use burn::tensor::Device;
+    use burn::tensor::{Device, TensorData};
 
     use super::*;
 

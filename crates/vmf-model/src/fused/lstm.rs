@@ -21,8 +21,6 @@
 //! dP_i = dc~ g i (1 - i), dP_f = dc~ c' f (1 - f), dP_g = dc~ i (1 - g^2),
 //! dP_o = dh tanh(c) o (1 - o), dc' = dc~ f.
 
-use std::borrow::Cow;
-
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -32,9 +30,9 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 
-use super::{exp_nonpositive_with, madd, transposed};
+use super::{exp_nonpositive_with, flex, madd, transposed, values};
 
 /// The cell's two passes on one backend's raw buffers.
 pub trait LstmKernels: Backend {
@@ -210,23 +208,6 @@ impl<B: LstmKernels, C: CheckpointStrategy> LstmCellOps for Autodiff<B, C> {
             ),
         }
     }
-}
-
-/// The values of an f32 buffer: borrowed when contiguous, else copied.
-fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(
-            t.clone()
-                .into_data()
-                .try_to_vec::<f32>()
-                .expect("the fused LSTM cell takes f32 buffers (checked by lstm_cell)"),
-        ),
-    }
-}
-
-fn flex(v: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(v, shape))
 }
 
 impl LstmKernels for Flex {

@@ -199,6 +199,33 @@ pub(crate) fn xent_rows(
     )
 }
 
+/// The values of an f32 flex buffer: borrowed when it holds exactly the tensor's
+/// elements in order, else copied. The fused ops take f32 only (checked by their
+/// public entry points).
+#[cfg(feature = "flex")]
+pub(crate) fn values(t: &burn::backend::flex::FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    use burn::backend::TensorMetadata;
+    let n = t.shape().num_elements();
+    match t.as_slice::<f32>() {
+        Some(s) if s.len() == n => std::borrow::Cow::Borrowed(s),
+        _ => std::borrow::Cow::Owned(
+            t.clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("the fused ops take f32 buffers (checked by their entry points)"),
+        ),
+    }
+}
+
+/// A flex tensor of `shape` owning `v` (no copy).
+#[cfg(feature = "flex")]
+pub(crate) fn flex(
+    v: Vec<f32>,
+    shape: impl Into<burn::tensor::Shape>,
+) -> burn::backend::flex::FlexTensor {
+    burn::backend::flex::FlexTensor::from_data(TensorData::new(v, shape))
+}
+
 /// The `[cols, rows]` transpose of the row-major `[rows, cols]` matrix `m`.
 #[cfg(feature = "flex")]
 pub(crate) fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
