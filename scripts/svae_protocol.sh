@@ -25,7 +25,10 @@
 # configs' seed) seeds the trainings, for the run-to-run spread; PATIENCE (default 50,
 # the S-VAE authors' look-ahead) is the early stopping's patience in epochs (with FROM,
 # a larger one restarts runs that stopped: patience does not change the training
-# before the stop).
+# before the stop). RESUME=1 continues each run already in RUNS from its last
+# checkpoint instead of starting it afresh (FROM then only seeds the runs not yet
+# there): a protocol of many hours is run in pieces by calling the script again with
+# the same settings; runs that stopped stay stopped and keep their evaluation.
 #
 # The vMF model's kappa follows a constant KL budget (kl_target) from the first step:
 # BUDGETS="6 12 19 20 21" gives one per entry of DIMS, else the best budget of the
@@ -69,20 +72,31 @@ run() {
     -e "s|value = 8.0 }|value = $budget }|" \
     "configs/svae-$kind.toml" > "$cfg"
   if [ "$jobs" -gt 1 ]; then sed -i -e "s|^shards = .*|shards = 1|" "$cfg"; fi
-  rm -rf "$dir"
-  local resume=()
-  if [ -n "${FROM:-}" ]; then
-    cp -r "$FROM/$kind-d$d" "$dir"
+  local resume=() from=""
+  if [ -n "${RESUME:-}" ] && [ -d "$dir/checkpoints" ]; then
     resume=(--resume auto)
+    from="resumed "
+  else
+    rm -rf "$dir"
+    : > "$runs/$kind-d$d.log"
+    if [ -n "${FROM:-}" ]; then
+      cp -r "$FROM/$kind-d$d" "$dir"
+      resume=(--resume auto)
+      from="from $FROM "
+    fi
   fi
-  echo "train $kind d = $d (latent_dim $latent) ${FROM:+from $FROM }..." >&2
-  target/release/train --config "$cfg" "${resume[@]}" 2> "$runs/$kind-d$d.log" |
+  echo "train $kind d = $d (latent_dim $latent) $from..." >&2
+  target/release/train --config "$cfg" "${resume[@]}" 2>> "$runs/$kind-d$d.log" |
     tail -n 1 > "$runs/$kind-d$d.json"
   local best
   best=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["best_checkpoint"])' \
     "$runs/$kind-d$d.json")
-  echo "eval $kind d = $d: $best, K = $samples ..." >&2
-  target/release/eval --checkpoint "$best" --samples "$samples" --seed 0 > /dev/null 2>> "$runs/$kind-d$d.log"
+  # A resumed run that had already stopped and been evaluated keeps its evaluation
+  # (same checkpoint, same K and seed: the same figures).
+  if [ ! -f "$best/eval-k$samples-seed0.json" ]; then
+    echo "eval $kind d = $d: $best, K = $samples ..." >&2
+    target/release/eval --checkpoint "$best" --samples "$samples" --seed 0 > /dev/null 2>> "$runs/$kind-d$d.log"
+  fi
   python3 - "$best/eval-k$samples-seed0.json" "$dir/valid.csv" > "$runs/$kind-d$d.result" <<'EOF'
 import csv, json, sys
 e = json.load(open(sys.argv[1]))
@@ -120,7 +134,7 @@ row() {
 {
   echo "# The S-VAE MNIST protocol"
   echo
-  echo "Made by \`${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
+  echo "Made by \`${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
   echo "ELBO with patience ${PATIENCE:-50} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
