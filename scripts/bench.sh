@@ -4,7 +4,7 @@
 # PyTorch on the same model when it is installed, where a step's time goes, the text
 # model's tokens/s against PyTorch's and its profile (with perf), and the sampler's
 # table build and throughput. Prints one markdown report and writes it to
-# BENCHMARKS.md.
+# BENCHMARKS.md, keeping the old report's GPU section (scripts/gpu_bench.sh) at its end.
 #
 #   scripts/bench.sh            # CPU backends (flex, ndarray)
 #   scripts/bench.sh --wgpu     # also wgpu (first build with it: ~15 min)
@@ -249,5 +249,11 @@ fi
   cargo bench -q -p vmf-core --bench sampler 2>/dev/null | sed "s/^## /### /"
 } >> "$report"
 
+# The GPU section (from scripts/gpu_bench.sh on a lent machine, which this suite cannot
+# rerun here) is carried over from the old report, as the last section.
+if [ -f BENCHMARKS.md ]; then
+  awk '/^## GPU/ { keep = 1 } keep' BENCHMARKS.md > "$work/gpu.md"
+  if [ -s "$work/gpu.md" ]; then { echo; cat "$work/gpu.md"; } >> "$report"; fi
+fi
 cp "$report" BENCHMARKS.md
 cat BENCHMARKS.md

@@ -10,7 +10,8 @@
 #
 # BIN is a `train` built with the wgpu feature (default target/release/train). The
 # Vulkan loader comes from the system, or from Debian packages unpacked from .gl/ (see
-# BENCHMARKS.md for how they were fetched). STEPS100 and STEPS1024 set the steps.
+# the GPU section of BENCHMARKS.md for how they were fetched). STEPS100 and STEPS1024
+# set the steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-target/release/train}
