@@ -33,6 +33,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    vmf_train::keep_freed_memory();
     println!("{}", vmf_train::cpu::flush_denormals());
     // `cargo bench` appends `--bench`; positional arguments are ours.
     let args: Vec<String> = std::env::args()

@@ -55,6 +55,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    vmf_train::keep_freed_memory();
     vmf_train::cpu::flush_denormals();
     let run = || -> Result<(), vmf_train::TrainError> {
         let usage = |m: String| vmf_train::TrainError::Usage(m);

@@ -30,6 +30,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    vmf_train::keep_freed_memory();
     vmf_train::cpu::flush_denormals();
     let run = || -> anyhow::Result<()> {
         let e = evaluate_checkpoint(&cli.checkpoint, cli.samples, cli.seed, cli.test_limit)?;

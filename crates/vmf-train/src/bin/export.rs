@@ -24,6 +24,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    vmf_train::keep_freed_memory();
     vmf_train::cpu::flush_denormals();
     let run = || -> Result<(), vmf_train::TrainError> {
         let e = vmf_train::export::export_checkpoint(&cli.checkpoint, &cli.out)?;

@@ -82,6 +82,7 @@ enum What {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    vmf_train::keep_freed_memory();
     vmf_train::cpu::flush_denormals();
     let run = || -> Result<(), String> {
         let need_out = || cli.out.clone().ok_or("--out is required");

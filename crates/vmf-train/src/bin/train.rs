@@ -31,6 +31,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    vmf_train::keep_freed_memory();
     let cli = Cli::parse();
     let run = || -> Result<(), vmf_train::TrainError> {
         let mut config = TrainConfig::load(&cli.config)?;
