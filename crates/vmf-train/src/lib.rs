@@ -97,7 +97,7 @@ const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 /// (v3, which libmimalloc-sys builds; 10 ms in v2), and a later step takes it back
 /// through page faults and the kernel's page zeroing, ~5% of a text step. Keeping it
 /// costs ~25 MB of peak memory there.
-/// The binaries call it first thing in `main`.
+/// The binaries call it at the start of `main`, before any training work.
 pub fn keep_freed_memory() {
     #[cfg(feature = "mimalloc")]
     // SAFETY: mi_option_set stores one integer in mimalloc's option table; any thread,
