@@ -7,11 +7,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
+use burn::module::{ModuleMapper, Param, ParamId};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::TrainConfig;
+use crate::durable;
 use crate::error::TrainError;
 use crate::modality::DataKind;
 
@@ -55,6 +57,24 @@ pub struct TrainState {
     pub lr_decays: u32,
 }
 
+/// Numbers a model's parameters 1, 2, ... in the order Burn visits them
+/// (`model.map(&mut StableParamIds::default())`). Burn draws each parameter id at random,
+/// and the records store them (the optimiser's keys its moments by them), so without
+/// this two runs of one config write different checkpoint bytes; with it a run writes
+/// the same bytes whether it was interrupted or not, and on every machine.
+#[derive(Debug, Default)]
+pub struct StableParamIds {
+    next: u64,
+}
+
+impl ModuleMapper for StableParamIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (_, value, mapper) = param.consume();
+        self.next += 1;
+        Param::from_mapped_value(ParamId::from(self.next), value, mapper)
+    }
+}
+
 /// The name of the checkpoint folder of `step`.
 pub fn folder_name(step: u64) -> String {
     format!("step-{step:08}")
@@ -85,22 +105,25 @@ pub fn save(
     let final_dir = root.join(&name);
     let tmp = root.join(format!(".{name}.tmp"));
     if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(TrainError::io("removing", &tmp))?;
+        durable::remove_dir_all(&tmp)?;
     }
     fs::create_dir_all(&tmp).map_err(TrainError::io("creating", &tmp))?;
     write_records(&tmp).map_err(|message| TrainError::Checkpoint {
         path: tmp.clone(),
         message,
     })?;
+    durable::seal(&tmp.join(MODEL_FILE))?;
+    durable::seal(&tmp.join(OPTIM_FILE))?;
     state.model_sha256 = sha256_file(&tmp.join(MODEL_FILE))?;
     state.optim_sha256 = sha256_file(&tmp.join(OPTIM_FILE))?;
     let json = serde_json::to_string_pretty(&state).expect("state serialises");
-    fs::write(tmp.join(STATE_FILE), json)
-        .map_err(TrainError::io("writing", tmp.join(STATE_FILE)))?;
+    durable::write_new(&tmp.join(STATE_FILE), json.as_bytes())?;
+    // A checkpoint of the same step (the epoch's end right after a checkpoint at its
+    // last batch) replaces the older one.
     if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).map_err(TrainError::io("removing", &final_dir))?;
+        durable::remove_dir_all(&final_dir)?;
     }
-    fs::rename(&tmp, &final_dir).map_err(TrainError::io("renaming", &tmp))?;
+    durable::rename(&tmp, &final_dir)?;
     prune(&root, keep, protect.as_deref())?;
     Ok(final_dir)
 }
@@ -129,7 +152,31 @@ fn prune(root: &Path, keep: usize, protect: Option<&str>) -> Result<(), TrainErr
     let all = list(root.parent().expect("checkpoints has a parent"));
     let old = all.iter().take(all.len().saturating_sub(keep));
     for old in old.filter(|p| p.file_name().and_then(|n| n.to_str()) != protect) {
-        fs::remove_dir_all(old).map_err(TrainError::io("removing", old))?;
+        durable::remove_dir_all(old)?;
+    }
+    Ok(())
+}
+
+/// Finishes what a killed run may have left half done in `run_dir`: removes the
+/// temporary folders of checkpoints that were never renamed into place and the
+/// checkpoints that pruning had not yet removed (the newest `keep`, and the best on
+/// the validation set, `best_step`, stay).
+pub fn tidy(run_dir: &Path, keep: usize, best_step: Option<u64>) -> Result<(), TrainError> {
+    let root = dir(run_dir);
+    let stale = fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    for tmp in stale.filter(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+    }) {
+        durable::remove_dir_all(&tmp)?;
+    }
+    if root.is_dir() {
+        prune(&root, keep, best_step.map(folder_name).as_deref())?;
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! evaluation and the importance-sampled log-likelihood ([`evaluation`]), embeddings
 //! out and their nearest neighbours ([`encode`]), latent
 //! usage: mutual information and active units ([`latent_stats`]),
-//! checkpoints ([`checkpoint`]), the data-parallel step ([`step`]), Adam fused on the
+//! checkpoints ([`checkpoint`]), the run folder's start and writes that survive a kill
+//! ([`run_folder`], [`durable`]), the data-parallel step ([`step`]), Adam fused on the
 //! CPU ([`optim`]), run outputs
 //! ([`output`]), views of a trained model ([`views`]: [`pictures`] for images,
 //! [`sentences`] for text), CPU thread setup ([`cpu`]: denormals) and the backend choice
@@ -53,6 +54,7 @@ pub mod config;
 pub mod cpu;
 pub mod curves;
 pub mod data;
+pub mod durable;
 pub mod encode;
 pub mod error;
 pub mod evaluation;
@@ -62,6 +64,7 @@ pub mod modality;
 pub mod optim;
 pub mod output;
 pub mod pictures;
+pub mod run_folder;
 pub mod schedule;
 pub mod seeds;
 pub mod sentences;

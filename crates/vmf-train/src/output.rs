@@ -1,12 +1,11 @@
 //! Run-folder outputs: metrics CSV files and PNG image grids.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
 
 use burn::tensor::Tensor;
-use image::{GrayImage, RgbImage};
+use image::{GrayImage, ImageFormat, RgbImage};
 
+use crate::durable;
 use crate::error::TrainError;
 
 /// Header of `metrics.csv` (training, one row per `log_every` steps); `examples`
@@ -59,18 +58,10 @@ pub fn eval_header(
     h
 }
 
-/// Appends `row` to the CSV at `path`, writing `header` first if the file is new.
+/// Appends `row` to the CSV at `path`, writing `header` first if the file is new; the
+/// row goes out in one write (see [`crate::durable::append_row`]).
 pub fn append_csv(path: &Path, header: &str, row: &str) -> Result<(), TrainError> {
-    let new = !path.exists();
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(TrainError::io("opening", path))?;
-    if new {
-        writeln!(f, "{header}").map_err(TrainError::io("writing", path))?;
-    }
-    writeln!(f, "{row}").map_err(TrainError::io("writing", path))
+    durable::append_row(path, header, row)
 }
 
 /// The column `name` of the CSV at `path` (with a header row); empty or unparsable
@@ -91,40 +82,44 @@ pub fn read_csv_column(path: &Path, name: &str) -> Result<Vec<Option<f64>>, Trai
         .collect())
 }
 
-/// Readies the CSV at `path` (if any) for a run resumed at `step`: drops the rows whose
-/// first column (the step) is above it, so that nothing is written twice, and, where
-/// the file's header is a strict prefix of `header` (a run resumed by a version that
-/// reports more columns), puts `header` in its place; older rows keep fewer fields.
-pub fn resume_csv(path: &Path, step: u64, header: &str) -> Result<(), TrainError> {
+/// Readies the CSV at `path` (if any) for a run resumed from a checkpoint: keeps the
+/// rows for which `keep(row)` holds (those of steps the checkpoint holds), so that
+/// nothing is written twice, and drops a last row cut short by a kill (no newline); a
+/// file whose header was cut short is removed. Where the file's header is a strict
+/// prefix of `header` (a run resumed by a version that reports more columns), `header`
+/// takes its place; older rows keep fewer fields.
+pub fn resume_csv(
+    path: &Path,
+    header: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(), TrainError> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(());
     };
-    let mut lines = text.lines();
-    let old = lines.next().unwrap_or_default();
+    // Whole lines only: a kill mid-append leaves a last line without its newline.
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let mut lines = whole.lines();
+    let Some(old) = lines.next() else {
+        return durable::remove_file(path);
+    };
     let first = if header.starts_with(&format!("{old},")) {
         header
     } else {
         old
     };
     let kept: Vec<&str> = std::iter::once(first)
-        .chain(lines.filter(|l| {
-            l.split(',')
-                .next()
-                .and_then(|s| s.parse::<u64>().ok())
-                .is_none_or(|s| s <= step)
-        }))
+        .chain(lines.filter(|l| keep(l)))
         .collect();
-    replace_file(path, &(kept.join("\n") + "\n"))
+    let new = kept.join("\n") + "\n";
+    if new != text {
+        durable::replace(path, new.as_bytes())?;
+    }
+    Ok(())
 }
 
-/// Writes `text` to a temporary file beside `path` and renames it over `path`, so
-/// that a crash leaves either the old file or the new one, never half of it.
-fn replace_file(path: &Path, text: &str) -> Result<(), TrainError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, text).map_err(TrainError::io("writing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(TrainError::io("renaming", &tmp))
+/// The field `at` (0-based) of a CSV row, as a number (`None` if absent or not one).
+pub fn csv_field<T: std::str::FromStr>(row: &str, at: usize) -> Option<T> {
+    row.split(',').nth(at)?.parse().ok()
 }
 
 /// Saves images (values in [0, 1], each `[channels, h, w]` as channel planes: 1
@@ -153,17 +148,19 @@ pub fn save_grid(
         }
     }
     let (gw, gh) = (gw as u32, gh as u32);
-    let saved = if channels == 1 {
-        GrayImage::from_raw(gw, gh, bytes).map(|img| img.save(path))
+    let mut png = std::io::Cursor::new(Vec::new());
+    let encoded = if channels == 1 {
+        GrayImage::from_raw(gw, gh, bytes).map(|img| img.write_to(&mut png, ImageFormat::Png))
     } else {
-        RgbImage::from_raw(gw, gh, bytes).map(|img| img.save(path))
+        RgbImage::from_raw(gw, gh, bytes).map(|img| img.write_to(&mut png, ImageFormat::Png))
     }
     .expect("the buffer holds the grid");
-    saved.map_err(|e| TrainError::Io {
-        what: "writing image",
+    encoded.map_err(|e| TrainError::Io {
+        what: "encoding image",
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
-    })
+    })?;
+    durable::replace(path, &png.into_inner())
 }
 
 /// The values of a tensor, read back to the host as f32. A device that fails here
@@ -194,20 +191,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resuming_drops_later_rows_and_widens_an_older_header() {
+    fn resuming_drops_later_and_torn_rows_and_widens_an_older_header() {
         let dir = std::env::temp_dir().join(format!("vmf-resume-csv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("eval.csv");
-        std::fs::write(&path, "step,kl\n10,1.5\n20,1.4\n30,1.3\n").unwrap();
-        resume_csv(&path, 20, "step,kl,recon_accuracy").unwrap();
+        let upto = |n: u64| move |row: &str| csv_field::<u64>(row, 0).is_none_or(|s| s <= n);
+        // A kill mid-append left "1" of a row for step 15 (it would parse as step 1).
+        std::fs::write(&path, "step,kl\n10,1.5\n20,1.4\n30,1.3\n1").unwrap();
+        resume_csv(&path, "step,kl,recon_accuracy", upto(20)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "step,kl,recon_accuracy\n10,1.5\n20,1.4\n");
         // A header that is not a prefix of the new one is left as it is.
-        resume_csv(&path, 10, "epoch,kl,recon_accuracy").unwrap();
+        resume_csv(&path, "epoch,kl,recon_accuracy", upto(10)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "step,kl,recon_accuracy\n10,1.5\n");
+        // A header cut short: the file goes (its first row comes with a new header).
+        std::fs::write(&path, "step,k").unwrap();
+        resume_csv(&path, "step,kl", upto(10)).unwrap();
+        assert!(!path.exists());
         // No file: nothing to do.
-        resume_csv(&dir.join("none.csv"), 5, "step").unwrap();
+        resume_csv(&dir.join("none.csv"), "step", upto(5)).unwrap();
         assert!(!dir.join("none.csv").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -19,12 +19,14 @@ use vmf_model::{Rows, VaeModel, VmfReparam};
 use crate::backend::{self, Backend};
 use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, TrainState};
 use crate::config::TrainConfig;
+use crate::durable;
 use crate::error::TrainError;
 use crate::evaluation::{EvalCuts, EvalMetrics, evaluate, log_likelihood};
 use crate::latent_stats::{collect_codes, latent_stats};
 use crate::modality::{self, DataKind, Split, WithKind};
 use crate::optim;
 use crate::output;
+use crate::run_folder::{self, Start};
 use crate::schedule::Schedule;
 use crate::seeds;
 use crate::seeds::HostNoise;
@@ -138,6 +140,7 @@ fn train_kind<K: DataKind>(
             .map_err(|e| {
                 TrainError::Backend(format!("moving the initial weights to {backend}: {e}"))
             })?
+            .map(&mut checkpoint::StableParamIds::default())
     };
     let o = &config.optimizer;
     let mut optim = optim::adam(o);
@@ -159,35 +162,12 @@ fn train_kind<K: DataKind>(
         lr_decays: 0,
     };
 
-    let resume_from = match &opts.resume {
-        None => None,
-        Some(Resume::Auto) => checkpoint::newest_valid(&run_dir),
-        Some(Resume::Path(p)) => Some((p.clone(), checkpoint::load_state(p)?)),
+    let resume_from = match run_folder::open(&run_dir, config, opts.resume.as_ref(), opts.force)? {
+        Start::Fresh => None,
+        Start::Checkpoint(path, st) => Some((path, st)),
     };
-    if resume_from.is_none()
-        && (run_dir.join("metrics.csv").exists() || !checkpoint::list(&run_dir).is_empty())
-    {
-        // Never mix a fresh run into an existing one.
-        return Err(TrainError::Config {
-            file: run_dir.join("config.toml"),
-            message: format!(
-                "run folder {} already holds a run; continue it with --resume auto, \
-                 or choose another run_dir (--run-dir)",
-                run_dir.display()
-            ),
-        });
-    }
     let mut last_checkpoint = None;
     if let Some((path, st)) = resume_from {
-        if st.config_hash != hash && !opts.force {
-            return Err(TrainError::Checkpoint {
-                path,
-                message: "was written by a run with a different config (seed, data, model, kappa, \
-                          optimizer or batch size differ); use the run's own config.toml, or pass \
-                          --force to resume anyway"
-                    .into(),
-            });
-        }
         let bad = |e: String| TrainError::Checkpoint {
             path: path.clone(),
             message: e,
@@ -204,9 +184,17 @@ fn train_kind<K: DataKind>(
             st.epoch,
             st.batch_in_epoch
         );
-        output::resume_csv(&run_dir.join("metrics.csv"), st.step, &train_header)?;
-        output::resume_csv(&run_dir.join("eval.csv"), st.step, &eval_header)?;
-        output::resume_csv(&run_dir.join("valid.csv"), st.step, &valid_header)?;
+        // Rows of the steps the checkpoint holds: training rows up to its step, and
+        // evaluation rows of the epochs it completed (a checkpoint at an epoch's last
+        // batch, which older versions wrote, precedes that epoch's evaluation rows,
+        // which carry the same step).
+        let trained = |row: &str| output::csv_field::<u64>(row, 0).is_none_or(|s| s <= st.step);
+        let evaluated = |row: &str| {
+            trained(row) && output::csv_field::<usize>(row, 1).is_none_or(|e| e <= st.epoch)
+        };
+        output::resume_csv(&run_dir.join("metrics.csv"), &train_header, trained)?;
+        output::resume_csv(&run_dir.join("eval.csv"), &eval_header, evaluated)?;
+        output::resume_csv(&run_dir.join("valid.csv"), &valid_header, evaluated)?;
         state = TrainState {
             config_hash: hash.clone(),
             ..st
@@ -217,8 +205,7 @@ fn train_kind<K: DataKind>(
     // Written only now: a refused resume must leave the run's own config in place.
     kind.check_run_folder(&run_dir, last_checkpoint.is_some())?;
     fs::create_dir_all(&run_dir).map_err(TrainError::io("creating", &run_dir))?;
-    let cfg_path = run_dir.join("config.toml");
-    fs::write(&cfg_path, config.to_toml()).map_err(TrainError::io("writing", &cfg_path))?;
+    durable::replace(&run_dir.join("config.toml"), config.to_toml().as_bytes())?;
 
     kind.upload_training(&ad);
     let test_x = kind
@@ -416,7 +403,9 @@ fn train_kind<K: DataKind>(
                 ));
             }
             bar.inc(1);
-            if checkpoint_due || state.step >= stop_at {
+            // At the epoch's last batch the end of the epoch saves this step (after
+            // its evaluation): one checkpoint per step, never one replaced in place.
+            if (checkpoint_due || state.step >= stop_at) && state.batch_in_epoch < per_epoch {
                 last_checkpoint = Some(save(&model, &optim, &state)?);
             }
         }

@@ -766,3 +766,30 @@ fn the_learning_rate_decays_when_the_validation_elbo_stalls() {
     let state = checkpoint::load_state(&last).unwrap();
     assert_eq!(state.lr_decays, decays, "{elbo:?}");
 }
+
+#[path = "common/faults.rs"]
+mod faults;
+
+#[test]
+fn a_text_run_survives_a_kill_at_every_write() {
+    // Two epochs of four batches, a checkpoint every two, two kept, sample sentences and
+    // the importance-sampled NLL: the vocabulary and every other write of a text run.
+    let data = corpus(
+        "faults-data",
+        topic_corpus(64, 1).as_bytes(),
+        topic_corpus(16, 2).as_bytes(),
+        topic_corpus(16, 3).as_bytes(),
+    );
+    let work = tmp_dir("faults");
+    let mut config = text_config(&data, &work.join("unused"), VMF);
+    config.training.epochs = 2;
+    config.training.log_every = 1;
+    config.training.images = true;
+    config.training.eval_samples = 2;
+    config.checkpoint.every_steps = 2;
+    config.checkpoint.keep = 2;
+    let writes = faults::every_write_survives_a_kill(&work, &config.to_toml());
+    // config.toml and vocab.txt (2 each), 8 rows, 4 checkpoints of 4 and 2 prunings,
+    // 2 x (eval, valid, sentences x 2): 38 today.
+    assert!(writes >= 30, "only {writes} writes were seen");
+}

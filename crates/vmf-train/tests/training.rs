@@ -786,3 +786,96 @@ fn a_learned_kappa_moves_logs_its_spread_and_resumes_exactly() {
     assert!(lo.iter().zip(&hi).all(|(a, b)| a == b), "{lo:?} {hi:?}");
     assert!((hi[hi.len() - 1] - hi[0]).abs() > 1e-3, "it moves: {hi:?}");
 }
+
+#[test]
+fn a_folder_without_a_usable_checkpoint_starts_over_or_says_what_to_do() {
+    let resume = || TrainOptions {
+        resume: Some(Resume::Auto),
+        ..quiet()
+    };
+    let dir = tmp_dir("start-over");
+    let mut config = small_config(&dir, "");
+    config.training.epochs = 1;
+    // Killed before its first checkpoint: the config and two rows of a step no
+    // checkpoint holds (one cut short).
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows = "step,epoch,kappa,kl,loss,elbo,images_per_sec\n5,0,20,4.4,500,-504,1\n10,0,2";
+    std::fs::write(dir.join("metrics.csv"), rows).unwrap();
+    // Another config there: refused, naming its file and how to go on; nothing touched.
+    let mut other = config.clone();
+    other.seed = 9;
+    std::fs::write(dir.join("config.toml"), other.to_toml()).unwrap();
+    let err = train(&config, &resume()).unwrap_err().to_string();
+    assert!(
+        err.contains("config.toml") && err.contains("another config") && err.contains("--config"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("metrics.csv")).unwrap(),
+        rows
+    );
+    // Its own config: the run starts over in place, its rows replaced.
+    std::fs::write(dir.join("config.toml"), config.to_toml()).unwrap();
+    let s = train(&config, &resume()).unwrap();
+    assert_eq!(s.steps, 20);
+    assert_eq!(
+        csv_column(&dir.join("metrics.csv"), "step"),
+        [5.0, 10.0, 15.0, 20.0]
+    );
+
+    // Every checkpoint corrupt: refused with what to do, the checkpoint kept.
+    let only = checkpoint::list(&dir).pop().unwrap();
+    std::fs::write(only.join("model.bpk"), b"not a model").unwrap();
+    let err = train(&config, &resume()).unwrap_err().to_string();
+    assert!(
+        err.contains("model.bpk")
+            && err.contains("no checkpoint of")
+            && err.contains("remove")
+            && err.contains("--run-dir"),
+        "{err}"
+    );
+    assert!(only.join("model.bpk").exists());
+}
+
+#[path = "common/faults.rs"]
+mod faults;
+
+#[test]
+fn an_image_run_survives_a_kill_at_every_write() {
+    // Two epochs of four steps, a checkpoint every two (so one falls on an epoch's last
+    // batch, before its evaluation), two kept (pruning), a learned kappa per example,
+    // validation, importance-sampled NLL and pictures: every kind of write an image run
+    // makes.
+    let work = tmp_dir("faults");
+    let config = r#"
+seed = 5
+run_dir = "unused"
+[data]
+dataset = "mnist"
+pixels = "dynamic_binary"
+train_limit = 300
+test_limit = 40
+validation = 100
+[model]
+latent_dim = 4
+hidden = [16]
+[kappa]
+schedule = "per_example"
+init = 10.0
+[training]
+epochs = 2
+batch_size = 50
+log_every = 1
+eval_samples = 2
+eval_batch_size = 50
+images = true
+shards = 1
+[checkpoint]
+every_steps = 2
+keep = 2
+"#;
+    let writes = faults::every_write_survives_a_kill(&work, config);
+    // config.toml (2), 8 rows, 4 checkpoints of 4 and 2 prunings, 2 x (eval, valid, 2
+    // pictures x 2): 40 today.
+    assert!(writes >= 30, "only {writes} writes were seen");
+}

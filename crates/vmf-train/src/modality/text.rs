@@ -277,7 +277,7 @@ impl DataKind for Sentences {
             return Ok(());
         }
         std::fs::create_dir_all(run_dir).map_err(TrainError::io("creating", run_dir))?;
-        std::fs::write(&path, text).map_err(TrainError::io("writing", &path))
+        crate::durable::replace(&path, text.as_bytes())
     }
 
     fn upload_training(&mut self, _device: &Device) {
@@ -394,7 +394,7 @@ impl DataKind for Sentences {
         let path = dir.join(format!("epoch-{epoch:03}.txt"));
         let views = SentenceViews::new(self, model, device);
         let text = views.reconstruct(5)? + &views.sample(5, config.seed, 1.0)?;
-        std::fs::write(&path, text).map_err(TrainError::io("writing", &path))
+        crate::durable::replace(&path, text.as_bytes())
     }
 
     fn view(
