@@ -339,6 +339,11 @@ pub struct LoopConfig {
     /// needs `data.validation`). The best checkpoint is kept either way.
     #[serde(default)]
     pub patience: usize,
+    /// Epochs of burn-in: early stopping (`patience`) may end a run only after this
+    /// many epochs (0: from the first; the S-VAE authors' later code uses 100). The
+    /// best checkpoint is tracked from the first epoch either way.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub burn_in: usize,
     /// Importance samples per test example for the log-likelihood of each epoch's
     /// evaluation (`eval.csv`'s `nll_is`, and `ppl_is` for text; 0: not computed).
     /// The `eval` binary's default is 500; a few keep the epochs cheap.
@@ -540,6 +545,13 @@ impl TrainConfig {
                 "training.patience = {}: early stopping needs a validation set; set \
                  data.validation to the number of training images to hold out",
                 t.patience
+            ));
+        }
+        if t.burn_in > 0 && t.patience == 0 {
+            return Err(format!(
+                "training.burn_in = {}: the burn-in delays early stopping, which is off; set \
+                 training.patience too",
+                t.burn_in
             ));
         }
         if t.shards == 0 || t.shards > t.batch_size {

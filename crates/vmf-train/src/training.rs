@@ -266,8 +266,9 @@ fn train_kind<K: DataKind>(
         e => e,
     };
     // A run that stopped early stays stopped when resumed.
-    let patience = config.training.patience;
-    let stopped_early = |st: &TrainState| patience > 0 && st.epochs_since_best >= patience;
+    let (patience, burn_in) = (config.training.patience, config.training.burn_in);
+    let stopped_early =
+        |st: &TrainState| patience > 0 && st.epochs_since_best >= patience && st.epoch >= burn_in;
     'epochs: while state.epoch < epochs && state.step < stop_at && !stopped_early(&state) {
         let plan = kind.epoch(config.seed, state.epoch, &ad);
         let per_epoch = K::batches(&plan);

@@ -221,12 +221,39 @@ fn early_stopping_on_the_validation_elbo_keeps_the_best_checkpoint() {
     .unwrap();
     assert_eq!(again.steps, summary.steps);
 
+    // A burn-in lets early stopping end a run only after that many epochs: resumed with
+    // a burn-in 3 epochs past its stop, the run trains on to it (further if the ELBO
+    // improves meanwhile) and stops again at the first epoch that satisfies both.
+    let n = elbo.len();
+    let mut burnt = config.clone();
+    burnt.training.burn_in = n + 3;
+    let more = train(
+        &burnt,
+        &TrainOptions {
+            resume: Some(Resume::Auto),
+            ..quiet()
+        },
+    )
+    .unwrap();
+    let elbo = csv_column(&dir.join("valid.csv"), "elbo");
+    let best = (0..elbo.len()).fold(0, |b, i| if elbo[i] > elbo[b] { i } else { b });
+    assert_eq!(elbo.len(), (n + 3).max(best + 3), "{elbo:?}");
+    assert_eq!(more.steps, 16 * elbo.len() as u64);
+
     // Early stopping without a validation set is a config error naming both keys.
     let mut bad = small_config(&tmp_dir("early-stop-bad"), "");
     bad.training.patience = 2;
     let e = train(&bad, &quiet()).unwrap_err().to_string();
     assert!(
         e.contains("training.patience") && e.contains("data.validation"),
+        "{e}"
+    );
+    // A burn-in without early stopping is one too.
+    let mut bad = small_config(&tmp_dir("burn-in-bad"), "validation = 200");
+    bad.training.burn_in = 5;
+    let e = train(&bad, &quiet()).unwrap_err().to_string();
+    assert!(
+        e.contains("training.burn_in = 5") && e.contains("training.patience"),
         "{e}"
     );
 }
