@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""The reference S-VAE (the authors' PyTorch package) under our S-VAE protocol.
+
+Trains a VAE on dynamically binarised MNIST with the distributions of the authors'
+package `hyperspherical_vae` (nicola-decao/s-vae-pytorch: VonMisesFisher with Wood's
+rejection sampler and the Householder map, HypersphericalUniform) or PyTorch's Normal,
+under the protocol of scripts/svae_protocol.sh: our IDX files, the last 10,000 training
+images held out for validation, MLP 784-256-128-d (ReLU), batch 64, Adam 1e-3, early
+stopping after `--patience` epochs without a better validation ELBO, then the test
+log-likelihood of the best-validation weights with K = 500 importance samples.
+
+The model is ours (a plain MLP, as the protocol says); only the distributions are
+theirs, so their sampler, its gradients and their KL are what is compared. The
+estimator is computed in float64 with the exact vMF density (log normaliser from
+scipy's exponentially scaled Bessel function) and the uniform prior on the sphere, the
+same estimator as our `eval`, on one seeded binarisation of the test images.
+
+Install (outside the repository; their package is not on PyPI, so from a checkout of
+its repository, commit 671c46c):
+
+    python3 -m venv /tmp/torchvenv
+    /tmp/torchvenv/bin/pip install torch numpy scipy
+    /tmp/torchvenv/bin/pip install /path/to/s-vae-pytorch
+
+Run (d = the sphere's dimension S^d, as the paper's table; the vMF lives in R^(d+1)):
+
+    /tmp/torchvenv/bin/python scripts/svae_reference.py --dist vmf --d 20 --out runs/ref/vmf-d20
+
+It writes `epochs.csv` (one row per epoch), `result.json` (the final figures) and
+`best.pt` (the best weights) into --out. --deadline-min bounds the wall-clock time:
+training stops there and the best weights so far are evaluated (the result says so).
+--eval-only PATH evaluates saved weights (a best.pt) with this estimator and these
+test images (another --seed or --samples, for the estimator's spread).
+"""
+
+import argparse
+import copy
+import csv
+import gzip
+import json
+import math
+import os
+import platform
+import struct
+import sys
+import time
+
+import numpy as np
+import scipy.special
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hyperspherical_vae.distributions import HypersphericalUniform, VonMisesFisher
+
+
+def read_idx_images(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    magic, n, rows, cols = struct.unpack(">IIII", data[:16])
+    if magic != 2051:
+        sys.exit(f"error: {path} is not an IDX image file (magic {magic})")
+    pixels = np.frombuffer(data, dtype=np.uint8, offset=16)
+    if pixels.size != n * rows * cols:
+        sys.exit(f"error: {path} is truncated: {pixels.size} of {n * rows * cols} pixels")
+    return pixels.reshape(n, rows * cols).astype(np.float32) / 255.0
+
+
+class Vae(nn.Module):
+    """MLP 784-256-128-z encoder and its mirror decoder; a kappa head (softplus + 1, as
+    the authors' example) for the vMF, a scale head (softplus) for the Normal."""
+
+    def __init__(self, dist, z_dim, hidden=(256, 128)):
+        super().__init__()
+        self.dist, self.z_dim = dist, z_dim
+        h1, h2 = hidden
+        self.enc1, self.enc2 = nn.Linear(784, h1), nn.Linear(h1, h2)
+        self.mean = nn.Linear(h2, z_dim)
+        self.spread = nn.Linear(h2, 1 if dist == "vmf" else z_dim)
+        self.dec1, self.dec2, self.out = nn.Linear(z_dim, h2), nn.Linear(h2, h1), nn.Linear(h1, 784)
+
+    def encode(self, x):
+        h = F.relu(self.enc2(F.relu(self.enc1(x))))
+        mean = self.mean(h)
+        if self.dist == "vmf":
+            return mean / mean.norm(dim=-1, keepdim=True), F.softplus(self.spread(h)) + 1
+        return mean, F.softplus(self.spread(h))
+
+    def posterior(self, mean, spread):
+        if self.dist == "vmf":
+            return VonMisesFisher(mean, spread), HypersphericalUniform(self.z_dim - 1)
+        return torch.distributions.Normal(mean, spread), torch.distributions.Normal(
+            torch.zeros_like(mean), torch.ones_like(spread))
+
+    def decode(self, z):
+        return self.out(F.relu(self.dec2(F.relu(self.dec1(z)))))
+
+    def kl(self, q, p):
+        kl = torch.distributions.kl.kl_divergence(q, p)
+        return kl.sum(-1) if self.dist == "normal" else kl
+
+    def elbo_terms(self, x):
+        mean, spread = self.encode(x)
+        q, p = self.posterior(mean, spread)
+        logits = self.decode(q.rsample())
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        return recon, self.kl(q, p), spread
+
+
+def log_vmf_normaliser(m, kappa):
+    """log C_m(kappa) of the vMF on S^(m-1), float64 (kappa: float64 array)."""
+    nu = m / 2 - 1
+    return nu * np.log(kappa) - (m / 2) * math.log(2 * math.pi) - (
+        kappa + np.log(scipy.special.ive(nu, kappa)))
+
+
+def log_sphere_area(m):
+    """log of the surface area of S^(m-1)."""
+    return math.log(2) + (m / 2) * math.log(math.pi) - math.lgamma(m / 2)
+
+
+@torch.no_grad()
+def log_likelihood(model, x, samples, chunk):
+    """Per-image importance-sampled log p(x) (K = samples), float64."""
+    out = []
+    for i in range(0, x.shape[0], chunk):
+        xb = x[i:i + chunk]
+        mean, spread = model.encode(xb)
+        q, _ = model.posterior(mean, spread)
+        z = q.rsample(torch.Size([samples]))  # [K, n, z]
+        logits = model.decode(z)
+        log_px = -F.binary_cross_entropy_with_logits(
+            logits, xb.expand(samples, -1, -1), reduction="none").sum(-1).double()
+        z64, mu64 = z.double(), mean.double()
+        if model.dist == "vmf":
+            m = model.z_dim
+            kappa = spread.double().squeeze(-1)  # [n]
+            # Renormalised: the sampler's float32 z is unit only to ~1e-7.
+            z64 = z64 / z64.norm(dim=-1, keepdim=True)
+            log_c = torch.from_numpy(log_vmf_normaliser(m, kappa.numpy()))
+            log_q = kappa * (z64 * mu64).sum(-1) + log_c
+            log_p = torch.full_like(log_q, -log_sphere_area(m))
+        else:
+            sd = spread.double()
+            log_q = (-0.5 * ((z64 - mu64) / sd) ** 2 - sd.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+            log_p = (-0.5 * z64 ** 2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+        w = log_px + log_p - log_q  # [K, n]
+        out.append(torch.logsumexp(w, 0) - math.log(samples))
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def evaluate(model, x, batch=1000):
+    recon, kl, spread = [], [], []
+    for i in range(0, x.shape[0], batch):
+        r, k, s = model.elbo_terms(x[i:i + batch])
+        recon.append(r)
+        kl.append(k)
+        spread.append(s)
+    recon, kl = torch.cat(recon).double(), torch.cat(kl).double()
+    out = {"recon": recon.mean().item(), "kl": kl.mean().item(), "elbo": -(recon + kl).mean().item()}
+    if model.dist == "vmf":
+        log_kappa = torch.cat(spread).double().log()
+        out.update(log_kappa_mean=log_kappa.mean().item(), log_kappa_min=log_kappa.min().item(),
+                   log_kappa_max=log_kappa.max().item())
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dist", choices=["vmf", "normal"], required=True)
+    ap.add_argument("--d", type=int, required=True, help="sphere dimension (vMF z in R^(d+1)); Normal: z in R^d")
+    ap.add_argument("--mnist", default=os.path.join(os.path.dirname(__file__), "../../shared/datasets/mnist"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--patience", type=int, default=50)
+    ap.add_argument("--max-epochs", type=int, default=1000)
+    ap.add_argument("--deadline-min", type=float, default=None)
+    ap.add_argument("--samples", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--validation", type=int, default=10000)
+    ap.add_argument("--eval-only", default=None)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    if args.d < 1:
+        sys.exit(f"error: --d {args.d}: the sphere's dimension must be at least 1")
+    started = time.time()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+
+    train = read_idx_images(os.path.join(args.mnist, "train-images-idx3-ubyte.gz"))
+    test = read_idx_images(os.path.join(args.mnist, "t10k-images-idx3-ubyte.gz"))
+    train, valid = train[:-args.validation], train[-args.validation:]
+    # One fixed binarisation of the validation and test images (as ours: seeded, once).
+    fixed = np.random.default_rng(12345)
+    valid = torch.from_numpy((fixed.random(valid.shape, dtype=np.float32) < valid).astype(np.float32))
+    test = torch.from_numpy((fixed.random(test.shape, dtype=np.float32) < test).astype(np.float32))
+
+    z_dim = args.d + 1 if args.dist == "vmf" else args.d
+    model = Vae(args.dist, z_dim)
+    if args.eval_only:
+        model.load_state_dict(torch.load(args.eval_only))
+        ll = log_likelihood(model.eval(), test, args.samples, 20)
+        print(json.dumps({"log_likelihood": float(ll.mean()),
+                          "se": float(ll.std(ddof=1) / math.sqrt(len(ll))),
+                          "test": evaluate(model, test)}))
+        return
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    best, best_epoch, best_state = -math.inf, -1, None
+    epoch, stop = 0, "epoch budget"
+    columns = ["epoch", "train_loss", "train_kl", "valid_elbo", "valid_kl", "log_kappa_mean",
+               "log_kappa_min", "log_kappa_max", "seconds"]
+    with open(os.path.join(args.out, "epochs.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        while epoch < args.max_epochs:
+            t0 = time.time()
+            model.train()
+            order = rng.permutation(train.shape[0])
+            loss_sum = kl_sum = 0.0
+            batches = 0
+            for i in range(0, len(order), 64):
+                xb = torch.from_numpy(train[order[i:i + 64]])
+                xb = (torch.rand_like(xb) < xb).float()  # dynamic binarisation
+                recon, kl, _ = model.elbo_terms(xb)
+                loss = (recon + kl).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                loss_sum += loss.item()
+                kl_sum += kl.mean().item()
+                batches += 1
+            epoch += 1
+            model.eval()
+            v = evaluate(model, valid)
+            if v["elbo"] > best:
+                best, best_epoch, best_state = v["elbo"], epoch, copy.deepcopy(model.state_dict())
+            w.writerow([epoch, loss_sum / batches, kl_sum / batches, v["elbo"], v["kl"],
+                        v.get("log_kappa_mean", ""), v.get("log_kappa_min", ""),
+                        v.get("log_kappa_max", ""), round(time.time() - t0, 2)])
+            f.flush()
+            if epoch - best_epoch >= args.patience:
+                stop = "early stop"
+                break
+            if args.deadline_min and time.time() - started > 60 * args.deadline_min:
+                stop = "deadline"
+                break
+    torch.save(best_state, os.path.join(args.out, "best.pt"))
+    model.load_state_dict(best_state)
+    model.eval()
+    t0 = time.time()
+    ll = log_likelihood(model, test, args.samples, 20)
+    result = {
+        "dist": args.dist, "d": args.d, "z_dim": z_dim, "seed": args.seed,
+        "log_likelihood": float(ll.mean()), "se": float(ll.std(ddof=1) / math.sqrt(len(ll))),
+        "samples": args.samples, "epochs": epoch, "best_epoch": best_epoch, "stopped_by": stop,
+        "best_valid_elbo": best, "test": evaluate(model, test),
+        "train_minutes": round((t0 - started) / 60, 1), "eval_minutes": round((time.time() - t0) / 60, 1),
+        "torch": torch.__version__, "threads": args.threads, "cpu": platform.processor() or platform.machine(),
+    }
+    with open(os.path.join(args.out, "result.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
