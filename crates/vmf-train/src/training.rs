@@ -75,7 +75,7 @@ pub struct TrainSummary {
     pub units: &'static str,
 }
 
-/// Trains as configured; see the README for the run folder's contents.
+/// Trains as configured; docs/usage.md describes the run folder it fills.
 pub fn train(config: &TrainConfig, opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     config.validate().map_err(|message| TrainError::Config {
         file: "(in memory)".into(),
