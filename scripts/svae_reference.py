@@ -31,6 +31,12 @@ It writes `epochs.csv` (one row per epoch), `result.json` (the final figures) an
 training stops there and the best weights so far are evaluated (the result says so).
 --eval-only PATH evaluates saved weights (a best.pt) with this estimator and these
 test images (another --seed or --samples, for the estimator's spread).
+
+--check-sampler checks their sampler against closed forms: for the dimensions of the
+protocol and a range of kappa it draws --draws values of w = <mu, z> from
+VonMisesFisher.rsample and prints their mean against the exact E[w] = A_m(kappa) (in
+standard errors) and the reparameterisation gradient d mean(w) / d kappa against the
+exact A_m'(kappa) = 1 - A^2 - (m - 1) A / kappa.
 """
 
 import argparse
@@ -166,10 +172,30 @@ def evaluate(model, x, batch=1000):
     return out
 
 
+def check_sampler(draws, seed):
+    """Their sampler's E[w] and its kappa-gradient against the closed forms."""
+    torch.manual_seed(seed)
+    print("d  m  kappa  E[w] drawn  E[w] exact  (SE)  dE[w]/dkappa drawn  exact")
+    for d in (5, 10, 20, 40):
+        m = d + 1
+        for k in (5.0, 9.9, 10.1, 11.0, 15.0, 20.0, 50.0, 100.0, 300.0):
+            kappa = torch.tensor([[k]], requires_grad=True)
+            mu = torch.zeros(1, m)
+            mu[0, 0] = 1.0
+            w = VonMisesFisher(mu, kappa).rsample(torch.Size([draws]))[..., 0]
+            w.mean().backward()
+            a = scipy.special.ive(m / 2, k) / scipy.special.ive(m / 2 - 1, k)
+            da = 1 - a * a - (m - 1) * a / k
+            ws = w.detach().double().flatten()
+            se = ws.std().item() / math.sqrt(draws)
+            print(f"{d:2d} {m:2d} {k:6.1f}  {ws.mean().item():.5f}  {a:.5f}  ({(ws.mean().item() - a) / se:+8.1f})"
+                  f"  {kappa.grad.item():+.5f}  {da:+.5f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dist", choices=["vmf", "normal"], required=True)
-    ap.add_argument("--d", type=int, required=True, help="sphere dimension (vMF z in R^(d+1)); Normal: z in R^d")
+    ap.add_argument("--dist", choices=["vmf", "normal"])
+    ap.add_argument("--d", type=int, help="sphere dimension (vMF z in R^(d+1)); Normal: z in R^d")
     ap.add_argument("--mnist", default=os.path.join(os.path.dirname(__file__), "../../shared/datasets/mnist"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--patience", type=int, default=50)
@@ -179,8 +205,16 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--validation", type=int, default=10000)
     ap.add_argument("--eval-only", default=None)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--check-sampler", action="store_true")
+    ap.add_argument("--draws", type=int, default=200000)
+    ap.add_argument("--out")
     args = ap.parse_args()
+    if args.check_sampler:
+        check_sampler(args.draws, args.seed)
+        return
+    if not (args.out and args.dist and args.d is not None):
+        sys.exit("error: --dist, --d and --out DIR (where epochs.csv, result.json and best.pt go) "
+                 "are required, unless --check-sampler")
     if args.d < 1:
         sys.exit(f"error: --d {args.d}: the sphere's dimension must be at least 1")
     started = time.time()
