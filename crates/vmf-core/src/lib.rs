@@ -13,7 +13,10 @@
 //!   ln kappa with exact slopes (for a learned, per-example kappa);
 //! - [`table`]: the inverse-CDF table of theta, built in f64 in well under a millisecond;
 //! - [`host`]: host sampling with `rand`; [`device`]: sampling on a Burn device with
-//!   the table held as a tensor constant.
+//!   the table held as a tensor constant;
+//! - [`power_spherical`]: the Power Spherical distribution's normaliser, KL to the
+//!   uniform, E[t] and their kappa-derivatives (no Bessel functions: [`special`]'s
+//!   digamma and trigamma).
 //!
 //! Outside the supported range every function returns a [`VmfError`] naming the value.
 //!
@@ -38,7 +41,9 @@ pub mod host;
 pub mod kappa_grad;
 pub mod kappa_table;
 pub mod marginal;
+pub mod power_spherical;
 mod quad;
+pub mod special;
 pub mod stats;
 pub mod table;
 
@@ -48,6 +53,7 @@ pub use host::{HostSampler, normalise, uniform_sphere};
 pub use kappa_grad::{QuantileGradient, kl_derivative, mean_w_derivative};
 pub use kappa_table::{KappaQuantileTable, KlTable, LogKappaGrid};
 pub use marginal::{QuadratureStats, ThetaMarginal, quadrature_stats};
+pub use power_spherical::{PowerSphericalStats, power_spherical_stats};
 pub use stats::{
     VmfStats, kappa_for_kl, kl_to_uniform, log_density, log_normaliser, log_normaliser_uniform,
     mean_resultant_length,

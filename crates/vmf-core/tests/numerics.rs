@@ -307,3 +307,54 @@ fn log_density_is_normalised() {
         / n as f64;
     assert!((sum - 1.0).abs() < 1e-13, "{sum}");
 }
+
+#[test]
+fn power_spherical_stats_match_mpmath_quadrature() {
+    // Reference values by mpmath's quadrature of the density of t at 40 digits
+    // (scripts/power_spherical_reference.py), not from the Beta/digamma closed forms.
+    let cases: Value = serde_json::from_str(include_str!("data/power_spherical.json"))
+        .expect("power_spherical.json parses");
+    let mut worst = (0.0f64, String::new());
+    for c in cases.as_array().unwrap() {
+        let (d, k) = (
+            c["dim"].as_u64().unwrap() as usize,
+            c["kappa"].as_f64().unwrap(),
+        );
+        let s = power_spherical_stats(d, k).unwrap();
+        let field = |name: &str| -> f64 { c[name].as_str().unwrap().parse().unwrap() };
+        for (name, got) in [
+            ("log_normaliser", s.log_normaliser),
+            ("kl", s.kl),
+            ("mean_t", s.mean_t),
+            ("dkl_dkappa", s.dkl_dkappa),
+            ("dmean_t_dkappa", s.dmean_t_dkappa),
+        ] {
+            // At kappa = 0 the KL, its slope and E[t] are exactly 0 (the quadrature gives
+            // ~1e-22).
+            if k == 0.0 && matches!(name, "kl" | "dkl_dkappa" | "mean_t") {
+                assert_eq!(got, 0.0, "PS d = {d}, kappa = 0: {name}");
+                continue;
+            }
+            // Relative everywhere else, down to the smallest KL (d = 4096 at kappa = 1e-6:
+            // 1.2e-16).
+            let want = field(name);
+            let err = (got - want).abs() / want.abs();
+            assert!(
+                err < 1e-9,
+                "PS d = {d}, kappa = {k}: {name} = {got:e}, mpmath {want:e}"
+            );
+            if err > worst.0 {
+                worst = (err, format!("{name} at d = {d}, kappa = {k}"));
+            }
+        }
+    }
+    eprintln!("worst relative error {:e} ({})", worst.0, worst.1);
+}
+
+#[test]
+fn power_spherical_refuses_what_the_vmf_refuses() {
+    for (d, k) in [(1, 1.0), (4097, 1.0), (3, -1.0), (3, f64::NAN), (3, 2e5)] {
+        let e = power_spherical_stats(d, k).unwrap_err().to_string();
+        assert!(e.contains(&d.to_string()) || e.contains("kappa"), "{e}");
+    }
+}
