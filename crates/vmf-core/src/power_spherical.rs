@@ -5,15 +5,18 @@
 //! is Gamma and its derivatives, in f64, for the same ranges as the vMF (2 <= d <= 4096,
 //! 0 <= kappa <= 1e5).
 //!
-//! The KL to the uniform prior is written as
-//! KL(kappa) = int_0^kappa s (psi'(beta + s) - psi'(2 beta + s)) ds,
-//! an integral of a positive function (from the closed form
-//! ln Gamma(2b + k) - ln Gamma(b + k) + k (psi(b + k) - psi(2b + k)) - (d - 2) ln 2
-//! + ln(pi)/2 - ln Gamma(d/2), which vanishes at kappa = 0 by the duplication formula).
-//! The closed form's terms are of size kappa ln beta while the KL is about
-//! kappa^2 / (2 (d - 1)) for kappa << d, so below kappa = beta the integral is summed
-//! instead (adaptive Gauss-Kronrod, relative accuracy); above, the closed form loses at
-//! most a factor ~ln(beta) / 0.1 of round-off.
+//! The KL to the uniform prior has the closed form (b = beta, k = kappa)
+//!
+//! `KL = lnG(2b + k) - lnG(b + k) + k (psi(b + k) - psi(2b + k)) - (d - 2) ln 2 + ln(pi)/2 - lnG(d/2)`
+//!
+//! (lnG = ln Gamma; it vanishes at k = 0 by the duplication formula), which equals
+//!
+//! `KL = int_0^k s (psi'(b + s) - psi'(2b + s)) ds`,
+//!
+//! an integral of a positive function. The closed form's terms are of size k ln b
+//! while the KL is about k^2 / (2 (d - 1)) for k << d, so below k = b the integral is
+//! summed instead (adaptive Gauss-Kronrod, relative accuracy); above, the closed form
+//! loses at most a factor ~ln(b) / 0.1 of round-off.
 
 use crate::error::{Result, check_params};
 use crate::quad;
