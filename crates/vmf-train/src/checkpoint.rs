@@ -124,7 +124,7 @@ pub fn save(
         durable::remove_dir_all(&final_dir)?;
     }
     durable::rename(&tmp, &final_dir)?;
-    prune(&root, keep, protect.as_deref())?;
+    prune(&root, keep, &[protect])?;
     Ok(final_dir)
 }
 
@@ -146,12 +146,16 @@ pub fn list(run_dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Removes all but the newest `keep` checkpoints, and never the one named `protect`
-/// (the best on the validation set).
-fn prune(root: &Path, keep: usize, protect: Option<&str>) -> Result<(), TrainError> {
+/// Removes all but the newest `keep` checkpoints, and never those named in `protect`
+/// (the best on the validation set, the one a run resumes from).
+fn prune(root: &Path, keep: usize, protect: &[Option<String>]) -> Result<(), TrainError> {
     let all = list(root.parent().expect("checkpoints has a parent"));
     let old = all.iter().take(all.len().saturating_sub(keep));
-    for old in old.filter(|p| p.file_name().and_then(|n| n.to_str()) != protect) {
+    let kept = |p: &&PathBuf| {
+        let name = p.file_name().and_then(|n| n.to_str());
+        protect.iter().any(|k| k.as_deref() == name)
+    };
+    for old in old.filter(|p| !kept(p)) {
         durable::remove_dir_all(old)?;
     }
     Ok(())
@@ -159,9 +163,14 @@ fn prune(root: &Path, keep: usize, protect: Option<&str>) -> Result<(), TrainErr
 
 /// Finishes what a killed run may have left half done in `run_dir`: removes the
 /// temporary folders of checkpoints that were never renamed into place and the
-/// checkpoints that pruning had not yet removed (the newest `keep`, and the best on
-/// the validation set, `best_step`, stay).
-pub fn tidy(run_dir: &Path, keep: usize, best_step: Option<u64>) -> Result<(), TrainError> {
+/// checkpoints that pruning had not yet removed (the newest `keep`, the best on the
+/// validation set, `best_step`, and the one the run resumes from, `resumed`, stay).
+pub fn tidy(
+    run_dir: &Path,
+    keep: usize,
+    best_step: Option<u64>,
+    resumed: Option<&Path>,
+) -> Result<(), TrainError> {
     let root = dir(run_dir);
     let stale = fs::read_dir(&root)
         .into_iter()
@@ -176,7 +185,11 @@ pub fn tidy(run_dir: &Path, keep: usize, best_step: Option<u64>) -> Result<(), T
         durable::remove_dir_all(&tmp)?;
     }
     if root.is_dir() {
-        prune(&root, keep, best_step.map(folder_name).as_deref())?;
+        let resumed = resumed
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .map(String::from);
+        prune(&root, keep, &[best_step.map(folder_name), resumed])?;
     }
     Ok(())
 }

@@ -70,11 +70,11 @@ pub fn open(
     }
     // Only now, with the run accepted: nothing of a refused one is touched.
     remove_temporaries(run_dir)?;
-    let best = match &start {
-        Start::Checkpoint(_, st) => st.best_step,
-        Start::Fresh => None,
+    let (best, resumed) = match &start {
+        Start::Checkpoint(path, st) => (st.best_step, Some(path.as_path())),
+        Start::Fresh => (None, None),
     };
-    checkpoint::tidy(run_dir, config.checkpoint.keep, best)?;
+    checkpoint::tidy(run_dir, config.checkpoint.keep, best, resumed)?;
     Ok(start)
 }
 

@@ -458,6 +458,22 @@ fn checkpoints_from_another_config_or_corrupt_are_refused_with_a_reason() {
     let (fallback, state) = checkpoint::newest_valid(&dir2).unwrap();
     assert_eq!(state.step, 20);
     assert!(fallback.ends_with("step-00000020"));
+    // And the run goes on from it, even where keep = 1 would prune it as the older of
+    // the two: the checkpoint a run resumes from is never pruned before it is read.
+    let mut keep1 = c2.clone();
+    keep1.checkpoint.keep = 1;
+    let s = train(
+        &keep1,
+        &TrainOptions {
+            resume: Some(Resume::Auto),
+            ..quiet()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.steps, 40);
+    let left = checkpoint::list(&dir2);
+    assert_eq!(left.len(), 1, "{left:?}");
+    checkpoint::load_state(&left[0]).unwrap();
 }
 
 #[test]
