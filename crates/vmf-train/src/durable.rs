@@ -8,8 +8,8 @@
 //! Fault injection, for the tests that prove it: with `VMF_FAULT_AT_WRITE=k` in the
 //! environment the process aborts (SIGABRT, no destructors, like kill -9) in the
 //! middle of its k-th write: a file write leaves half of its bytes, an append half of
-//! its row, a rename or removal is not done. Without the variable a write pays one
-//! relaxed load of a cached value.
+//! its row, a rename is not done, a folder's removal stops after its first file.
+//! Without the variable a write pays one check of a cached value.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
