@@ -353,8 +353,14 @@ fn power_spherical_stats_match_mpmath_quadrature() {
 
 #[test]
 fn power_spherical_refuses_what_the_vmf_refuses() {
-    for (d, k) in [(1, 1.0), (4097, 1.0), (3, -1.0), (3, f64::NAN), (3, 2e5)] {
+    for (d, k, says) in [
+        (1, 1.0, "d = 1"),
+        (4097, 1.0, "d = 4097"),
+        (3, -1.0, "kappa = -1 is negative"),
+        (3, f64::NAN, "kappa = NaN"),
+        (3, 2e5, "kappa = 200000"),
+    ] {
         let e = power_spherical_stats(d, k).unwrap_err().to_string();
-        assert!(e.contains(&d.to_string()) || e.contains("kappa"), "{e}");
+        assert!(e.contains(says), "d = {d}, kappa = {k}: {e}");
     }
 }

@@ -118,8 +118,8 @@ pub fn save(
     state.optim_sha256 = sha256_file(&tmp.join(OPTIM_FILE))?;
     let json = serde_json::to_string_pretty(&state).expect("state serialises");
     durable::write_new(&tmp.join(STATE_FILE), json.as_bytes())?;
-    // A checkpoint of the same step (the epoch's end right after a checkpoint at its
-    // last batch) replaces the older one.
+    // A checkpoint of the same step replaces the older one (a run resumed from an older
+    // checkpoint re-saves the steps after it).
     if final_dir.exists() {
         durable::remove_dir_all(&final_dir)?;
     }
