@@ -11,11 +11,13 @@ use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 use vmf_model::{ModelKind, Rows, VaeModel, VmfReparam};
 
+use crate::family::{self, sampling_layer};
+
 use crate::backend::Backend;
 use crate::checkpoint::{self, Opened};
 use crate::error::TrainError;
 use crate::latent_stats::{LatentStats, collect_codes, latent_stats};
-use crate::modality::{self, DataKind, Split, WithKind};
+use crate::modality::{self, Batch, DataKind, Split, WithKind};
 use crate::seeds::HostNoise;
 
 /// Evaluation metrics (nats per example).
@@ -63,23 +65,6 @@ impl EvalMetrics {
     }
 }
 
-/// The vMF layer `model` needs, at `kappa` if it is scheduled (None for the Gaussian).
-fn reparam_for<M: VaeModel>(
-    model: &M,
-    kappa: f64,
-    device: &Device,
-) -> Result<Option<VmfReparam>, TrainError> {
-    Ok(match model.kind() {
-        ModelKind::Vmf => Some(VmfReparam::for_mode(
-            model.latent_dim(),
-            model.kappa_mode(),
-            kappa,
-            device,
-        )?),
-        ModelKind::Gaussian | ModelKind::Lm => None,
-    })
-}
-
 /// How a data kind's batches are cut and counted in the evaluation.
 pub struct EvalCuts<'a, B> {
     /// At most this many examples per device call (`training.eval_batch_size`).
@@ -103,7 +88,7 @@ pub fn evaluate<M: VaeModel>(
     device: &Device,
 ) -> Result<EvalMetrics, TrainError> {
     let d = model.latent_dim();
-    let reparam = reparam_for(model, kappa, device)?;
+    let reparam = sampling_layer(model, kappa, device)?;
     let (mut sampled, mut mean, mut kl) = (0.0f64, 0.0f64, 0.0f64);
     let mut spread: Option<(f64, f64, f64)> = None; // sum, min, max of ln kappa
     let (mut n, mut part, mut units) = (0usize, 0u64, 0usize);
@@ -182,7 +167,7 @@ pub fn log_likelihood<M: VaeModel>(
     device: &Device,
 ) -> Result<Vec<f64>, TrainError> {
     let d = model.latent_dim();
-    let reparam = reparam_for(model, kappa, device)?;
+    let reparam = sampling_layer(model, kappa, device)?;
     // Without a latent (the LM) every importance weight is p(x): one draw is exact,
     // and K would decode each sentence K times for the same figure.
     let samples = match model.kind() {
@@ -227,6 +212,83 @@ pub fn log_likelihood<M: VaeModel>(
         }
     }
     Ok(out)
+}
+
+/// Seeds of the draws of one [`test_report`]: the ELBO's, the latent statistics' and the
+/// importance samples'.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportSeeds {
+    /// The ELBO's draws ([`evaluate`]).
+    pub elbo: u64,
+    /// The draws of the mutual information ([`collect_codes`]).
+    pub codes: u64,
+    /// The importance samples ([`log_likelihood`]).
+    pub sampled: u64,
+}
+
+/// The test split's figures, as each epoch of a run and the `eval` tool report them.
+#[derive(Debug, Clone)]
+pub struct TestReport {
+    /// Reconstruction, KL, ELBO, and where the data kind reports them the latent
+    /// statistics and the reconstruction's accuracy.
+    pub metrics: EvalMetrics,
+    /// Importance-sampled log p(x) per example (with samples > 0).
+    pub log_likelihood: Option<Vec<f64>>,
+}
+
+impl TestReport {
+    /// The importance-sampled NLL per example (mean of -log p(x)).
+    pub fn nll(&self) -> Option<f64> {
+        let ll = self.log_likelihood.as_ref()?;
+        Some(-ll.iter().sum::<f64>() / ll.len() as f64)
+    }
+}
+
+/// Evaluates `model` on the test batches `x` of data kind `kind`: the ELBO's terms, the
+/// latent statistics where the kind reports them ([`DataKind::LATENT_STATS`]), the
+/// greedy reconstruction's accuracy, and with `samples` > 0 the importance-sampled
+/// log-likelihood. One code path for the loop's evaluation after each epoch and for the
+/// `eval` tool; `kappa` is that of a scheduled vMF (others ignore it).
+#[allow(clippy::too_many_arguments)]
+pub fn test_report<K: DataKind>(
+    kind: &K,
+    model: &K::Model,
+    x: &[Batch<K>],
+    max_rows: usize,
+    kappa: f64,
+    samples: usize,
+    seeds: ReportSeeds,
+    device: &Device,
+) -> Result<TestReport, TrainError> {
+    let per_call = |b: &Batch<K>| kind.rows_per_call(b);
+    let cuts = EvalCuts {
+        max_rows,
+        rows_per_call: &per_call,
+        units: &K::units,
+    };
+    let mut metrics = evaluate(model, x, &cuts, kappa, seeds.elbo, device)?;
+    if K::LATENT_STATS {
+        let codes = collect_codes(model, x, max_rows, kappa, seeds.codes, device)?;
+        metrics.latent = Some(latent_stats(model.kind(), &codes));
+    }
+    metrics.recon_accuracy = kind.recon_accuracy(model, Split::Test, device)?;
+    let log_likelihood = if samples > 0 {
+        Some(log_likelihood(
+            model,
+            x,
+            per_call,
+            kappa,
+            samples,
+            seeds.sampled,
+            device,
+        )?)
+    } else {
+        None
+    };
+    Ok(TestReport {
+        metrics,
+        log_likelihood,
+    })
 }
 
 /// log(e^a + e^b) without overflow.
@@ -308,25 +370,32 @@ impl WithKind for EvalCheckpoint<'_> {
         let x = kind
             .eval_batches(Split::Test, seed, &device)
             .expect("every data kind has a test split");
-        let per_call = |b: &_| kind.rows_per_call(b);
-        let cuts = EvalCuts {
-            max_rows: config.training.eval_batch_size,
-            rows_per_call: &per_call,
-            units: &K::units,
+        let seeds = ReportSeeds {
+            elbo: seed,
+            codes: seed,
+            sampled: seed,
         };
-        let mut metrics = evaluate(&model, &x, &cuts, state.kappa, seed, &device)?;
-        if K::LATENT_STATS {
-            let codes = collect_codes(&model, &x, cuts.max_rows, state.kappa, seed, &device)?;
-            metrics.latent = Some(latent_stats(model.kind(), &codes));
-        }
-        metrics.recon_accuracy = kind.recon_accuracy(&model, Split::Test, &device)?;
-        let ll = log_likelihood(&model, &x, per_call, state.kappa, samples, seed, &device)?;
+        let max_rows = config.training.eval_batch_size;
+        let report = test_report(
+            &kind,
+            &model,
+            &x,
+            max_rows,
+            state.kappa,
+            samples.max(1),
+            seeds,
+            &device,
+        )?;
+        let metrics = report.metrics;
+        let ll = report
+            .log_likelihood
+            .expect("the importance samples were drawn (samples >= 1)");
         let n = ll.len() as f64;
         let mean = ll.iter().sum::<f64>() / n;
         let var = ll.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
         Ok(CheckpointEval {
             step: state.step,
-            kappa: (model.kind() == ModelKind::Vmf).then(|| {
+            kappa: family::has_kappa(model.kind()).then(|| {
                 metrics
                     .log_kappa
                     .map_or(state.kappa, |spread| spread.mean.exp())

@@ -13,7 +13,7 @@
 
 use burn::tensor::Device;
 use serde::Serialize;
-use vmf_model::{LatentNoise, ModelKind, Posterior, Rows, VaeModel, VmfReparam};
+use vmf_model::{LatentNoise, ModelKind, Posterior, Rows, VaeModel};
 
 use crate::error::TrainError;
 use crate::output::read_back;
@@ -76,10 +76,7 @@ pub fn collect_codes<M: VaeModel>(
     device: &Device,
 ) -> Result<Codes, TrainError> {
     let d = model.latent_dim();
-    let reparam = match model.kind() {
-        ModelKind::Vmf => Some(VmfReparam::for_mode(d, model.kappa_mode(), kappa, device)?),
-        ModelKind::Gaussian | ModelKind::Lm => None,
-    };
+    let reparam = crate::family::sampling_layer(model, kappa, device)?;
     let mut codes = Codes {
         dim: d,
         ..Codes::default()

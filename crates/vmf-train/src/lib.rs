@@ -2,7 +2,8 @@
 //!
 //! Orchestration of vMF-VAE training: TOML configs ([`config`]), MNIST-style data
 //! ([`data`]), the data kinds the loop trains ([`modality`]), how kappa is set
-//! ([`schedule`]: scheduled or learned), the loop ([`training`]),
+//! ([`schedule`]: scheduled or learned), the latent family as the loop drives it
+//! ([`family`]), the loop ([`training`]), the rows of its metrics files ([`records`]),
 //! evaluation and the importance-sampled log-likelihood ([`evaluation`]), embeddings
 //! out and their nearest neighbours ([`encode`]), latent
 //! usage: mutual information and active units ([`latent_stats`]),
@@ -59,11 +60,13 @@ pub mod encode;
 pub mod error;
 pub mod evaluation;
 pub mod export;
+pub mod family;
 pub mod latent_stats;
 pub mod modality;
 pub mod optim;
 pub mod output;
 pub mod pictures;
+pub mod records;
 pub mod run_folder;
 pub mod schedule;
 pub mod seeds;

@@ -1,4 +1,5 @@
-//! Run-folder outputs: metrics CSV files and PNG image grids.
+//! Run-folder outputs: metrics CSV files (their rows: [`crate::records`]) and PNG
+//! image grids.
 
 use std::path::Path;
 
@@ -7,56 +8,6 @@ use image::{GrayImage, ImageFormat, RgbImage};
 
 use crate::durable;
 use crate::error::TrainError;
-
-/// Header of `metrics.csv` (training, one row per `log_every` steps); `examples`
-/// names the throughput column (`images` gives `images_per_sec`); a learned kappa
-/// adds its spread, gradient clipping (`clipped`) the mean gradient norm before it.
-pub fn train_header(examples: &str, learned_kappa: bool, clipped: bool) -> String {
-    // The throughput stays the last column.
-    let spread = if learned_kappa { LOG_KAPPA_COLUMNS } else { "" };
-    let norm = if clipped { ",grad_norm" } else { "" };
-    format!("step,epoch,kappa,kl,loss,elbo{spread}{norm},{examples}_per_sec")
-}
-
-/// The columns of a learned kappa: ln kappa's mean, min and max over the examples
-/// (of the logged steps, or of the evaluated set); `kappa` is then exp(mean).
-const LOG_KAPPA_COLUMNS: &str = ",log_kappa_mean,log_kappa_min,log_kappa_max";
-
-/// Header of `eval.csv` and `valid.csv` (one row per epoch): the ELBO-based
-/// perplexity for text (`per_unit`), mutual information and active units where the
-/// data kind reports them (`latent`), and its greedy reconstruction's accuracy
-/// (`accuracy`), a learned kappa's spread (`learned_kappa`), and last the
-/// importance-sampled NLL (`sampled_nll`: `nll_is`, and `ppl_is` with `per_unit`).
-/// Columns are only ever added at the end, so that an older run's header is a prefix
-/// of the newer one (see [`resume_csv`]).
-pub fn eval_header(
-    per_unit: bool,
-    latent: bool,
-    accuracy: bool,
-    learned_kappa: bool,
-    sampled_nll: bool,
-) -> String {
-    let mut h = "step,epoch,kappa,kl,recon_sampled,recon_mean,elbo".to_string();
-    if per_unit {
-        h += ",ppl_elbo";
-    }
-    if latent {
-        h += ",mi,active_units,components_90";
-    }
-    if accuracy {
-        h += ",recon_accuracy";
-    }
-    if learned_kappa {
-        h += LOG_KAPPA_COLUMNS;
-    }
-    if sampled_nll {
-        h += ",nll_is";
-        if per_unit {
-            h += ",ppl_is";
-        }
-    }
-    h
-}
 
 /// Appends `row` to the CSV at `path`, writing `header` first if the file is new; the
 /// row goes out in one write (see [`crate::durable::append_row`]).
