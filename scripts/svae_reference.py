@@ -60,6 +60,32 @@ import torch.nn.functional as F
 from hyperspherical_vae.distributions import HypersphericalUniform, VonMisesFisher
 
 
+def use_exact_envelope():
+    """Make their rejection sampler draw from the vMF at every kappa (`--sampler exact-b`).
+
+    Wood's algorithm needs the envelope parameter b = (-2 kappa + sqrt(4 kappa^2 +
+    (m - 1)^2)) / (m - 1); the package blends b, from kappa 10 to 11, into its large-kappa
+    approximation (m - 1) / (4 kappa), to avoid the cancellation in that difference, while
+    its acceptance test assumes the exact b (docs/svae-reference.md). The same b written
+    as (m - 1) / (2 kappa + sqrt(4 kappa^2 + (m - 1)^2)) has no cancellation, so here it
+    is exact at every kappa. Everything else (the envelope's a and d as the package forms
+    them, its batched acceptance loop, the gradient through w alone, the Householder map)
+    stays theirs: this swaps one piece for the bisection.
+    """
+
+    def sample_w(self, shape):
+        m, kappa = self._VonMisesFisher__m, self.scale
+        c = torch.sqrt(4 * kappa**2 + (m - 1) ** 2)
+        b = (m - 1) / (2 * kappa + c)
+        a = (m - 1 + 2 * kappa + c) / 4
+        d = 4 * a * b / (1 + b) - (m - 1) * math.log(m - 1)
+        e, w = self._VonMisesFisher__while_loop(b, a, d, shape, k=self.k)
+        self._VonMisesFisher__b, self._VonMisesFisher__e, self._VonMisesFisher__w = b, e, w
+        return w
+
+    VonMisesFisher._VonMisesFisher__sample_w_rej = sample_w
+
+
 def read_idx_images(path):
     with gzip.open(path, "rb") as f:
         data = f.read()
@@ -207,8 +233,12 @@ def main():
     ap.add_argument("--eval-only", default=None)
     ap.add_argument("--check-sampler", action="store_true")
     ap.add_argument("--draws", type=int, default=200000)
+    ap.add_argument("--sampler", choices=["theirs", "exact-b"], default="theirs",
+                    help="their rejection sampler as released, or with Wood's exact envelope b at every kappa")
     ap.add_argument("--out")
     args = ap.parse_args()
+    if args.sampler == "exact-b":
+        use_exact_envelope()
     if args.check_sampler:
         check_sampler(args.draws, args.seed)
         return
@@ -288,7 +318,7 @@ def main():
     result = {
         "dist": args.dist, "d": args.d, "z_dim": z_dim, "seed": args.seed,
         "log_likelihood": float(ll.mean()), "se": float(ll.std(ddof=1) / math.sqrt(len(ll))),
-        "samples": args.samples, "epochs": epoch, "best_epoch": best_epoch, "stopped_by": stop,
+        "samples": args.samples, "sampler": args.sampler, "epochs": epoch, "best_epoch": best_epoch, "stopped_by": stop,
         "best_valid_elbo": best, "test": evaluate(model, test),
         "train_minutes": round((t0 - started) / 60, 1), "eval_minutes": round((time.time() - t0) / 60, 1),
         "torch": torch.__version__, "threads": args.threads, "cpu": platform.processor() or platform.machine(),
