@@ -32,6 +32,11 @@ training stops there and the best weights so far are evaluated (the result says 
 --eval-only PATH evaluates saved weights (a best.pt) with this estimator and these
 test images (another --seed or --samples, for the estimator's spread).
 
+--sampler exact-b swaps one piece of theirs for the bisection: Wood's envelope parameter
+b, exact at every kappa (the package blends it into an approximation from kappa 10 on,
+which makes its draws wrong for kappa between 10 and ~100 in high dimension); with
+--check-sampler it checks that swap.
+
 --check-sampler checks their sampler against closed forms: for the dimensions of the
 protocol and a range of kappa it draws --draws values of w = <mu, z> from
 VonMisesFisher.rsample and prints their mean against the exact E[w] = A_m(kappa) (in

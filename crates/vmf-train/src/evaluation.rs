@@ -11,11 +11,10 @@ use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 use vmf_model::{ModelKind, Rows, VaeModel, VmfReparam};
 
-use crate::family::{self, sampling_layer};
-
 use crate::backend::Backend;
 use crate::checkpoint::{self, Opened};
 use crate::error::TrainError;
+use crate::family::{self, sampling_layer};
 use crate::latent_stats::{LatentStats, collect_codes, latent_stats};
 use crate::modality::{self, Batch, DataKind, Split, WithKind};
 use crate::seeds::HostNoise;
