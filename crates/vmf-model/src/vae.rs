@@ -5,6 +5,7 @@
 
 use std::ops::Range;
 
+use burn::module::ModuleVisitor;
 use burn::tensor::Tensor;
 
 use crate::kappa::KappaMode;
@@ -63,4 +64,10 @@ pub trait VaeModel {
     /// - `z`: `[rows, d]`, one latent per row of `x`
     /// - returns `[rows]`
     fn neg_log_likelihood(&self, x: &Self::Batch, z: Tensor<2>) -> Tensor<1>;
+
+    /// Visits the decoder's parameters that a pretrained model supplies (the text
+    /// model's word embeddings, recurrent decoder and softmax layer, which a language
+    /// model shares with it): what a run with a pretrained decoder holds fixed while
+    /// its encoder learns. None by default: the kind takes no pretrained decoder.
+    fn visit_pretrained_decoder<V: ModuleVisitor>(&self, _visitor: &mut V) {}
 }

@@ -184,6 +184,18 @@ pub struct ModelConfig {
     /// default 0).
     #[serde(default, skip_serializing_if = "is_default")]
     pub dropout: f64,
+    /// Text: a checkpoint folder of another text run (`<run>/checkpoints/step-N`,
+    /// typically a language model's best) whose word embeddings, recurrent decoder and
+    /// softmax layer this run starts from, with z's layers into the decoder at zero
+    /// (see `TextVae::with_decoder_of`). Read once, when the run starts; a resumed run
+    /// takes its weights from its own checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder_from: Option<PathBuf>,
+    /// Text, with `decoder_from`: for the first N steps the pretrained parts stay
+    /// fixed and only the encoder, its heads and z's layers learn (0: all train from
+    /// the first step).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub freeze_decoder_steps: u64,
     /// Images: `mlp` (the default) or `conv` (stride-2 convolutions before the
     /// encoder's MLP, transposed ones after the decoder's; `hidden` then sizes the
     /// MLPs between the features and the latent).
@@ -667,6 +679,14 @@ impl TrainConfig {
                 m.dropout
             ));
         }
+        if m.freeze_decoder_steps > 0 && m.decoder_from.is_none() {
+            return Err(format!(
+                "model.freeze_decoder_steps = {}: holds a pretrained decoder fixed, and \
+                 there is none; set model.decoder_from to a language model's checkpoint \
+                 folder, or remove the key",
+                m.freeze_decoder_steps
+            ));
+        }
         Ok(())
     }
 
@@ -682,6 +702,8 @@ impl TrainConfig {
             ("model.cell", m.cell.is_some()),
             ("model.word_dropout", m.word_dropout != 0.0),
             ("model.dropout", m.dropout != 0.0),
+            ("model.decoder_from", m.decoder_from.is_some()),
+            ("model.freeze_decoder_steps", m.freeze_decoder_steps != 0),
         ];
         if let Some((key, _)) = text_keys.iter().find(|(_, set)| *set) {
             return Err(format!(

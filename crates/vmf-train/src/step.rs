@@ -17,7 +17,7 @@
 
 use std::ops::Range;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
@@ -115,6 +115,24 @@ where
         reports.push(report);
     }
     (reports, acc.grads())
+}
+
+/// `grads` without the gradients of the model's pretrained decoder
+/// ([`VaeModel::visit_pretrained_decoder`]): the optimiser leaves a parameter without a
+/// gradient as it is, moments included, so those parts stay fixed
+/// (`model.freeze_decoder_steps`) and their Adam moments start when they are released.
+pub fn without_pretrained_decoder<M: VaeModel>(
+    model: &M,
+    mut grads: GradientsParams,
+) -> GradientsParams {
+    struct Forget<'a>(&'a mut GradientsParams);
+    impl ModuleVisitor for Forget<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.remove::<D>(param.id);
+        }
+    }
+    model.visit_pretrained_decoder(&mut Forget(&mut grads));
+    grads
 }
 
 #[cfg(test)]

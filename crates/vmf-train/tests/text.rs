@@ -666,6 +666,20 @@ fn text_and_image_keys_stay_in_their_kind() {
         "[data]\ndataset = \"mnist\"\n[model]\nlatent_dim = 4\nhidden = [8]\ndropout = 0.5\n{base}"
     ));
     assert!(e.contains("model.dropout") && e.contains("text"), "{e}");
+    let e = parse(&format!(
+        "[data]\ndataset = \"mnist\"\n[model]\nlatent_dim = 4\nhidden = [8]\ndecoder_from = \"x\"\n{base}"
+    ));
+    assert!(
+        e.contains("model.decoder_from") && e.contains("text"),
+        "{e}"
+    );
+    let e = parse(&format!(
+        "[data]\ndataset = \"ptb\"\n[model]\nlatent_dim = 4\nhidden = [8]\nfreeze_decoder_steps = 5\n{base}"
+    ));
+    assert!(
+        e.contains("model.freeze_decoder_steps") && e.contains("model.decoder_from"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -792,4 +806,123 @@ fn a_text_run_survives_a_kill_at_every_write() {
     // config.toml and vocab.txt (2 each), 8 rows, 4 checkpoints of 4 and 2 prunings,
     // 2 x (eval, valid, sentences x 2): 38 today.
     assert!(writes >= 30, "only {writes} writes were seen");
+}
+
+/// Every float parameter a visit meets, in its order.
+struct Values(Vec<Vec<f32>>);
+
+impl burn::module::ModuleVisitor for Values {
+    fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<D>>) {
+        let v = p
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        self.0.push(v);
+    }
+}
+
+/// A checkpoint's pretrained-decoder parameters and all its parameters.
+fn weights(ckpt: &Path) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    use burn::module::Module;
+    let device = burn::tensor::Device::flex();
+    let opened = checkpoint::open(ckpt).unwrap();
+    let (_, model) = opened.load::<Sentences>(&opened.config, &device).unwrap();
+    let (mut decoder, mut all) = (Values(Vec::new()), Values(Vec::new()));
+    vmf_model::VaeModel::visit_pretrained_decoder(&model, &mut decoder);
+    model.visit(&mut all);
+    (decoder.0, all.0)
+}
+
+#[test]
+fn a_vae_starts_from_a_language_models_decoder_and_holds_it_while_its_encoder_learns() {
+    use vmf_model::VaeModel;
+    let data = topic_data("pretrain");
+    let lm_run = tmp_dir("pretrain-lm");
+    let mut lm = text_config(&data, &lm_run, "kind = \"lm\"\n");
+    lm.training.epochs = 1;
+    train(&lm, &TrainOptions::default()).unwrap();
+    let lm_ckpt = checkpoint::list(&lm_run).pop().unwrap();
+    let (lm_decoder, _) = weights(&lm_ckpt);
+
+    let run = tmp_dir("pretrain-vae");
+    let from = |path: &Path, freeze: u64| {
+        format!(
+            "decoder_from = \"{}\"\nfreeze_decoder_steps = {freeze}\n{VMF}",
+            path.display()
+        )
+    };
+    let mut config = text_config(&data, &run, &from(&lm_ckpt, 6));
+    config.checkpoint.every_steps = 3;
+
+    // At the start the VAE is the language model: z's layers are zero, so its
+    // -log p(x | z) is the LM's own for any z.
+    let device = burn::tensor::Device::flex();
+    let kind = Sentences::load(&config).unwrap();
+    let vae = kind
+        .with_decoder_from(kind.init_model(&config, &device), &lm_ckpt, &device)
+        .unwrap();
+    let opened = checkpoint::open(&lm_ckpt).unwrap();
+    let (_, lm_model) = opened.load::<Sentences>(&opened.config, &device).unwrap();
+    let ids: Vec<usize> = (0..20).collect();
+    let batch = kind.batch(&kind.splits().test, &ids, &device);
+    let z = burn::tensor::Tensor::<2>::random(
+        [20, 4],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let read = |t: burn::tensor::Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+    let ours = read(vae.neg_log_likelihood(&batch, z.clone()));
+    let theirs = read(lm_model.neg_log_likelihood(&batch, z.zeros_like()));
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert!((a - b).abs() <= 1e-5 * b.abs(), "{ours:?} vs {theirs:?}");
+    }
+
+    // Frozen for 6 steps: the checkpoints at steps 3 and 6 hold the LM's decoder bit
+    // for bit while the other parameters (encoder, heads, z's layers) move.
+    let stop = |n| TrainOptions {
+        stop_at_step: Some(n),
+        resume: Some(Resume::Auto),
+        ..TrainOptions::default()
+    };
+    train(&config, &stop(6)).unwrap();
+    let at = |step: &str| weights(&checkpoint::dir(&run).join(step));
+    let (d3, all3) = at("step-00000003");
+    let (d6, all6) = at("step-00000006");
+    assert!(
+        d3 == lm_decoder && d6 == lm_decoder,
+        "the frozen decoder moved"
+    );
+    assert!(all3 != all6, "nothing but the decoder should be frozen");
+    // Released after step 6: the decoder learns too.
+    train(&config, &stop(9)).unwrap();
+    assert!(
+        at("step-00000009").0 != lm_decoder,
+        "the decoder stayed frozen"
+    );
+
+    // A checkpoint of another vocabulary, or none, is refused by name (the keys'
+    // validation: text_and_image_keys_stay_in_their_kind).
+    let vocab = lm_run.join("vocab.txt");
+    let words = std::fs::read_to_string(&vocab).unwrap();
+    write(&vocab, words.replace("a5", "c5").as_bytes());
+    let fresh = |extra: &str, name: &str| {
+        let c = text_config(&data, &tmp_dir(name), extra);
+        train(&c, &TrainOptions::default()).unwrap_err().to_string()
+    };
+    let e = fresh(&from(&lm_ckpt, 0), "pretrain-vocab");
+    assert!(
+        e.contains("model.decoder_from") && e.contains("vocab.txt"),
+        "{e}"
+    );
+    write(&vocab, words.as_bytes());
+    let e = fresh(
+        &from(&lm_run.join("checkpoints/step-99"), 0),
+        "pretrain-gone",
+    );
+    assert!(
+        e.contains("model.decoder_from") && e.contains("step-99"),
+        "{e}"
+    );
 }

@@ -5,8 +5,8 @@
 
 pub mod rnn;
 
-use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::module::{Module, ModuleVisitor};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{log_softmax, softmax, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, RngExt};
@@ -441,6 +441,54 @@ impl TextVae {
     fn embedding_dim(&self) -> usize {
         self.embedding.weight.dims()[1]
     }
+
+    /// This model with the word embeddings, the recurrent decoder and the softmax
+    /// layer of `source` (a trained language model, or another text model of the same
+    /// vocabulary and sizes), and z's layers into the decoder (its initial state and
+    /// its share of each step's input) at zero. With z's layers at zero the decoder's
+    /// initial state is the zero state and z adds nothing to its inputs: the model
+    /// starts as exactly `source`'s decoder, a language model, whatever z is, and z's
+    /// influence grows from there (the pretrained decoder of Li et al. 2019 and of
+    /// Optimus, without undoing what the language model learned at the first step).
+    /// The encoder, its head and the kappa head stay as they are.
+    ///
+    /// Errors when the two differ in vocabulary size, embedding size, hidden size or
+    /// cell, naming both.
+    pub fn with_decoder_of(self, source: &TextVae) -> Result<Self, String> {
+        let shape = |m: &TextVae| {
+            (
+                m.embedding.weight.dims(),
+                m.decoder.cell(),
+                m.decoder.d_hidden(),
+                m.output.weight.dims(),
+            )
+        };
+        let (ours, theirs) = (shape(&self), shape(source));
+        if ours != theirs {
+            return Err(format!(
+                "its decoder does not fit this model: [vocabulary, embedding] {:?}, cell \
+                 {:?}, hidden {} there, against {:?}, {:?}, {} here",
+                theirs.0, theirs.1, theirs.2, ours.0, ours.1, ours.2
+            ));
+        }
+        let device = self.init_state.weight.device();
+        let zeros = |d_input, d_output, bias| {
+            LinearConfig::new(d_input, d_output)
+                .with_bias(bias)
+                .with_initializer(Initializer::Zeros)
+                .init(&device)
+        };
+        let [d, states] = self.init_state.weight.dims();
+        let [_, width] = self.latent_input.weight.dims();
+        Ok(Self {
+            embedding: source.embedding.clone(),
+            decoder: source.decoder.clone(),
+            output: source.output.clone(),
+            init_state: zeros(d, states, true),
+            latent_input: zeros(d, width, false),
+            ..self
+        })
+    }
 }
 
 /// How [`TextVae::generate`] decodes.
@@ -537,5 +585,15 @@ impl VaeModel for TextVae {
             .sum_dim(1)
             .squeeze_dim::<1>(1)
             .neg()
+    }
+
+    /// The word embeddings, the recurrent decoder and the softmax layer: the parts
+    /// [`TextVae::with_decoder_of`] takes from a language model. The embeddings are
+    /// the encoder's too (shared), so while they are held fixed the encoder reads the
+    /// language model's word vectors.
+    fn visit_pretrained_decoder<V: ModuleVisitor>(&self, visitor: &mut V) {
+        self.embedding.visit(visitor);
+        self.decoder.visit(visitor);
+        self.output.visit(visitor);
     }
 }

@@ -82,6 +82,24 @@ pub trait DataKind: Sized + Sync {
     /// initialisers draw from the device RNG: the caller seeds it).
     fn init_model(&self, config: &TrainConfig, device: &Device) -> Self::Model;
 
+    /// `model`, freshly initialised, with the pretrained decoder of the checkpoint
+    /// folder `checkpoint` (`model.decoder_from`), whose run must have read the same
+    /// vocabulary and have the same sizes; errors name the checkpoint and what does
+    /// not fit. Only text takes one (config validation keeps the key out of the other
+    /// kinds).
+    fn with_decoder_from(
+        &self,
+        model: Self::Model,
+        checkpoint: &Path,
+        device: &Device,
+    ) -> Result<Self::Model, TrainError> {
+        let _ = (model, device);
+        Err(TrainError::Usage(format!(
+            "model.decoder_from = {}: this data kind takes no pretrained decoder",
+            checkpoint.display()
+        )))
+    }
+
     /// Writes (fresh run) or checks (resumed run) the files of the run folder that
     /// belong to this kind's data, e.g. the vocabulary; none by default.
     fn check_run_folder(&self, _run_dir: &Path, _resuming: bool) -> Result<(), TrainError> {

@@ -261,6 +261,52 @@ impl DataKind for Sentences {
         self.model_config(config).init(device)
     }
 
+    fn with_decoder_from(
+        &self,
+        model: TextVae,
+        checkpoint: &Path,
+        device: &Device,
+    ) -> Result<TextVae, TrainError> {
+        let bad = |message: String| TrainError::Checkpoint {
+            path: checkpoint.to_path_buf(),
+            message: format!("model.decoder_from: {message}"),
+        };
+        let opened = crate::checkpoint::open(checkpoint).map_err(|e| {
+            TrainError::Usage(format!(
+                "model.decoder_from = {}: {e}",
+                checkpoint.display()
+            ))
+        })?;
+        if !opened.config.data.dataset.is_text() {
+            return Err(bad(
+                "is a checkpoint of an image run; give a text run's (a language model's) \
+                 checkpoint folder"
+                    .into(),
+            ));
+        }
+        // The decoder's rows are word ids: the vocabulary must be this run's, word for
+        // word (checkpoint::open checked that the folder sits in a run folder).
+        let vocab = checkpoint
+            .parent()
+            .and_then(Path::parent)
+            .expect("checked by checkpoint::open")
+            .join(VOCAB_FILE);
+        let theirs = std::fs::read_to_string(&vocab)
+            .map_err(|e| bad(format!("reading {}: {e}", vocab.display())))?;
+        if theirs != self.splits.vocab.to_text() {
+            return Err(bad(format!(
+                "{} is not this run's vocabulary (another training file or other vocabulary \
+                 settings): train the language model on this run's data and data settings",
+                vocab.display()
+            )));
+        }
+        // Sizes from the source's config; the vocabulary, the same, from here.
+        let fresh = self.init_model(&opened.config, device);
+        let source = Self::load_weights(fresh, &checkpoint.join(crate::checkpoint::MODEL_FILE))
+            .map_err(|e| bad(format!("model: {e}")))?;
+        model.with_decoder_of(&source).map_err(bad)
+    }
+
     fn check_run_folder(&self, run_dir: &Path, resuming: bool) -> Result<(), TrainError> {
         let path = run_dir.join(VOCAB_FILE);
         let text = self.splits.vocab.to_text();

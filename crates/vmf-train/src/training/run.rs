@@ -160,6 +160,11 @@ impl<'a, K: DataKind> Run<'a, K> {
                 ..st
             };
             last_checkpoint = Some(path);
+        } else if let Some(source) = &config.model.decoder_from {
+            eprintln!("decoder from {}", source.display());
+            model = kind
+                .with_decoder_from(model, source, &ad)?
+                .map(&mut checkpoint::StableParamIds::default());
         }
 
         // Written only now: a refused resume must leave the run's own config in place.
@@ -258,6 +263,11 @@ impl<'a, K: DataKind> Run<'a, K> {
             let xs = x.slice_rows(part.clone());
             step::vae_sums(m, &xs, latent.rows(part), layer, beta)
         });
+        let grads = if st.step < config.model.freeze_decoder_steps {
+            step::without_pretrained_decoder(&model, grads)
+        } else {
+            grads
+        };
         let figures = step::combine(reports, rows);
         let w = &mut self.window;
         w.figures = Some(match w.figures.take() {
