@@ -7,12 +7,18 @@ by mpmath's quadrature of that density at 40 significant digits, not from the Be
 digamma closed forms the Rust code uses: the normaliser, E[t], E[log(1 + t)] and the
 moments whose kappa-derivatives they are (d log C / d kappa = -E[log(1 + t)], so
 dKL/dkappa = kappa Var[log(1 + t)] and dE[t]/dkappa = Cov(t, log(1 + t))).
-Run from the repository root:
+With --quantiles it prints instead the quantiles of theta = arccos(t) at a few
+probabilities, for the tests of the inverse-CDF table: sin^2(theta / 2) = (1 - t) / 2
+follows Beta((d - 1)/2, (d - 1)/2 + kappa), whose regularised incomplete Beta function
+mpmath evaluates (betainc, 40 digits) and findroot inverts (bisection), independently of
+the table's quadrature of the angle's density. Run from the repository root:
 
     python3 -m pip install mpmath==1.3.0
     python3 scripts/power_spherical_reference.py > crates/vmf-core/tests/data/power_spherical.json
+    python3 scripts/power_spherical_reference.py --quantiles > crates/vmf-core/tests/data/power_spherical_quantiles.json
 """
 import json
+import sys
 
 import mpmath as mp
 
@@ -60,4 +66,32 @@ def case(d, k):
     }
 
 
-print(json.dumps([case(d, k) for d in DIMS for k in KAPPAS], indent=1))
+Q_DIMS = [2, 3, 5, 16, 41, 128, 1024]
+Q_KAPPAS = [0, 0.1, 1, 10, 100, 1e3, 1e4, 1e5]
+PROBS = ["1e-4", "0.01", "0.25", "0.5", "0.75", "0.99", "0.9999"]
+
+
+def quantiles(d, k):
+    d, k = mp.mpf(d), mp.mpf(k)
+    a, b = (d - 1) / 2, (d - 1) / 2 + k  # x = sin^2(theta/2) ~ Beta(a, b)
+    out = []
+    for p in PROBS:
+        p = mp.mpf(p)
+        cdf = lambda x: mp.betainc(a, b, 0, x, regularized=True) - p  # noqa: E731
+        # Bisection in log x between 1e-300 and 1: monotone, no derivative needed.
+        lo, hi = mp.mpf(-690), mp.mpf(0)
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            if cdf(mp.exp(mid)) < 0:
+                lo = mid
+            else:
+                hi = mid
+        x = mp.exp((lo + hi) / 2)
+        out.append([mp.nstr(p, 6), mp.nstr(2 * mp.asin(mp.sqrt(x)), 20)])
+    return {"dim": int(d), "kappa": float(k), "theta": out}
+
+
+if "--quantiles" in sys.argv:
+    print(json.dumps([quantiles(d, k) for d in Q_DIMS for k in Q_KAPPAS], indent=1))
+else:
+    print(json.dumps([case(d, k) for d in DIMS for k in KAPPAS], indent=1))

@@ -5,6 +5,7 @@
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 use crate::error::Result;
+use crate::family::Family;
 use crate::kappa_table::{KappaQuantileTable, KlTable, LogKappaGrid};
 use crate::table::{DEFAULT_TABLE_SIZE, QuantileTable};
 
@@ -15,6 +16,7 @@ const MIN_NORM: f64 = 1e-12;
 /// The quantile table of one (d, kappa) on a device.
 #[derive(Debug, Clone)]
 pub struct DeviceTable {
+    family: Family,
     dim: usize,
     kappa: f64,
     size: usize,
@@ -32,12 +34,18 @@ impl DeviceTable {
         let step: Vec<f32> = th.windows(2).map(|w| (w[1] - w[0]) as f32).collect();
         let n = lower.len();
         Self {
+            family: table.family(),
             dim: table.dim(),
             kappa: table.kappa(),
             size: th.len(),
             theta: Tensor::from_data(TensorData::new(lower, [n]), device),
             step: Tensor::from_data(TensorData::new(step, [n]), device),
         }
+    }
+
+    /// The family.
+    pub fn family(&self) -> Family {
+        self.family
     }
 
     /// Dimension d.
@@ -143,19 +151,30 @@ pub struct DeviceSampler {
 }
 
 impl DeviceSampler {
-    /// A sampler for (dim, kappa) on `device` with the default table size.
+    /// A vMF sampler for (dim, kappa) on `device` with the default table size.
     pub fn new(dim: usize, kappa: f64, device: &Device) -> Result<Self> {
         Self::with_table_size(dim, kappa, DEFAULT_TABLE_SIZE, device)
     }
 
-    /// A sampler with `table_size` entries.
+    /// A vMF sampler with `table_size` entries.
     pub fn with_table_size(
         dim: usize,
         kappa: f64,
         table_size: usize,
         device: &Device,
     ) -> Result<Self> {
-        let host = QuantileTable::with_size(dim, kappa, table_size)?;
+        Self::of(Family::Vmf, dim, kappa, table_size, device)
+    }
+
+    /// A sampler of `family` with `table_size` entries.
+    pub fn of(
+        family: Family,
+        dim: usize,
+        kappa: f64,
+        table_size: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let host = QuantileTable::of(family, dim, kappa, table_size)?;
         Ok(Self {
             table_size,
             device: device.clone(),
@@ -169,7 +188,8 @@ impl DeviceSampler {
         if kappa == self.table.kappa() {
             return Ok(false);
         }
-        let host = QuantileTable::with_size(self.table.dim(), kappa, self.table_size)?;
+        let t = &self.table;
+        let host = QuantileTable::of(t.family(), t.dim(), kappa, self.table_size)?;
         self.table = DeviceTable::new(&host, &self.device);
         self.rebuilds += 1;
         Ok(true)

@@ -37,6 +37,7 @@
 pub mod bessel;
 pub mod device;
 pub mod error;
+pub mod family;
 pub mod host;
 pub mod kappa_grad;
 pub mod kappa_table;
@@ -49,6 +50,7 @@ pub mod table;
 
 pub use device::{DeviceKappaTable, DeviceKlTable, DeviceSampler, DeviceTable};
 pub use error::{DIM_MAX, DIM_MIN, KAPPA_MAX, Result, VmfError};
+pub use family::{Family, FamilyStats};
 pub use host::{HostSampler, normalise, uniform_sphere};
 pub use kappa_grad::{QuantileGradient, kl_derivative, mean_w_derivative};
 pub use kappa_table::{KappaQuantileTable, KlTable, LogKappaGrid};

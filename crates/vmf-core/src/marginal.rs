@@ -1,38 +1,91 @@
 //! The marginal of the angle theta = arccos(<mu, z>) and the quadrature route.
 //!
-//! theta has density proportional to exp(kappa cos theta) sin^(d-2) theta on [0, pi]
-//! (DESIGN.md section 1: the substitution w = cos theta removes the d = 2 endpoint
-//! singularity, and 1 - w = 2 sin^2(theta/2) keeps full precision near w = 1).
+//! For the vMF, theta has density proportional to exp(kappa cos theta) sin^(d-2) theta
+//! on [0, pi] (DESIGN.md section 1: the substitution w = cos theta removes the d = 2
+//! endpoint singularity, and 1 - w = 2 sin^2(theta/2) keeps full precision near
+//! w = 1). For the Power Spherical it is proportional to (1 + cos theta)^kappa
+//! sin^(d-2) theta = const cos^(2 kappa + d - 2)(theta/2) sin^(d-2)(theta/2).
 //!
 //! This module gives the exact CDF (adaptive Gauss-Kronrod, split at the mode and
-//! at multiples of the width) and the *quadrature route* to log C_d, A_d and the KL,
-//! the independent check of the Bessel route in [`crate::stats`].
+//! at multiples of the width) of either family, and, for the vMF, the *quadrature
+//! route* to log C_d, A_d and the KL, the independent check of the Bessel route in
+//! [`crate::stats`].
 
 use std::f64::consts::PI;
 
 use crate::error::{Result, check_params};
+use crate::family::Family;
 use crate::quad::adaptive;
 
 /// Where the density has fallen by e^-60 relative to its peak: beyond it the mass
 /// is below 1e-24 and is left out of the table.
 const CUT_LOG_DENSITY: f64 = 60.0;
 
-/// Distribution of theta = arccos(<mu, z>) for z ~ vMF(mu, kappa) on S^(d-1).
+/// Distribution of theta = arccos(<mu, z>) for z ~ vMF(mu, kappa) or Power
+/// Spherical(mu, kappa) on S^(d-1).
 #[derive(Debug, Clone)]
 pub struct ThetaMarginal {
+    family: Family,
     dim: usize,
     kappa: f64,
     mode: f64,
-    sin_mode: f64,
+    /// vMF: sin of the mode. Power Spherical: sin and cos of half the mode.
+    sin_ref: f64,
+    cos_ref: f64,
     width: f64,
     lo: f64,
     hi: f64,
 }
 
 impl ThetaMarginal {
-    /// The marginal for dimension `dim` and concentration `kappa` (validated).
+    /// The vMF marginal for dimension `dim` and concentration `kappa` (validated).
     pub fn new(dim: usize, kappa: f64) -> Result<Self> {
+        Self::of(Family::Vmf, dim, kappa)
+    }
+
+    /// The marginal of `family` for dimension `dim` and concentration `kappa`
+    /// (validated).
+    pub fn of(family: Family, dim: usize, kappa: f64) -> Result<Self> {
         check_params(dim, kappa)?;
+        let (mode, sin_ref, cos_ref, width) = match family {
+            Family::Vmf => Self::vmf_peak(dim, kappa),
+            Family::PowerSpherical => Self::power_spherical_peak(dim, kappa),
+        };
+        let mut m = Self {
+            family,
+            dim,
+            kappa,
+            mode,
+            sin_ref,
+            cos_ref,
+            width,
+            lo: 0.0,
+            hi: PI,
+        };
+        m.lo = m.crossing(0.0, mode);
+        m.hi = m.crossing(PI, mode);
+        Ok(m)
+    }
+
+    /// The Power Spherical's mode, sin and cos of its half, and width. With
+    /// phi = theta / 2 the log density is A ln cos phi + B ln sin phi, A = 2 kappa +
+    /// d - 2, B = d - 2: its mode has tan^2 phi = B / A, and -l''(theta) =
+    /// (A / cos^2 phi + B / sin^2 phi) / 4 there.
+    fn power_spherical_peak(dim: usize, kappa: f64) -> (f64, f64, f64, f64) {
+        let b = (dim - 2) as f64;
+        let a = 2.0 * kappa + b;
+        if a == 0.0 {
+            // d = 2, kappa = 0: uniform in theta.
+            return (0.5 * PI, 1.0, 0.0, PI);
+        }
+        // sin and cos of phi* from tan^2 = B / A, without cancellation.
+        let (s, c) = ((b / (a + b)).sqrt(), (a / (a + b)).sqrt());
+        let curvature = 0.25 * (a / (c * c) + if b > 0.0 { b / (s * s) } else { 0.0 });
+        (2.0 * s.atan2(c), s, c, (1.0 / curvature.sqrt()).min(PI))
+    }
+
+    /// The vMF's mode, the sin of the mode, and width.
+    fn vmf_peak(dim: usize, kappa: f64) -> (f64, f64, f64, f64) {
         let dm2 = (dim - 2) as f64;
         // Mode: kappa sin^2 = (d-2) cos, solved for cos without cancellation.
         let (mode, sin_mode, width) = if dim == 2 {
@@ -55,18 +108,12 @@ impl ThetaMarginal {
             let curvature = kappa * c + dm2 / (s * s);
             (s.atan2(c), s, (1.0 / curvature.sqrt()).min(PI))
         };
-        let mut m = Self {
-            dim,
-            kappa,
-            mode,
-            sin_mode,
-            width,
-            lo: 0.0,
-            hi: PI,
-        };
-        m.lo = m.crossing(0.0, mode);
-        m.hi = m.crossing(PI, mode);
-        Ok(m)
+        (mode, sin_mode, 0.0, width)
+    }
+
+    /// The family.
+    pub fn family(&self) -> Family {
+        self.family
     }
 
     /// Dimension d.
@@ -100,27 +147,52 @@ impl ThetaMarginal {
     /// the ratio's rounding, times d - 2 = 1022, put 1e-13 of noise on the density at
     /// d = 1024: more than the quadrature's round-off floor, which then never met its
     /// tolerance.)
+    ///
+    /// The Power Spherical's, in phi = theta / 2, is A ln(cos phi / cos phi*) + B
+    /// ln(sin phi / sin phi*), each ratio written the same way.
     pub fn log_density_rel(&self, theta: f64) -> f64 {
+        if self.family == Family::PowerSpherical {
+            return self.power_spherical_log_density_rel(theta);
+        }
         let (half_sum, half_diff) = (0.5 * (theta + self.mode), 0.5 * (theta - self.mode));
         let a = -2.0 * self.kappa * half_sum.sin() * half_diff.sin();
         if self.dim == 2 {
             a
         } else {
             // sin t - sin t* = 2 cos((t + t*)/2) sin((t - t*)/2)
-            let rel = 2.0 * half_sum.cos() * half_diff.sin() / self.sin_mode;
+            let rel = 2.0 * half_sum.cos() * half_diff.sin() / self.sin_ref;
             // rel >= -1 (sin t >= 0); rounding at t = 0 or pi must not make it less.
             a + (self.dim - 2) as f64 * rel.max(-1.0).ln_1p()
         }
     }
 
-    /// log of the peak of exp(kappa cos t) sin^(d-2) t, minus kappa.
+    fn power_spherical_log_density_rel(&self, theta: f64) -> f64 {
+        let b = (self.dim - 2) as f64;
+        let a = 2.0 * self.kappa + b;
+        if a == 0.0 {
+            return 0.0;
+        }
+        let (phi, phi_ref) = (0.5 * theta, 0.5 * self.mode);
+        let (half_sum, half_diff) = (0.5 * (phi + phi_ref), 0.5 * (phi - phi_ref));
+        // cos p - cos p* = -2 sin((p + p*)/2) sin((p - p*)/2); cos p >= 0 on [0, pi/2].
+        let cos_rel = -2.0 * half_sum.sin() * half_diff.sin() / self.cos_ref;
+        let mut l = a * cos_rel.max(-1.0).ln_1p();
+        if b > 0.0 {
+            let sin_rel = 2.0 * half_sum.cos() * half_diff.sin() / self.sin_ref;
+            l += b * sin_rel.max(-1.0).ln_1p();
+        }
+        l
+    }
+
+    /// log of the peak of exp(kappa cos t) sin^(d-2) t, minus kappa (vMF).
     fn log_peak_minus_kappa(&self) -> f64 {
+        debug_assert_eq!(self.family, Family::Vmf);
         let s = (0.5 * self.mode).sin();
         let a = -2.0 * self.kappa * s * s;
         if self.dim == 2 {
             a
         } else {
-            a + (self.dim - 2) as f64 * self.sin_mode.ln()
+            a + (self.dim - 2) as f64 * self.sin_ref.ln()
         }
     }
 
@@ -153,6 +225,12 @@ impl ThetaMarginal {
         for k in [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0] {
             pts.push(self.mode - k * self.width);
             pts.push(self.mode + k * self.width);
+        }
+        if self.family == Family::PowerSpherical && self.dim == 2 {
+            // At d = 2 the density vanishes like (pi - t)^(2 kappa) at pi: a cusp for
+            // kappa < 1 that Gauss-Kronrod meets only on ever smaller pieces. Pieces
+            // graded geometrically towards pi give each a smooth integrand.
+            pts.extend((1..=60).map(|j| PI - PI * 0.5f64.powi(j)));
         }
         pts.retain(|t| (0.0..=PI).contains(t));
         pts.sort_by(f64::total_cmp);

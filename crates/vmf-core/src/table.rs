@@ -13,6 +13,7 @@
 //! by safeguarded Newton. About 12k density evaluations: well under a millisecond.
 
 use crate::error::{Result, VmfError, check_params};
+use crate::family::Family;
 use crate::marginal::ThetaMarginal;
 use crate::quad::{GL5_W, GL5_X};
 
@@ -24,27 +25,34 @@ pub const DEFAULT_TABLE_SIZE: usize = 16385;
 /// Panels of the build grid over [lo, hi].
 const PANELS: usize = 2048;
 
-/// Quantiles of theta for one (d, kappa).
+/// Quantiles of theta for one family and (d, kappa).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantileTable {
+    family: Family,
     dim: usize,
     kappa: f64,
     theta: Vec<f64>,
 }
 
 impl QuantileTable {
-    /// The table with [`DEFAULT_TABLE_SIZE`] entries.
+    /// The vMF's table with [`DEFAULT_TABLE_SIZE`] entries.
     pub fn new(dim: usize, kappa: f64) -> Result<Self> {
         Self::with_size(dim, kappa, DEFAULT_TABLE_SIZE)
     }
 
-    /// The table with `size` entries (at least 2).
+    /// The vMF's table with `size` entries (at least 2).
     pub fn with_size(dim: usize, kappa: f64, size: usize) -> Result<Self> {
+        Self::of(Family::Vmf, dim, kappa, size)
+    }
+
+    /// The table of `family` with `size` entries (at least 2; [`DEFAULT_TABLE_SIZE`]
+    /// is the default).
+    pub fn of(family: Family, dim: usize, kappa: f64, size: usize) -> Result<Self> {
         check_params(dim, kappa)?;
         if size < 2 {
             return Err(VmfError::TableSize(size));
         }
-        let marginal = ThetaMarginal::new(dim, kappa)?;
+        let marginal = ThetaMarginal::of(family, dim, kappa)?;
         let (lo, hi) = marginal.support();
         let h = (hi - lo) / PANELS as f64;
         let node = |j: usize| if j == PANELS { hi } else { lo + j as f64 * h };
@@ -80,7 +88,17 @@ impl QuantileTable {
             theta.push(node(j) + t * (node(j + 1) - node(j)));
         }
         theta.push(hi);
-        Ok(Self { dim, kappa, theta })
+        Ok(Self {
+            family,
+            dim,
+            kappa,
+            theta,
+        })
+    }
+
+    /// The family.
+    pub fn family(&self) -> Family {
+        self.family
     }
 
     /// Dimension d.
@@ -144,7 +162,7 @@ impl QuantileTable {
     /// [`ThetaMarginal`], independent of the build), checked at every entry and at
     /// `per_interval` interior points of every interval.
     pub fn ks_distance(&self, per_interval: usize) -> Result<f64> {
-        let exact = ThetaMarginal::new(self.dim, self.kappa)?;
+        let exact = ThetaMarginal::of(self.family, self.dim, self.kappa)?;
         let mut pts = Vec::with_capacity(self.theta.len() * (per_interval + 1));
         for w in self.theta.windows(2) {
             pts.push(w[0]);

@@ -324,3 +324,147 @@ fn gradients_reach_mu_and_the_table_is_rebuilt_only_when_kappa_changes() {
         "a rejected kappa leaves the table as it was"
     );
 }
+
+/// d, kappa and (p, theta_p) pairs.
+type QuantileCase = (usize, f64, Vec<(f64, f64)>);
+
+/// Quantiles of theta for the Power Spherical from mpmath's regularised incomplete Beta
+/// function, inverted by bisection at 40 digits (scripts/power_spherical_reference.py
+/// --quantiles): independent of the marginal's quadrature and of the table's build.
+fn power_spherical_quantiles() -> Vec<QuantileCase> {
+    let cases: serde_json::Value =
+        serde_json::from_str(include_str!("data/power_spherical_quantiles.json")).unwrap();
+    let num = |v: &serde_json::Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let qs = c["theta"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|pq| (num(&pq[0]), num(&pq[1])))
+                .collect();
+            (
+                c["dim"].as_u64().unwrap() as usize,
+                c["kappa"].as_f64().unwrap(),
+                qs,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn power_spherical_cdf_and_table_hit_the_beta_quantiles() {
+    let ps = Family::PowerSpherical;
+    let (mut worst_cdf, mut worst_table, mut worst_ks) =
+        ((0.0f64, 0, 0.0), (0.0f64, 0, 0.0), (0.0f64, 0, 0.0));
+    for (d, k, qs) in power_spherical_quantiles() {
+        let marginal = ThetaMarginal::of(ps, d, k).unwrap();
+        let table = QuantileTable::of(ps, d, k, DEFAULT_TABLE_SIZE).unwrap();
+        for (p, theta) in qs {
+            // The exact CDF at the reference quantile, relative to the smaller tail
+            // (d = 2 checks the cusp at pi for kappa < 1: 5e-7 before it was graded).
+            let c = marginal.cdf_theta(theta);
+            let cdf_err = (c - p).abs() / p.min(1.0 - p);
+            assert!(cdf_err < 1e-10, "d={d} kappa={k} p={p}: F = {c}");
+            worst_cdf = worst_cdf.max_by_key(cdf_err, d, k);
+            // The table's quantile in the bulk (in the far tails, where the quantile
+            // function is steep, the table is held to its KS distance below).
+            if (0.01..=0.99).contains(&p) {
+                let t = table.theta_at(p);
+                let table_err = (t - theta).abs() / theta;
+                assert!(
+                    table_err < 2e-6,
+                    "d={d} kappa={k} p={p}: table {t}, Beta quantile {theta}"
+                );
+                worst_table = worst_table.max_by_key(table_err, d, k);
+            }
+        }
+        let ks = table.ks_distance(3).unwrap();
+        assert!(ks <= 1e-4, "d={d} kappa={k}: KS = {ks:e}");
+        worst_ks = worst_ks.max_by_key(ks, d, k);
+    }
+    eprintln!(
+        "worst relative CDF error {worst_cdf:?}, relative table error in the bulk \
+         {worst_table:?}, table KS {worst_ks:?}"
+    );
+}
+
+/// The largest error seen so far, with where.
+trait Worst {
+    fn max_by_key(self, err: f64, d: usize, k: f64) -> Self;
+}
+
+impl Worst for (f64, usize, f64) {
+    fn max_by_key(self, err: f64, d: usize, k: f64) -> Self {
+        if err > self.0 { (err, d, k) } else { self }
+    }
+}
+
+#[test]
+fn power_spherical_samples_match_beta_draws_and_the_closed_form_mean() {
+    use rand_distr::{Beta, Distribution as _};
+    let _rng = device_rng();
+    let device = Device::flex();
+    device.seed(11);
+    let mut rng = StdRng::seed_from_u64(11);
+    for (d, k) in [
+        (2, 0.0),
+        (2, 50.0),
+        (3, 1.0),
+        (41, 10.0),
+        (128, 1e3),
+        (1024, 1e5),
+    ] {
+        let n = 4096;
+        let sampler =
+            DeviceSampler::of(Family::PowerSpherical, d, k, DEFAULT_TABLE_SIZE, &device).unwrap();
+        let mut mus = vec![0.0f32; n * d];
+        (0..n).for_each(|r| mus[r * d + r % d] = 1.0);
+        let mu = Tensor::<2>::from_data(TensorData::new(mus.clone(), [n, d]), &device);
+        let z = rows(sampler.sample(mu));
+        let theta_dev: Vec<f64> = z
+            .iter()
+            .enumerate()
+            .map(|(r, row)| {
+                let w = row[r % d];
+                let perp = row
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != r % d)
+                    .map(|(_, x)| x * x)
+                    .sum::<f64>()
+                    .sqrt();
+                perp.atan2(w)
+            })
+            .collect();
+        // sin^2(theta / 2) ~ Beta((d - 1)/2, (d - 1)/2 + kappa), drawn by rand_distr's
+        // Gamma-ratio algorithm (nothing of the table's).
+        let half = (d as f64 - 1.0) / 2.0;
+        let beta = Beta::new(half, half + k).unwrap();
+        let theta_beta: Vec<f64> = (0..4 * n)
+            .map(|_| 2.0 * f64::asin(beta.sample(&mut rng).sqrt()))
+            .collect();
+        let crit = 1.95 * ((5 * n) as f64 / (4 * n * n) as f64).sqrt();
+        let ks = ks2(theta_dev, theta_beta);
+        assert!(ks < crit, "d={d} k={k}: two-sample KS {ks} >= {crit}");
+
+        // The host sampler's mean of w against E[t] = kappa / (d - 1 + kappa).
+        let host = HostSampler::new(sampler_table(d, k));
+        let m = 100_000;
+        let ws: Vec<f64> = (0..m).map(|_| host.sample_w(&mut rng)).collect();
+        let mean = ws.iter().sum::<f64>() / m as f64;
+        let var = ws.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / (m - 1) as f64;
+        let want = k / (d as f64 - 1.0 + k);
+        assert!(
+            (mean - want).abs() <= 4.0 * (var / m as f64).sqrt() + 1e-12,
+            "d={d} k={k}: mean w {mean} vs {want}"
+        );
+    }
+}
+
+fn sampler_table(d: usize, k: f64) -> QuantileTable {
+    QuantileTable::of(Family::PowerSpherical, d, k, DEFAULT_TABLE_SIZE).unwrap()
+}

@@ -1,0 +1,72 @@
+//! Which hyperspherical family a marginal, a table or a sampler is of: both have a
+//! direction mu, a concentration kappa >= 0 and the uniform prior on S^(d-1), and both
+//! draw z = t mu + sqrt(1 - t^2) v from the law of t = <mu, z> (here through the angle
+//! theta = arccos t), so the tables, samplers and the rotation are shared; what differs
+//! is the law of theta ([`crate::marginal::ThetaMarginal`]) and the closed forms
+//! ([`crate::stats`], [`crate::power_spherical`]).
+
+use crate::error::Result;
+
+/// A hyperspherical family with a concentration kappa (the default: the vMF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Family {
+    /// von Mises-Fisher: density proportional to exp(kappa <mu, z>).
+    #[default]
+    Vmf,
+    /// Power Spherical (De Cao & Aziz 2020): density proportional to
+    /// (1 + <mu, z>)^kappa; (t + 1) / 2 ~ Beta((d - 1)/2 + kappa, (d - 1)/2).
+    PowerSpherical,
+}
+
+/// What training and evaluation ask of a family at one (d, kappa).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FamilyStats {
+    /// KL(q || uniform on S^(d-1)).
+    pub kl: f64,
+    /// E[t] = E[<mu, z>].
+    pub mean_w: f64,
+    /// ln C: the log-density at z is `log_normaliser + kappa s(<mu, z>)`, with s(t) = t
+    /// (vMF) or ln(1 + t) (Power Spherical).
+    pub log_normaliser: f64,
+    /// dKL/dkappa.
+    pub dkl_dkappa: f64,
+    /// dE[t]/dkappa.
+    pub dmean_w_dkappa: f64,
+}
+
+impl Family {
+    /// Its name in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Vmf => "vmf",
+            Family::PowerSpherical => "power_spherical",
+        }
+    }
+
+    /// The statistics at (dim, kappa), in f64 (see [`FamilyStats`]); an error names a
+    /// parameter out of range.
+    pub fn stats(self, dim: usize, kappa: f64) -> Result<FamilyStats> {
+        match self {
+            Family::Vmf => {
+                let s = crate::stats::VmfStats::new(dim, kappa)?;
+                Ok(FamilyStats {
+                    kl: s.kl,
+                    mean_w: s.mean_w,
+                    log_normaliser: s.log_normaliser,
+                    dkl_dkappa: crate::kappa_grad::kl_derivative(dim, kappa)?,
+                    dmean_w_dkappa: crate::kappa_grad::mean_w_derivative(dim, kappa)?,
+                })
+            }
+            Family::PowerSpherical => {
+                let s = crate::power_spherical::power_spherical_stats(dim, kappa)?;
+                Ok(FamilyStats {
+                    kl: s.kl,
+                    mean_w: s.mean_t,
+                    log_normaliser: s.log_normaliser,
+                    dkl_dkappa: s.dkl_dkappa,
+                    dmean_w_dkappa: s.dmean_t_dkappa,
+                })
+            }
+        }
+    }
+}
