@@ -43,6 +43,32 @@ impl Family {
         }
     }
 
+    /// KL(q || uniform on S^(dim-1)) at kappa.
+    pub fn kl(self, dim: usize, kappa: f64) -> Result<f64> {
+        match self {
+            Family::Vmf => crate::stats::kl_to_uniform(dim, kappa),
+            Family::PowerSpherical => {
+                crate::power_spherical::power_spherical_stats(dim, kappa).map(|s| s.kl)
+            }
+        }
+    }
+
+    /// dKL/dkappa at kappa.
+    pub fn kl_derivative(self, dim: usize, kappa: f64) -> Result<f64> {
+        match self {
+            Family::Vmf => crate::kappa_grad::kl_derivative(dim, kappa),
+            Family::PowerSpherical => {
+                crate::power_spherical::power_spherical_stats(dim, kappa).map(|s| s.dkl_dkappa)
+            }
+        }
+    }
+
+    /// The kappa whose KL equals `target_kl` nats (bisection on ln kappa: the KL is 0
+    /// at kappa = 0 and increasing); an error names a budget out of reach.
+    pub fn kappa_for_kl(self, dim: usize, target_kl: f64) -> Result<f64> {
+        crate::stats::solve_kappa_for_kl(dim, target_kl, |k| self.kl(dim, k))
+    }
+
     /// The statistics at (dim, kappa), in f64 (see [`FamilyStats`]); an error names a
     /// parameter out of range.
     pub fn stats(self, dim: usize, kappa: f64) -> Result<FamilyStats> {

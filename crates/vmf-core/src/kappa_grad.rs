@@ -16,10 +16,15 @@
 //! dw/dkappa = sin(theta) int_0^theta (cos phi - A_d) q(phi) / q(theta) dphi
 //!           = sin(theta) int_theta^pi (A_d - cos phi) q(phi) / q(theta) dphi
 //! (the two agree because `E[w]` = A_d); each theta uses the side that does not cancel.
+//!
+//! The Power Spherical's quantile has the same form with the statistic whose
+//! expectation is d(-ln C)/dkappa: dp/dkappa = p(t) (s(t) - E[s]), s(t) = ln(1 + t) =
+//! ln 2 + 2 ln cos(phi / 2), so cos phi - A_d becomes 2 ln cos(phi / 2) minus its mean.
 
 use std::f64::consts::PI;
 
 use crate::error::{Result, check_params};
+use crate::family::Family;
 use crate::marginal::ThetaMarginal;
 use crate::stats::mean_resultant_length;
 
@@ -59,40 +64,58 @@ pub fn kl_derivative(dim: usize, kappa: f64) -> Result<f64> {
 /// entries meant to be 0 come out of the inversion as ~1e-17.
 const POLE: f64 = 1e-12;
 
-/// The kappa-derivative of the quantile function of w = <mu, z> for one (d, kappa):
-/// see the module docs.
+/// The kappa-derivative of the quantile function of w = <mu, z> for one family and
+/// (d, kappa): see the module docs.
 #[derive(Debug, Clone)]
 pub struct QuantileGradient {
     marginal: ThetaMarginal,
-    /// 1 - A_d by the same quadrature as the integrals below, so that the two sides
-    /// of [`QuantileGradient::dw_dkappa`] agree to rounding.
-    one_minus_a: f64,
+    /// E[s] of the family's statistic s (see [`QuantileGradient::statistic`]) by the same
+    /// quadrature as the integrals below, so that the two sides of
+    /// [`QuantileGradient::dw_dkappa`] agree to rounding: -(1 - A_d) for the vMF.
+    center: f64,
     /// The integral of the peak-normalised theta-density.
     mass: f64,
 }
 
 impl QuantileGradient {
-    /// The derivative's quadrature for dimension `dim` and concentration `kappa`.
+    /// The vMF's derivative for dimension `dim` and concentration `kappa`.
     pub fn new(dim: usize, kappa: f64) -> Result<Self> {
-        let marginal = ThetaMarginal::new(dim, kappa)?;
-        let mass = marginal.integrate(|_| 1.0, 0.0, PI);
-        let one_minus_a = marginal.integrate(one_minus_cos, 0.0, PI) / mass;
-        Ok(Self {
-            marginal,
-            one_minus_a,
-            mass,
-        })
+        Self::of(Family::Vmf, dim, kappa)
     }
 
-    /// 1 - A_d(kappa), by quadrature.
+    /// The derivative's quadrature for `family` at (dim, kappa).
+    pub fn of(family: Family, dim: usize, kappa: f64) -> Result<Self> {
+        let marginal = ThetaMarginal::of(family, dim, kappa)?;
+        let mass = marginal.integrate(|_| 1.0, 0.0, PI);
+        let mut g = Self {
+            marginal,
+            center: 0.0,
+            mass,
+        };
+        g.center = g.marginal.integrate(|t| g.statistic(t), 0.0, PI) / mass;
+        Ok(g)
+    }
+
+    /// The statistic whose centred value is d ln p / dkappa, up to a constant, as a
+    /// decreasing function of the angle that keeps its digits near 0: -(1 - cos t)
+    /// (vMF), 2 ln cos(t / 2) (Power Spherical).
+    fn statistic(&self, t: f64) -> f64 {
+        match self.marginal.family() {
+            Family::Vmf => -one_minus_cos(t),
+            Family::PowerSpherical => 2.0 * (0.5 * t).cos().max(0.0).ln(),
+        }
+    }
+
+    /// 1 - A_d(kappa), by quadrature (the vMF's).
     pub fn one_minus_mean_w(&self) -> f64 {
-        self.one_minus_a
+        debug_assert_eq!(self.marginal.family(), Family::Vmf);
+        -self.center
     }
 
     /// Var(w) = A_d'(kappa): the centred second moment of 1 - w, integrated relative
-    /// to (1 - A_d)^2 so that the quadrature's tolerance stays relative.
+    /// to (1 - A_d)^2 so that the quadrature's tolerance stays relative (the vMF's).
     pub fn variance_w(&self) -> f64 {
-        let e = self.one_minus_a;
+        let e = self.one_minus_mean_w();
         let centred = |t: f64| {
             let r = one_minus_cos(t) / e - 1.0;
             r * r
@@ -130,15 +153,15 @@ impl QuantileGradient {
     /// -dtheta/dkappa = int_0^theta (cos phi - A_d) q(phi) / q(theta) dphi at sorted
     /// angles, each from the side of theta on which the integrand keeps one sign.
     fn neg_dtheta_sorted(&self, thetas: &[f64]) -> Vec<f64> {
-        let e = self.one_minus_a;
+        let c = self.center;
         let split = thetas.partition_point(|&t| t <= self.sign_change());
         let (left, right) = thetas.split_at(split);
         let mut out = self
             .marginal
-            .integrate_sorted(|p| e - one_minus_cos(p), left, false);
+            .integrate_sorted(|p| self.statistic(p) - c, left, false);
         out.extend(
             self.marginal
-                .integrate_sorted(|p| one_minus_cos(p) - e, right, true),
+                .integrate_sorted(|p| c - self.statistic(p), right, true),
         );
         thetas
             .iter()
@@ -157,8 +180,12 @@ impl QuantileGradient {
             .collect()
     }
 
-    /// theta_A = arccos A_d, where cos phi - A_d = (1 - A_d) - (1 - cos phi) changes sign.
+    /// Where the centred statistic changes sign: theta_A = arccos A_d for the vMF,
+    /// 2 arccos exp(E[s] / 2) for the Power Spherical.
     fn sign_change(&self) -> f64 {
-        2.0 * (0.5 * self.one_minus_a).sqrt().min(1.0).asin()
+        match self.marginal.family() {
+            Family::Vmf => 2.0 * (-0.5 * self.center).sqrt().min(1.0).asin(),
+            Family::PowerSpherical => 2.0 * (0.5 * self.center).exp().min(1.0).acos(),
+        }
     }
 }

@@ -10,8 +10,8 @@
 //! [`crate::QuantileTable`] is.
 
 use crate::error::{KAPPA_MAX, Result, VmfError, check_params};
-use crate::kappa_grad::{QuantileGradient, kl_derivative};
-use crate::stats::kl_to_uniform;
+use crate::family::Family;
+use crate::kappa_grad::QuantileGradient;
 use crate::table::QuantileTable;
 
 /// Default s-step of the quantile table: 10 per e-fold of kappa. The quantiles vary
@@ -107,8 +107,21 @@ impl KappaQuantileTable {
         )
     }
 
-    /// The table with s-step at most `step` and `probabilities` entries per kappa.
+    /// The vMF's table with s-step at most `step` and `probabilities` entries per kappa.
     pub fn with_steps(
+        dim: usize,
+        kappa_min: f64,
+        kappa_max: f64,
+        step: f64,
+        probabilities: usize,
+    ) -> Result<Self> {
+        Self::of(Family::Vmf, dim, kappa_min, kappa_max, step, probabilities)
+    }
+
+    /// The table of `family` with s-step at most `step` and `probabilities` entries per
+    /// kappa ([`DEFAULT_LOG_KAPPA_STEP`] and [`DEFAULT_PROBABILITIES`] by default).
+    pub fn of(
+        family: Family,
         dim: usize,
         kappa_min: f64,
         kappa_max: f64,
@@ -123,8 +136,9 @@ impl KappaQuantileTable {
         let mut slope = Vec::with_capacity(grid.points * probabilities);
         for j in 0..grid.points {
             let kappa = grid.kappa(j);
-            let table = QuantileTable::with_size(dim, kappa, probabilities)?;
-            let dtheta = QuantileGradient::new(dim, kappa)?.dtheta_dkappa_sorted(table.theta());
+            let table = QuantileTable::of(family, dim, kappa, probabilities)?;
+            let dtheta =
+                QuantileGradient::of(family, dim, kappa)?.dtheta_dkappa_sorted(table.theta());
             theta.extend_from_slice(table.theta());
             slope.extend(dtheta.iter().map(|d| kappa * d));
         }
@@ -187,7 +201,7 @@ impl KappaQuantileTable {
     }
 }
 
-/// KL(vMF(., kappa) || uniform) over a [`LogKappaGrid`] with its exact s-derivative,
+/// KL(q(., kappa) || uniform) of a family over a [`LogKappaGrid`] with its exact s-derivative,
 /// for a smooth KL of a learned kappa.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KlTable {
@@ -198,15 +212,20 @@ pub struct KlTable {
 }
 
 impl KlTable {
-    /// The table over [kappa_min, kappa_max] with step [`KL_LOG_KAPPA_STEP`].
+    /// The vMF's table over [kappa_min, kappa_max] with step [`KL_LOG_KAPPA_STEP`].
     pub fn new(dim: usize, kappa_min: f64, kappa_max: f64) -> Result<Self> {
+        Self::of(Family::Vmf, dim, kappa_min, kappa_max)
+    }
+
+    /// The table of `family` over [kappa_min, kappa_max] with step [`KL_LOG_KAPPA_STEP`].
+    pub fn of(family: Family, dim: usize, kappa_min: f64, kappa_max: f64) -> Result<Self> {
         let grid = LogKappaGrid::new(dim, kappa_min, kappa_max, KL_LOG_KAPPA_STEP)?;
         let mut kl = Vec::with_capacity(grid.points);
         let mut slope = Vec::with_capacity(grid.points);
         for j in 0..grid.points {
             let kappa = grid.kappa(j);
-            kl.push(kl_to_uniform(dim, kappa)?);
-            slope.push(kappa * kl_derivative(dim, kappa)?);
+            kl.push(family.kl(dim, kappa)?);
+            slope.push(kappa * family.kl_derivative(dim, kappa)?);
         }
         Ok(Self { grid, kl, slope })
     }

@@ -112,8 +112,17 @@ pub fn log_density(mu: &[f64], x: &[f64], kappa: f64) -> Result<f64> {
 /// The KL is 0 at kappa = 0 and increasing, so bisection on log kappa over
 /// (0, KAPPA_MAX] finds the unique root (to ~1e-15 relative).
 pub fn kappa_for_kl(dim: usize, target_kl: f64) -> Result<f64> {
+    solve_kappa_for_kl(dim, target_kl, |k| kl_to_uniform(dim, k))
+}
+
+/// The bisection of [`kappa_for_kl`] for any family's KL (0 at kappa = 0, increasing).
+pub(crate) fn solve_kappa_for_kl(
+    dim: usize,
+    target_kl: f64,
+    kl_to_uniform: impl Fn(f64) -> Result<f64>,
+) -> Result<f64> {
     check_dim(dim)?;
-    let max = kl_to_uniform(dim, KAPPA_MAX)?;
+    let max = kl_to_uniform(KAPPA_MAX)?;
     if !target_kl.is_finite() || target_kl < 0.0 || target_kl > max {
         return Err(VmfError::KlTarget {
             target: target_kl,
@@ -129,7 +138,7 @@ pub fn kappa_for_kl(dim: usize, target_kl: f64) -> Result<f64> {
         .ln()
         .max(-700.0);
     let mut hi = KAPPA_MAX.ln();
-    while kl_to_uniform(dim, lo.exp())? > target_kl {
+    while kl_to_uniform(lo.exp())? > target_kl {
         lo -= 10.0;
     }
     for _ in 0..200 {
@@ -137,7 +146,7 @@ pub fn kappa_for_kl(dim: usize, target_kl: f64) -> Result<f64> {
         if mid <= lo || mid >= hi {
             break;
         }
-        if kl_to_uniform(dim, mid.exp())? < target_kl {
+        if kl_to_uniform(mid.exp())? < target_kl {
             lo = mid;
         } else {
             hi = mid;

@@ -6,7 +6,9 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
-use vmf_core::{QuantileGradient, QuantileTable, kl_derivative, mean_w_derivative};
+use vmf_core::{
+    DEFAULT_TABLE_SIZE, Family, QuantileGradient, QuantileTable, kl_derivative, mean_w_derivative,
+};
 
 fn reference() -> Value {
     serde_json::from_str(include_str!("data/derivatives.json")).expect("derivatives.json parses")
@@ -140,4 +142,44 @@ fn the_quantile_derivative_is_unbiased() {
     // S-VAE's biased estimate at d = 5, kappa = 2 is 0.1278; the exact value:
     let a = mean_w_derivative(5, 2.0).unwrap();
     assert!((a - 0.1474).abs() < 5e-5, "{a}");
+}
+
+#[test]
+fn the_power_spherical_quantile_derivative_is_its_slope_and_unbiased() {
+    // A second algorithm (central differences of the tabulated quantile at fixed u), and
+    // the closed form dE[t]/dkappa = (d - 1) / (d - 1 + kappa)^2 as the mean over u.
+    let ps = Family::PowerSpherical;
+    let table = |d, k| QuantileTable::of(ps, d, k, DEFAULT_TABLE_SIZE).unwrap();
+    for (d, k) in [
+        (2, 0.37),
+        (3, 20.0),
+        (5, 2.0),
+        (41, 10.0),
+        (33, 610.0),
+        (1024, 5e4),
+    ] {
+        let h = 1e-4 * k;
+        let (lo, mid, hi) = (table(d, k - h), table(d, k), table(d, k + h));
+        let g = QuantileGradient::of(ps, d, k).unwrap();
+        for u in [0.05, 0.3, 0.5, 0.8, 0.97] {
+            let fd = (hi.w_at(u) - lo.w_at(u)) / (2.0 * h);
+            let exact = g.dw_dkappa(mid.theta_at(u));
+            assert!(
+                rel(exact, fd) < 1e-4,
+                "PS d = {d}, kappa = {k}, u = {u}: {exact} vs {fd}"
+            );
+        }
+        let m = 4000;
+        let thetas: Vec<f64> = (0..m)
+            .map(|i| mid.theta_at((i as f64 + 0.5) / m as f64))
+            .collect();
+        let draws = g.dw_dkappa_sorted(&thetas);
+        assert!(draws.iter().all(|&x| x >= 0.0), "quantiles rise with kappa");
+        let rule = draws.iter().sum::<f64>() / m as f64;
+        let want = (d as f64 - 1.0) / (d as f64 - 1.0 + k).powi(2);
+        assert!(
+            rel(rule, want) < 1e-3,
+            "PS d = {d}, kappa = {k}: {rule} vs {want}"
+        );
+    }
 }

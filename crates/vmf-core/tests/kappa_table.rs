@@ -7,8 +7,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use vmf_core::{
-    DeviceKappaTable, DeviceKlTable, KappaQuantileTable, KlTable, QuantileGradient, QuantileTable,
-    ThetaMarginal, kl_derivative, kl_to_uniform,
+    DeviceKappaTable, DeviceKlTable, Family, KappaQuantileTable, KlTable, QuantileGradient,
+    QuantileTable, ThetaMarginal, kl_derivative, kl_to_uniform,
 };
 
 fn rel(got: f64, want: f64) -> f64 {
@@ -213,5 +213,57 @@ fn the_poles_have_slope_zero_and_every_entry_is_finite() {
             values.iter().chain(&slopes).all(|v| v.is_finite()),
             "d = {d}: {values:?} {slopes:?}"
         );
+    }
+}
+
+#[test]
+fn power_spherical_tables_over_kappa_match_the_direct_ones() {
+    // Off-grid kappas: the Hermite interpolants in ln kappa against the table and the
+    // derivatives built at that kappa directly, and the KL against its closed form.
+    let ps = Family::PowerSpherical;
+    let d = 41;
+    let q = KappaQuantileTable::of(ps, d, 1.0, 1e4, 0.1, 513).unwrap();
+    let kl = KlTable::of(ps, d, 1.0, 1e4).unwrap();
+    for k in [1.37, 9.9, 47.3, 610.0, 8123.0] {
+        let direct = QuantileTable::of(ps, d, k, 513).unwrap();
+        let g = QuantileGradient::of(ps, d, k).unwrap();
+        for u in [0.02, 0.3, 0.5, 0.77, 0.98] {
+            let (theta, dtheta) = q.theta_at(u, k);
+            let want = direct.theta_at(u);
+            assert!(
+                (theta - want).abs() < 1e-7,
+                "kappa = {k}, u = {u}: {theta} vs {want}"
+            );
+            let slope = g.dtheta_dkappa(want);
+            assert!(
+                (dtheta - slope).abs() < 1e-4 * slope.abs(),
+                "kappa = {k}, u = {u}: {dtheta} vs {slope}"
+            );
+        }
+        let (v, dv) = kl.kl_at(k);
+        let (want, dwant) = (ps.kl(d, k).unwrap(), ps.kl_derivative(d, k).unwrap());
+        assert!((v - want).abs() < 1e-8 * want, "KL at {k}: {v} vs {want}");
+        assert!(
+            (dv - dwant).abs() < 1e-5 * dwant,
+            "dKL at {k}: {dv} vs {dwant}"
+        );
+    }
+    // A KL budget's kappa, for a scheduled budget: the KL at it is the budget. (The
+    // Power Spherical's KL grows like ((d - 1) / 2) ln kappa: at d = 2 and kappa = 1e5
+    // it is 5.8 nats, and a larger budget is refused by name.)
+    for d in [2, 41, 1024] {
+        for target in [1e-3, 1.0, 30.0, 500.0] {
+            if target > ps.kl(d, 1e5).unwrap() {
+                let e = ps.kappa_for_kl(d, target).unwrap_err().to_string();
+                assert!(e.contains(&format!("{target}")), "{e}");
+                continue;
+            }
+            let k = ps.kappa_for_kl(d, target).unwrap();
+            let got = ps.kl(d, k).unwrap();
+            assert!(
+                (got - target).abs() < 1e-12 * target.max(1.0),
+                "d = {d}: {got} vs {target}"
+            );
+        }
     }
 }
