@@ -88,6 +88,77 @@ fn samples_are_full_precision_data_lines() {
 }
 
 #[test]
+fn power_spherical_is_one_switch_away_with_the_same_keys() {
+    // Closed forms of the Power Spherical, not the library: E[t] = kappa / (d - 1 +
+    // kappa) and its derivative; the KL and its derivative through `vmf kappa`'s
+    // inverse and a central difference.
+    let kl = |d: &str, k: &str| -> serde_json::Value {
+        let out = stdout(&vmf(&[
+            "kl",
+            "--dim",
+            d,
+            "--kappa",
+            k,
+            "--family",
+            "power-spherical",
+            "--json",
+        ]));
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let v = kl("41", "10");
+    let f = |key: &str| v[key].as_f64().unwrap();
+    assert!((f("mean_w") - 0.2).abs() < 1e-15, "{v}");
+    assert!((f("dmean_w_dkappa") - 40.0 / 2500.0).abs() < 1e-15, "{v}");
+    let (lo, hi) = (
+        kl("41", "9.999")["kl"].as_f64(),
+        kl("41", "10.001")["kl"].as_f64(),
+    );
+    let fd = (hi.unwrap() - lo.unwrap()) / 0.002;
+    assert!((fd - f("dkl_dkappa")).abs() < 1e-6, "{fd} vs {v}");
+    let back: f64 = stdout(&vmf(&[
+        "kappa",
+        "--dim",
+        "41",
+        "--kl",
+        &format!("{}", f("kl")),
+        "--family",
+        "power-spherical",
+    ]))
+    .trim()
+    .parse()
+    .unwrap();
+    assert!((back - 10.0).abs() < 1e-9, "{back}");
+    // The vMF's numbers differ at the same (d, kappa), and vmf stays the default.
+    let vmf_kl: serde_json::Value = serde_json::from_str(
+        stdout(&vmf(&["kl", "--dim", "41", "--kappa", "10", "--json"])).trim(),
+    )
+    .unwrap();
+    assert!(vmf_kl["mean_w"].as_f64().unwrap() > 0.23, "{vmf_kl}");
+    // sample-w draws the Power Spherical's t: its mean within 4 standard errors.
+    let out = stdout(&vmf(&[
+        "sample-w",
+        "--dim",
+        "41",
+        "--kappa",
+        "10",
+        "-n",
+        "20000",
+        "--family",
+        "power-spherical",
+    ]));
+    let ws: Vec<f64> = out.lines().map(|l| l.parse().unwrap()).collect();
+    let mean = ws.iter().sum::<f64>() / ws.len() as f64;
+    let var = ws.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / (ws.len() - 1) as f64;
+    assert!(
+        (mean - 0.2).abs() < 4.0 * (var / ws.len() as f64).sqrt(),
+        "{mean}"
+    );
+    let o = vmf(&["kl", "--dim", "41", "--kappa", "10", "--family", "gauss"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("power-spherical"));
+}
+
+#[test]
 fn sample_w_grad_prints_each_sample_with_its_kappa_derivative() {
     let lines = |kappa: &str| -> Vec<(f64, f64)> {
         stdout(&vmf(&[

@@ -1,30 +1,47 @@
-//! `vmf`: the vMF numerics from the command line (KL, kappa for a KL budget, samples).
-//! Data goes to stdout; errors go to stderr with a non-zero exit.
+//! `vmf`: the numerics of the hyperspherical families from the command line (KL, kappa
+//! for a KL budget, samples): the vMF, or with `--family power-spherical` the Power
+//! Spherical. Data goes to stdout; errors go to stderr with a non-zero exit.
 
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use vmf_core::{
-    HostSampler, QuantileGradient, QuantileTable, VmfStats, kappa_for_kl, kl_derivative,
-    mean_w_derivative,
-};
+use vmf_core::{DEFAULT_TABLE_SIZE, Family, HostSampler, QuantileGradient, QuantileTable};
 
 #[derive(Parser)]
 #[command(
     name = "vmf",
     version,
-    about = "von Mises-Fisher numerics on S^(d-1) (2 <= d <= 4096, 0 <= kappa <= 1e5)"
+    about = "von Mises-Fisher and Power Spherical numerics on S^(d-1) (2 <= d <= 4096, \
+             0 <= kappa <= 1e5)"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-/// The distribution: vMF(., kappa) on S^(dim-1).
+/// The family (`--family`).
+#[derive(Clone, Copy, ValueEnum)]
+enum FamilyArg {
+    /// von Mises-Fisher: density proportional to exp(kappa <mu, z>).
+    Vmf,
+    /// Power Spherical: density proportional to (1 + <mu, z>)^kappa.
+    PowerSpherical,
+}
+
+impl From<FamilyArg> for Family {
+    fn from(f: FamilyArg) -> Self {
+        match f {
+            FamilyArg::Vmf => Family::Vmf,
+            FamilyArg::PowerSpherical => Family::PowerSpherical,
+        }
+    }
+}
+
+/// The distribution: the family's (., kappa) on S^(dim-1).
 #[derive(Args)]
 struct Dist {
     /// Ambient dimension d (the sphere is S^(d-1)).
@@ -33,6 +50,9 @@ struct Dist {
     /// Concentration kappa.
     #[arg(long, allow_negative_numbers = true)]
     kappa: f64,
+    /// The family.
+    #[arg(long, value_enum, default_value = "vmf")]
+    family: FamilyArg,
 }
 
 /// How many draws, from which seed.
@@ -48,7 +68,13 @@ struct Draws {
 
 impl Dist {
     fn sampler(&self) -> vmf_core::Result<HostSampler> {
-        Ok(HostSampler::new(QuantileTable::new(self.dim, self.kappa)?))
+        let family = self.family.into();
+        Ok(HostSampler::new(QuantileTable::of(
+            family,
+            self.dim,
+            self.kappa,
+            DEFAULT_TABLE_SIZE,
+        )?))
     }
 }
 
@@ -60,8 +86,8 @@ impl Draws {
 
 #[derive(Subcommand)]
 enum Command {
-    /// KL(vMF(mu, kappa) || uniform), A_d = `E[<mu, z>]`, log C_d(kappa), and the
-    /// kappa-derivatives of the KL and of A_d.
+    /// KL(q(mu, kappa) || uniform), `E[<mu, z>]` (A_d for the vMF), the log
+    /// normaliser, and the kappa-derivatives of the KL and of `E[<mu, z>]`.
     Kl {
         #[command(flatten)]
         dist: Dist,
@@ -77,6 +103,9 @@ enum Command {
         /// KL budget in nats.
         #[arg(long, allow_negative_numbers = true)]
         kl: f64,
+        /// The family.
+        #[arg(long, value_enum, default_value = "vmf")]
+        family: FamilyArg,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -92,7 +121,7 @@ enum Command {
         #[arg(long)]
         grad: bool,
     },
-    /// Points z ~ vMF(mu, kappa), one comma-separated row per line.
+    /// Points z ~ q(mu, kappa), one comma-separated row per line.
     Sample {
         #[command(flatten)]
         dist: Dist,
@@ -112,11 +141,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     match cli.command {
         Command::Kl {
-            dist: Dist { dim, kappa },
+            dist: Dist { dim, kappa, family },
             json,
         } => {
-            let s = VmfStats::new(dim, kappa)?;
-            let (dkl, dmean) = (kl_derivative(dim, kappa)?, mean_w_derivative(dim, kappa)?);
+            let s = Family::from(family).stats(dim, kappa)?;
+            let (dkl, dmean) = (s.dkl_dkappa, s.dmean_w_dkappa);
             if json {
                 let v = serde_json::json!({"dim": dim, "kappa": kappa, "kl": s.kl,
                     "mean_w": s.mean_w, "log_normaliser": s.log_normaliser,
@@ -131,8 +160,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )?;
             }
         }
-        Command::Kappa { dim, kl, json } => {
-            let kappa = kappa_for_kl(dim, kl)?;
+        Command::Kappa {
+            dim,
+            kl,
+            family,
+            json,
+        } => {
+            let kappa = Family::from(family).kappa_for_kl(dim, kl)?;
             if json {
                 writeln!(
                     out,
@@ -146,7 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SampleW { dist, draws, grad } => {
             let (sampler, mut rng) = (dist.sampler()?, draws.rng());
             let gradient = grad
-                .then(|| QuantileGradient::new(dist.dim, dist.kappa))
+                .then(|| QuantileGradient::of(dist.family.into(), dist.dim, dist.kappa))
                 .transpose()?;
             for _ in 0..draws.n {
                 // One uniform per line, as sample_w draws it.
