@@ -53,6 +53,17 @@ impl Family {
         }
     }
 
+    /// ln C at kappa: the log-density at z is `log_normaliser + kappa s(<mu, z>)`, with
+    /// s(t) = t (vMF) or ln(1 + t) (Power Spherical).
+    pub fn log_normaliser(self, dim: usize, kappa: f64) -> Result<f64> {
+        match self {
+            Family::Vmf => crate::stats::log_normaliser(dim, kappa),
+            Family::PowerSpherical => {
+                crate::power_spherical::power_spherical_log_normaliser(dim, kappa)
+            }
+        }
+    }
+
     /// dKL/dkappa at kappa.
     pub fn kl_derivative(self, dim: usize, kappa: f64) -> Result<f64> {
         match self {

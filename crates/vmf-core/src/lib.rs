@@ -55,7 +55,9 @@ pub use host::{HostSampler, normalise, uniform_sphere};
 pub use kappa_grad::{QuantileGradient, kl_derivative, mean_w_derivative};
 pub use kappa_table::{KappaQuantileTable, KlTable, LogKappaGrid};
 pub use marginal::{QuadratureStats, ThetaMarginal, quadrature_stats};
-pub use power_spherical::{PowerSphericalStats, power_spherical_stats};
+pub use power_spherical::{
+    PowerSphericalStats, power_spherical_log_normaliser, power_spherical_stats,
+};
 pub use stats::{
     VmfStats, kappa_for_kl, kl_to_uniform, log_density, log_normaliser, log_normaliser_uniform,
     mean_resultant_length,

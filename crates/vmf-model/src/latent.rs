@@ -1,6 +1,6 @@
 //! The latent families, shared by every data kind: the vMF posterior on the sphere
-//! with a uniform prior (the default) or the Gaussian baseline with a standard normal
-//! prior. An encoder of any data kind ends in a head of [`ModelKind::head_width`]
+//! with a uniform prior (the default), the Power Spherical on the sphere with the same
+//! prior, or the Gaussian baseline with a standard normal prior. An encoder of any data kind ends in a head of [`ModelKind::head_width`]
 //! features, which [`ModelKind::posterior`] turns into q(z | x); training, evaluation
 //! and pictures then use only [`Posterior`] and [`PosteriorDraw`], so they never need
 //! to know which posterior and prior are in play.
@@ -9,6 +9,7 @@ use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, RngExt};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
+use vmf_core::Family;
 
 use crate::gaussian::{gaussian_kl, gaussian_log_ratio, gaussian_sample};
 use crate::kappa::{KappaHead, KappaRange};
@@ -25,6 +26,10 @@ pub enum ModelKind {
     /// q = vMF(mu(x), kappa) on S^(d-1), p = uniform on the sphere.
     #[default]
     Vmf,
+    /// q = Power Spherical(mu(x), kappa) on S^(d-1) (De Cao & Aziz 2020), p = uniform
+    /// on the sphere: the vMF's head, kappa settings and sampler, another law of
+    /// <mu, z>.
+    PowerSpherical,
     /// q = N(mean(x), diag sigma^2(x)) on R^d, p = N(0, I).
     Gaussian,
     /// No latent: the decoder alone, a language model (text only). z is a point at 0
@@ -33,16 +38,25 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// The hyperspherical family of q (`None` for the Gaussian and the language model).
+    pub fn family(self) -> Option<Family> {
+        match self {
+            Self::Vmf => Some(Family::Vmf),
+            Self::PowerSpherical => Some(Family::PowerSpherical),
+            Self::Gaussian | Self::Lm => None,
+        }
+    }
+
     /// Whether latents live on the unit sphere (paths between them are great circles).
     pub fn on_sphere(self) -> bool {
-        self == Self::Vmf
+        self.family().is_some()
     }
 
     /// Features of the encoder head that parameterise q(z | x) in dimension `d`: mu
     /// before normalisation (d) or mean and log-variance (2 d).
     pub fn head_width(self, d: usize) -> usize {
         match self {
-            Self::Vmf => d,
+            Self::Vmf | Self::PowerSpherical => d,
             Self::Gaussian => 2 * d,
             Self::Lm => 0,
         }
@@ -57,7 +71,7 @@ impl ModelKind {
     /// - `h`: `[batch, head_width(d) + kappa.mode().head_columns()]`
     pub fn posterior(self, h: Tensor<2>, kappa: &KappaHead) -> Posterior {
         match self {
-            Self::Vmf => {
+            Self::Vmf | Self::PowerSpherical => {
                 let [batch, width] = h.dims();
                 let (h, column) = match kappa.mode().head_columns() {
                     0 => (h, None),
@@ -67,7 +81,7 @@ impl ModelKind {
                         (h.slice([0..batch, 0..d]), Some(column))
                     }
                 };
-                Posterior::Vmf {
+                Posterior::Sphere {
                     mu: l2_normalise(h),
                     log_kappa: kappa.log_kappa(column, batch),
                 }
@@ -87,7 +101,7 @@ impl ModelKind {
     /// One draw from the prior p(z), in f64 on the host.
     pub fn prior_sample<R: Rng + ?Sized>(self, rng: &mut R, d: usize) -> Vec<f64> {
         match self {
-            Self::Vmf => vmf_core::uniform_sphere(rng, d),
+            Self::Vmf | Self::PowerSpherical => vmf_core::uniform_sphere(rng, d),
             Self::Gaussian => (0..d).map(|_| rng.sample(StandardNormal)).collect(),
             Self::Lm => vec![0.0; d],
         }
@@ -99,9 +113,10 @@ impl ModelKind {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Posterior {
-    /// vMF(mu, kappa): mean directions `[batch, d]` (unit rows); kappa is the
-    /// layer's when scheduled, else learned: ln kappa per row.
-    Vmf {
+    /// A hyperspherical q(mu, kappa) (the family is the sampling layer's): mean
+    /// directions `[batch, d]` (unit rows); kappa is the layer's when scheduled, else
+    /// learned: ln kappa per row.
+    Sphere {
         /// Mean directions.
         mu: Tensor<2>,
         /// ln kappa per row, `[batch]`, for a learned kappa.
@@ -128,9 +143,9 @@ pub struct PosteriorDraw {
     pub location: Tensor<2>,
     /// The draw: `[batch, d]`.
     pub z: Tensor<2>,
-    /// KL(q(z | x) || p(z)) per row (a constant for vMF at fixed kappa): `[batch]`.
+    /// KL(q(z | x) || p(z)) per row (a constant on the sphere at fixed kappa): `[batch]`.
     pub kl: Tensor<1>,
-    /// ln kappa per row for a learned vMF kappa: `[batch]`.
+    /// ln kappa per row for a learned kappa: `[batch]`.
     pub log_kappa: Option<Tensor<1>>,
     /// What [`PosteriorDraw::log_ratio`] needs beyond location and z.
     ratio: RatioParts,
@@ -142,11 +157,16 @@ pub struct PosteriorDraw {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum RatioParts {
-    /// kappa and the f64 constant log C_d(0) - log C_d(kappa) - kappa.
-    Vmf { kappa: f64, constant: f64 },
+    /// The family, kappa and the f64 constant of [`sphere_constant`].
+    Sphere {
+        family: Family,
+        kappa: f64,
+        constant: f64,
+    },
     /// ln kappa per row (detached) of a learned kappa, clamped into `range` as the
     /// sampler clamps it; the constants are made on the host per row.
-    VmfPerRow {
+    SpherePerRow {
+        family: Family,
         log_kappa: Tensor<1>,
         dim: usize,
         range: KappaRange,
@@ -161,27 +181,21 @@ impl PosteriorDraw {
     /// log p(z) - log q(z | x) per row: `[batch]`.
     pub fn log_ratio(&self) -> Tensor<1> {
         match &self.ratio {
-            // log C_d(0) - log C_d(kappa) - kappa <mu, z>
-            //   = [f64 constant - kappa] + kappa (1 - <mu, z>):
-            // the large terms cancel in f64 on the host, not in f32 on the device.
-            RatioParts::Vmf { kappa, constant } => (self.location.clone() * self.z.clone())
-                .sum_dim(1)
-                .squeeze_dim::<1>(1)
-                .neg()
-                .add_scalar(1.0)
+            RatioParts::Sphere {
+                family,
+                kappa,
+                constant,
+            } => sphere_ratio(*family, self.one_minus_w())
                 .mul_scalar(*kappa)
                 .add_scalar(*constant),
-            RatioParts::VmfPerRow {
+            RatioParts::SpherePerRow {
+                family,
                 log_kappa,
                 dim,
                 range,
             } => {
-                let (kappa, constant) = per_row_constants(log_kappa, *dim, *range);
-                (self.location.clone() * self.z.clone())
-                    .sum_dim(1)
-                    .squeeze_dim::<1>(1)
-                    .neg()
-                    .add_scalar(1.0)
+                let (kappa, constant) = per_row_constants(*family, log_kappa, *dim, *range);
+                sphere_ratio(*family, self.one_minus_w())
                     .mul(kappa)
                     .add(constant)
             }
@@ -193,11 +207,45 @@ impl PosteriorDraw {
     }
 }
 
+impl PosteriorDraw {
+    /// 1 - <mu, z> per row, `[batch]`.
+    fn one_minus_w(&self) -> Tensor<1> {
+        (self.location.clone() * self.z.clone())
+            .sum_dim(1)
+            .squeeze_dim::<1>(1)
+            .neg()
+            .add_scalar(1.0)
+    }
+}
+
+/// log p(z) - log q(z | x) = log C_d(0) - log C(kappa) - kappa s(w) on the sphere,
+/// written as kappa g(1 - w) + constant so that the large terms cancel in f64 on the
+/// host, not in f32 on the device: the vMF's s(w) = w gives g(x) = x and the constant
+/// log C_d(0) - log C(kappa) - kappa; the Power Spherical's s(w) = ln(1 + w) = ln 2 +
+/// ln(1 - (1 - w)/2) gives g(x) = -ln(1 - x/2) and log C_d(0) - log C(kappa) - kappa
+/// ln 2.
+fn sphere_constant(family: Family, dim: usize, kappa: f64, log_normaliser: f64) -> f64 {
+    let log_c0 = vmf_core::log_normaliser_uniform(dim).expect("d was checked by the layer");
+    let shift = match family {
+        Family::Vmf => kappa,
+        Family::PowerSpherical => kappa * std::f64::consts::LN_2,
+    };
+    log_c0 - log_normaliser - shift
+}
+
+/// g(1 - w) of [`sphere_constant`], on the device.
+fn sphere_ratio(family: Family, one_minus_w: Tensor<1>) -> Tensor<1> {
+    match family {
+        Family::Vmf => one_minus_w,
+        Family::PowerSpherical => one_minus_w.mul_scalar(-0.5).log1p().neg(),
+    }
+}
+
 impl Posterior {
     /// The location: mu or the mean, `[batch, d]`.
     pub fn location(&self) -> Tensor<2> {
         match self {
-            Self::Vmf { mu, .. } => mu.clone(),
+            Self::Sphere { mu, .. } => mu.clone(),
             Self::Gaussian { mean, .. } => mean.clone(),
             Self::Point { z } => z.clone(),
         }
@@ -207,7 +255,7 @@ impl Posterior {
     /// for k draws per example.
     pub fn repeat_rows(&self, k: usize) -> Self {
         match self {
-            Self::Vmf { mu, log_kappa } => Self::Vmf {
+            Self::Sphere { mu, log_kappa } => Self::Sphere {
                 mu: mu.repeat_rows(k),
                 log_kappa: log_kappa.as_ref().map(|s| {
                     let [b] = s.dims();
@@ -225,18 +273,18 @@ impl Posterior {
     }
 
     /// One draw per row with `noise` (the Gaussian uses only its normals `e`);
-    /// `reparam` holds the vMF tables and the scheduled kappa.
+    /// `reparam` holds the family's tables and the scheduled kappa.
     ///
     /// # Panics
-    /// If this is a vMF posterior and `reparam` is `None`, or is a scheduled layer for a
-    /// learned kappa or the reverse (programming errors).
+    /// If this is a posterior on the sphere and `reparam` is `None`, or is a scheduled
+    /// layer for a learned kappa or the reverse (programming errors).
     pub fn draw(&self, noise: LatentNoise, reparam: Option<&VmfReparam>) -> PosteriorDraw {
         match self {
-            Self::Vmf {
+            Self::Sphere {
                 mu,
                 log_kappa: Some(s),
             } => {
-                let reparam = reparam.expect("a vMF posterior draws through its VmfReparam");
+                let reparam = reparam.expect("a posterior on the sphere draws through its layer");
                 let range = reparam
                     .range()
                     .expect("a learned kappa draws from its tables");
@@ -246,33 +294,38 @@ impl Posterior {
                     location: mu.clone(),
                     z,
                     log_kappa: Some(s.clone()),
-                    ratio: RatioParts::VmfPerRow {
+                    ratio: RatioParts::SpherePerRow {
+                        family: reparam.family(),
                         log_kappa: s.clone().detach(),
                         dim: reparam.dim(),
                         range,
                     },
                 }
             }
-            Self::Vmf {
+            Self::Sphere {
                 mu,
                 log_kappa: None,
             } => {
-                let reparam = reparam.expect("a vMF posterior draws through its VmfReparam");
+                let reparam = reparam.expect("a posterior on the sphere draws through its layer");
                 let [batch, _] = mu.dims();
                 let z = reparam.forward(mu.clone(), noise);
                 let stats = reparam
                     .stats()
                     .expect("a scheduled kappa has its constants");
-                let log_c0 = vmf_core::log_normaliser_uniform(stats.dim)
-                    .expect("d was checked when the layer was built");
                 PosteriorDraw {
                     kl: Tensor::full([batch], stats.kl, &mu.device()),
                     location: mu.clone(),
                     z,
                     log_kappa: None,
-                    ratio: RatioParts::Vmf {
+                    ratio: RatioParts::Sphere {
+                        family: stats.family,
                         kappa: stats.kappa,
-                        constant: log_c0 - stats.log_normaliser - stats.kappa,
+                        constant: sphere_constant(
+                            stats.family,
+                            stats.dim,
+                            stats.kappa,
+                            stats.log_normaliser,
+                        ),
                     },
                 }
             }
@@ -303,11 +356,12 @@ impl Posterior {
     }
 }
 
-/// kappa_i and log C_d(0) - log C_d(kappa_i) - kappa_i per row, in f64 on the host
-/// (then cast), for ln kappa read back and clamped into `range` as the sampler clamps
-/// it. Rows repeated for importance sampling sit side by side: a row equal to the one
+/// kappa_i and the constant of [`sphere_constant`] per row, in f64 on the host (then
+/// cast), for ln kappa read back and clamped into `range` as the sampler clamps it.
+/// Rows repeated for importance sampling sit side by side: a row equal to the one
 /// before reuses its constant.
 fn per_row_constants(
+    family: Family,
     log_kappa: &Tensor<1>,
     dim: usize,
     range: KappaRange,
@@ -319,7 +373,6 @@ fn per_row_constants(
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("f32 after the conversion");
-    let log_c0 = vmf_core::log_normaliser_uniform(dim).expect("d was checked by the layer");
     let (mut kappa, mut constant) = (Vec::with_capacity(s.len()), Vec::with_capacity(s.len()));
     let mut last: Option<(f32, f32, f32)> = None;
     for &si in &s {
@@ -327,8 +380,10 @@ fn per_row_constants(
             Some((prev, k, c)) if prev.to_bits() == si.to_bits() => (k, c),
             _ => {
                 let k = range.kappa_at(f64::from(si));
-                let log_c = vmf_core::log_normaliser(dim, k).expect("kappa in the layer's range");
-                (k as f32, (log_c0 - log_c - k) as f32)
+                let log_c = family
+                    .log_normaliser(dim, k)
+                    .expect("kappa in the layer's range");
+                (k as f32, sphere_constant(family, dim, k, log_c) as f32)
             }
         };
         last = Some((si, k, c));

@@ -48,6 +48,6 @@ pub use image::loss::ReconLoss;
 pub use image::{ImageVae, ImageVaeConfig};
 pub use kappa::{KappaHead, KappaMode, KappaRange};
 pub use latent::{ModelKind, Posterior, PosteriorDraw, l2_normalise};
-pub use reparam::{LatentNoise, VmfReparam};
+pub use reparam::{LatentNoise, LayerStats, VmfReparam};
 pub use text::{TextBatch, TextVae, TextVaeConfig};
 pub use vae::{Rows, VaeModel};

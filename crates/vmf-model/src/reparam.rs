@@ -1,13 +1,16 @@
-//! The vMF reparameterisation layer: z = w mu + sqrt(1 - w^2) nu with w drawn from the
-//! quantile table held on the device (vmf-core's [`DeviceSampler`]), or, for a learned
-//! kappa, from the tables over a kappa range (vmf-core's [`DeviceKappaTable`]).
+//! The reparameterisation layer of a hyperspherical family (the vMF, or the Power
+//! Spherical: vmf-core's [`Family`]): z = w mu + sqrt(1 - w^2) nu with w drawn from the
+//! family's quantile table held on the device (vmf-core's [`DeviceSampler`]), or, for a
+//! learned kappa, from its tables over a kappa range (vmf-core's [`DeviceKappaTable`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use burn::tensor::{Device, Tensor};
+use vmf_core::kappa_table::{DEFAULT_LOG_KAPPA_STEP, DEFAULT_PROBABILITIES};
 use vmf_core::{
-    DeviceKappaTable, DeviceKlTable, DeviceSampler, KappaQuantileTable, KlTable, Result, VmfStats,
+    DEFAULT_TABLE_SIZE, DeviceKappaTable, DeviceKlTable, DeviceSampler, Family, KappaQuantileTable,
+    KlTable, Result,
 };
 
 use crate::kappa::{KappaMode, KappaRange};
@@ -42,8 +45,37 @@ impl LatentNoise {
 /// the config records.
 #[derive(Debug, Clone)]
 pub struct VmfReparam {
+    family: Family,
     dim: usize,
     sampling: Sampling,
+}
+
+/// The host constants of a scheduled layer at its kappa.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerStats {
+    /// The family.
+    pub family: Family,
+    /// Dimension d (the sphere is S^(d-1)).
+    pub dim: usize,
+    /// The concentration.
+    pub kappa: f64,
+    /// KL(q || uniform), a constant of (d, kappa).
+    pub kl: f64,
+    /// ln C: the log-density is `log_normaliser + kappa s(<mu, z>)` (s(t) = t for the
+    /// vMF, ln(1 + t) for the Power Spherical).
+    pub log_normaliser: f64,
+}
+
+impl LayerStats {
+    fn new(family: Family, dim: usize, kappa: f64) -> Result<Self> {
+        Ok(Self {
+            family,
+            dim,
+            kappa,
+            kl: family.kl(dim, kappa)?,
+            log_normaliser: family.log_normaliser(dim, kappa)?,
+        })
+    }
 }
 
 /// A learned kappa's host tables: quantiles and KL.
@@ -56,7 +88,7 @@ enum Sampling {
     /// One kappa for every row, set from outside.
     Fixed {
         sampler: DeviceSampler,
-        stats: VmfStats,
+        stats: LayerStats,
     },
     /// Any kappa of the range on any row, differentiable in ln kappa.
     Learned {
@@ -69,39 +101,63 @@ enum Sampling {
 /// The host tables of a learned kappa, built once per (d, min, max) and process:
 /// training, each epoch's evaluation and the tools all upload the same ones, and a
 /// build takes ~0.3-3 s (vmf-core's `KappaQuantileTable`, `KlTable`).
-fn host_tables(dim: usize, range: KappaRange) -> Result<Arc<HostTables>> {
-    type Key = (usize, u64, u64);
+fn host_tables(family: Family, dim: usize, range: KappaRange) -> Result<Arc<HostTables>> {
+    type Key = (Family, usize, u64, u64);
     static TABLES: LazyLock<Mutex<HashMap<Key, Arc<HostTables>>>> = LazyLock::new(Default::default);
-    let key = (dim, range.min.to_bits(), range.max.to_bits());
+    let key = (family, dim, range.min.to_bits(), range.max.to_bits());
     let mut map = TABLES.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(t) = map.get(&key) {
         return Ok(t.clone());
     }
     let tables = Arc::new((
-        KappaQuantileTable::new(dim, range.min, range.max)?,
-        KlTable::new(dim, range.min, range.max)?,
+        KappaQuantileTable::of(
+            family,
+            dim,
+            range.min,
+            range.max,
+            DEFAULT_LOG_KAPPA_STEP,
+            DEFAULT_PROBABILITIES,
+        )?,
+        KlTable::of(family, dim, range.min, range.max)?,
     ));
     map.insert(key, tables.clone());
     Ok(tables)
 }
 
 impl VmfReparam {
-    /// A layer for latent dimension `dim` (the sphere is S^(dim-1)) at `kappa`.
+    /// A vMF layer for latent dimension `dim` (the sphere is S^(dim-1)) at `kappa`.
     pub fn new(dim: usize, kappa: f64, device: &Device) -> Result<Self> {
+        Self::of(Family::Vmf, dim, kappa, device)
+    }
+
+    /// A layer of `family` for latent dimension `dim` at `kappa`.
+    pub fn of(family: Family, dim: usize, kappa: f64, device: &Device) -> Result<Self> {
         Ok(Self {
+            family,
             dim,
             sampling: Sampling::Fixed {
-                sampler: DeviceSampler::new(dim, kappa, device)?,
-                stats: VmfStats::new(dim, kappa)?,
+                sampler: DeviceSampler::of(family, dim, kappa, DEFAULT_TABLE_SIZE, device)?,
+                stats: LayerStats::new(family, dim, kappa)?,
             },
         })
     }
 
-    /// A layer for a learned kappa in `range`: draws and KL at a different kappa on
-    /// every row, with gradients in ln kappa ([`VmfReparam::forward_at`]).
+    /// A vMF layer for a learned kappa in `range`: draws and KL at a different kappa
+    /// on every row, with gradients in ln kappa ([`VmfReparam::forward_at`]).
     pub fn learned(dim: usize, range: KappaRange, device: &Device) -> Result<Self> {
-        let tables = host_tables(dim, range)?;
+        Self::learned_of(Family::Vmf, dim, range, device)
+    }
+
+    /// A layer of `family` for a learned kappa in `range`.
+    pub fn learned_of(
+        family: Family,
+        dim: usize,
+        range: KappaRange,
+        device: &Device,
+    ) -> Result<Self> {
+        let tables = host_tables(family, dim, range)?;
         Ok(Self {
+            family,
             dim,
             sampling: Sampling::Learned {
                 quantiles: DeviceKappaTable::new(&tables.0, device),
@@ -111,13 +167,29 @@ impl VmfReparam {
         })
     }
 
-    /// The layer a model whose kappa is set by `mode` needs: at `kappa` for a
+    /// The vMF layer a model whose kappa is set by `mode` needs: at `kappa` for a
     /// scheduled kappa, over the range for a learned one.
     pub fn for_mode(dim: usize, mode: KappaMode, kappa: f64, device: &Device) -> Result<Self> {
+        Self::for_family(Family::Vmf, dim, mode, kappa, device)
+    }
+
+    /// [`VmfReparam::for_mode`] for `family`.
+    pub fn for_family(
+        family: Family,
+        dim: usize,
+        mode: KappaMode,
+        kappa: f64,
+        device: &Device,
+    ) -> Result<Self> {
         match mode.range() {
-            None => Self::new(dim, kappa, device),
-            Some(range) => Self::learned(dim, range, device),
+            None => Self::of(family, dim, kappa, device),
+            Some(range) => Self::learned_of(family, dim, range, device),
         }
+    }
+
+    /// The family.
+    pub fn family(&self) -> Family {
+        self.family
     }
 
     /// Moves a scheduled layer to a new kappa (no work if unchanged). Returns whether
@@ -129,7 +201,7 @@ impl VmfReparam {
         if kappa == stats.kappa {
             return Ok(false);
         }
-        let new = VmfStats::new(self.dim, kappa)?;
+        let new = LayerStats::new(self.family, self.dim, kappa)?;
         sampler.set_kappa(kappa)?;
         *stats = new;
         Ok(true)
@@ -140,9 +212,9 @@ impl VmfReparam {
         self.dim
     }
 
-    /// KL, A_d and log C_d at the current kappa (host constants); `None` when kappa is
+    /// KL and log C at the current kappa (host constants); `None` when kappa is
     /// learned.
-    pub fn stats(&self) -> Option<VmfStats> {
+    pub fn stats(&self) -> Option<LayerStats> {
         match &self.sampling {
             Sampling::Fixed { stats, .. } => Some(*stats),
             Sampling::Learned { .. } => None,
@@ -165,7 +237,7 @@ impl VmfReparam {
         }
     }
 
-    /// z ~ vMF(mu, kappa) at the scheduled kappa, with the noise given (see
+    /// z ~ q(mu, kappa) of the family at the scheduled kappa, with the noise given (see
     /// [`LatentNoise`]).
     ///
     /// # Shapes
@@ -181,7 +253,7 @@ impl VmfReparam {
         }
     }
 
-    /// z ~ vMF(mu_i, exp(log_kappa_i)) row by row and each row's KL, for a learned
+    /// z ~ q(mu_i, exp(log_kappa_i)) of the family row by row and each row's KL, for a learned
     /// kappa: gradients reach mu and `log_kappa` through both (ln kappa outside the
     /// range is clamped to it).
     ///

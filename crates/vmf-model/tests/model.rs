@@ -118,7 +118,7 @@ fn vmf_density_ratio_matches_vmf_core_log_density() {
             let s: Vec<f32> = kappas.iter().map(|k: &f64| k.ln() as f32).collect();
             Tensor::from_data(TensorData::new(s, [2]), &device)
         });
-        let posterior = Posterior::Vmf {
+        let posterior = Posterior::Sphere {
             mu: tensor2(&flat, 2, d, &device),
             log_kappa,
         };
@@ -196,6 +196,84 @@ fn gradient_ascent_through_the_sampler_finds_the_closed_form_kappa() {
         assert!(
             (kappa - want).abs() < 0.02 * want,
             "c = {c}: kappa {kappa} vs 1/c = {want}"
+        );
+    }
+}
+
+/// The Power Spherical through the same layer: each draw's log p(z) - log q(z|x)
+/// against the density written out in f64 (ln C from the Gamma closed form, checked
+/// against mpmath in vmf-core, plus kappa ln(1 + <mu, z>)), and its mean over many
+/// draws against -KL (E_q[log p - log q] = -KL) at a scheduled kappa and at learned
+/// kappas that differ from row to row.
+#[test]
+fn power_spherical_density_ratio_and_kl_match_the_closed_forms() {
+    use vmf_core::{Family, power_spherical_log_normaliser};
+    let device = Device::flex();
+    let (d, n) = (5, 4000);
+    let ps = Family::PowerSpherical;
+    let range = KappaRange {
+        init: 10.0,
+        min: 0.1,
+        max: 2e3,
+    };
+    let learned = VmfReparam::learned_of(ps, d, range, &device).unwrap();
+    let mut mu = vec![0.0f64; n * d];
+    for r in 0..n {
+        mu[r * d + r % d] = if r % 2 == 0 { 1.0 } else { -1.0 };
+    }
+    let u: Vec<f32> = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
+    let noise = || LatentNoise {
+        u: Tensor::from_data(TensorData::new(u.clone(), [n]), &device),
+        e: Tensor::random(
+            [n, d],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        ),
+    };
+    for (kappa, learned_kappa) in [
+        (0.5, false),
+        (20.0, false),
+        (1e3, false),
+        (3.3, true),
+        (470.0, true),
+    ] {
+        let reparam = if learned_kappa {
+            learned.clone()
+        } else {
+            VmfReparam::of(ps, d, kappa, &device).unwrap()
+        };
+        let log_kappa = learned_kappa.then(|| Tensor::full([n], kappa.ln(), &device));
+        let posterior = Posterior::Sphere {
+            mu: tensor2(&mu, n, d, &device),
+            log_kappa,
+        };
+        let draw = posterior.draw(noise(), Some(&reparam));
+        let (ratio, z, kl) = (to_vec(draw.log_ratio()), to_vec(draw.z), to_vec(draw.kl));
+        let log_c = power_spherical_log_normaliser(d, kappa).unwrap();
+        let log_c0 = vmf_core::log_normaliser_uniform(d).unwrap();
+        for r in (0..n).step_by(97) {
+            let w: f64 = (0..d).map(|i| mu[r * d + i] * z[r * d + i]).sum();
+            let want = log_c0 - (log_c + kappa * w.ln_1p());
+            let tol = 1e-5 + 1e-6 * kappa;
+            assert!(
+                (ratio[r] - want).abs() < tol,
+                "kappa {kappa}: {} vs {want}",
+                ratio[r]
+            );
+        }
+        let want_kl = ps.kl(d, kappa).unwrap();
+        assert!(
+            (kl[0] - want_kl).abs() < 1e-5 * want_kl + 1e-6,
+            "KL {} vs {want_kl}",
+            kl[0]
+        );
+        // Stratified u: the mean of the ratio is -KL to well under its spread / sqrt(n).
+        let mean = ratio.iter().sum::<f64>() / n as f64;
+        let sd = (ratio.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+        assert!(
+            (mean + want_kl).abs() < 4.0 * sd / (n as f64).sqrt() + 1e-4,
+            "kappa {kappa} (learned {learned_kappa}): mean log ratio {mean} vs -KL {}",
+            -want_kl
         );
     }
 }

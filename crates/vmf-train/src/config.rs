@@ -448,9 +448,9 @@ impl TrainConfig {
             );
         }
         let m = &self.model;
-        let min_dim = match m.kind {
-            ModelKind::Vmf => vmf_core::DIM_MIN,
-            ModelKind::Gaussian | ModelKind::Lm => 1,
+        let min_dim = match m.kind.family() {
+            Some(_) => vmf_core::DIM_MIN,
+            None => 1,
         };
         if !(min_dim..=vmf_core::DIM_MAX).contains(&m.latent_dim) {
             return Err(format!(
@@ -460,10 +460,12 @@ impl TrainConfig {
             ));
         }
         match (m.kind, &self.kappa) {
-            (ModelKind::Vmf, None) => {
-                return Err("no [kappa] section: the vMF model needs a kappa schedule \
+            (ModelKind::Vmf | ModelKind::PowerSpherical, None) => {
+                return Err(
+                    "no [kappa] section: a model on the sphere needs a kappa schedule \
                             (e.g. [kappa] schedule = \"constant\" value = 20.0)"
-                    .into());
+                        .into(),
+                );
             }
             (ModelKind::Gaussian | ModelKind::Lm, Some(_)) => {
                 return Err(format!(
@@ -606,7 +608,7 @@ impl TrainConfig {
             self.validate_images()?;
         }
         match &self.kappa {
-            Some(k) => k.validate("kappa", m.latent_dim),
+            Some(k) => k.validate("kappa", self.family(), m.latent_dim),
             None => Ok(()),
         }
     }
@@ -787,6 +789,12 @@ impl TrainConfig {
         };
         let text = serde_json::to_string(&id).expect("config serialises");
         format!("{:x}", Sha256::digest(text.as_bytes()))
+    }
+
+    /// The hyperspherical family of the run's posterior (the vMF where it has none:
+    /// only a model on the sphere reads it).
+    pub fn family(&self) -> vmf_core::Family {
+        self.model.kind.family().unwrap_or_default()
     }
 
     /// The KL weight at `step`: the warm-up of the Gaussian model

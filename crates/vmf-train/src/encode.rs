@@ -196,7 +196,7 @@ pub fn encode<K: DataKind>(
         for start in (0..n).step_by(rows.max(1)) {
             let x = batch.slice_rows(start..(start + rows.max(1)).min(n));
             let posterior = model.posterior(&x);
-            if let Posterior::Vmf {
+            if let Posterior::Sphere {
                 log_kappa: Some(s), ..
             } = &posterior
             {

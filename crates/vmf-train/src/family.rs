@@ -1,6 +1,7 @@
 //! The latent family as orchestration sees it: the one place in vmf-train that asks
-//! which posterior a run has (the vMF with a scheduled or learned kappa, the Gaussian,
-//! or no latent at all for the language model).
+//! which posterior a run has (a family on the sphere, the vMF or the Power Spherical,
+//! with a scheduled or learned kappa; the Gaussian; or no latent at all for the
+//! language model).
 //!
 //! vmf-model owns the family's mathematics on the device (the posterior from the
 //! encoder's head, its draw, KL and density ratio: `vmf_model::ModelKind` and
@@ -11,6 +12,7 @@
 //! statistics call these and never match on the family themselves.
 
 use burn::tensor::Device;
+use vmf_core::Family;
 use vmf_model::{ModelKind, VaeModel, VmfReparam};
 
 use crate::config::TrainConfig;
@@ -18,27 +20,28 @@ use crate::error::TrainError;
 use crate::schedule::Schedule;
 
 /// The sampling layer `model` needs at `kappa` (used only where kappa is scheduled):
-/// the vMF's table, or `None` for the families that sample without one (Gaussian,
-/// no latent).
+/// its family's table on the sphere, or `None` for the families that sample without one
+/// (Gaussian, no latent).
 pub fn sampling_layer<M: VaeModel>(
     model: &M,
     kappa: f64,
     device: &Device,
 ) -> Result<Option<VmfReparam>, TrainError> {
-    Ok(match model.kind() {
-        ModelKind::Vmf => Some(VmfReparam::for_mode(
+    Ok(match model.kind().family() {
+        Some(family) => Some(VmfReparam::for_family(
+            family,
             model.latent_dim(),
             model.kappa_mode(),
             kappa,
             device,
         )?),
-        ModelKind::Gaussian | ModelKind::Lm => None,
+        None => None,
     })
 }
 
 /// Whether a model of this kind has a concentration to report (a `kappa` field).
 pub fn has_kappa(kind: ModelKind) -> bool {
-    kind == ModelKind::Vmf
+    kind.family().is_some()
 }
 
 /// The `kappa` field of a CSV row: empty where the family has none.
@@ -54,6 +57,7 @@ pub fn kappa_field(has_kappa: bool, kappa: f64) -> String {
 /// how its concentration is set (a schedule, a KL budget, or learned by the model),
 /// and what it reports.
 pub struct StepLatent {
+    family: Family,
     d: usize,
     schedule: Option<Schedule>,
     learned: bool,
@@ -65,17 +69,19 @@ pub struct StepLatent {
 impl StepLatent {
     /// The run's latent at step `step` (a resumed run's first step) on `device`.
     pub fn new(config: &TrainConfig, step: u64, device: &Device) -> Result<Self, TrainError> {
-        let d = config.model.latent_dim;
+        let (family, d) = (config.family(), config.model.latent_dim);
         let layer = match config.kappa.as_ref() {
-            Some(k) => Some(VmfReparam::for_mode(
+            Some(k) => Some(VmfReparam::for_family(
+                family,
                 d,
                 config.kappa_mode(),
-                k.value_at(step, d)?,
+                k.value_at(step, family, d)?,
                 device,
             )?),
             None => None,
         };
         Ok(Self {
+            family,
             d,
             schedule: config.kappa.clone(),
             learned: config.kappa.as_ref().is_some_and(Schedule::is_learned),
@@ -87,7 +93,7 @@ impl StepLatent {
     /// The kappa a fresh run records before its first step (0 without one).
     pub fn initial_kappa(config: &TrainConfig) -> Result<f64, TrainError> {
         Ok(match config.kappa.as_ref() {
-            Some(k) => k.value_at(0, config.model.latent_dim)?,
+            Some(k) => k.value_at(0, config.family(), config.model.latent_dim)?,
             None => 0.0,
         })
     }
@@ -114,7 +120,7 @@ impl StepLatent {
         match (&self.schedule, self.layer.as_mut()) {
             (Some(_), Some(_)) if self.learned => Ok(current),
             (Some(k), Some(layer)) => {
-                let kappa = k.kappa_at(step, self.d, &mut self.kl_memo)?;
+                let kappa = k.kappa_at(step, self.family, self.d, &mut self.kl_memo)?;
                 layer.set_kappa(kappa)?;
                 Ok(kappa)
             }
@@ -122,8 +128,8 @@ impl StepLatent {
         }
     }
 
-    /// The KL to show between logged windows: a scheduled vMF's exact constant (free on
-    /// the host), else the last window's.
+    /// The KL to show between logged windows: a scheduled family's exact constant (free
+    /// on the host), else the last window's.
     pub fn shown_kl(&self, last_window: f64) -> f64 {
         self.layer
             .as_ref()

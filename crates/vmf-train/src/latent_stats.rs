@@ -112,18 +112,19 @@ pub fn collect_codes<M: VaeModel>(
     Ok(codes)
 }
 
-/// Per example, log C_d(kappa_j) and A_d(kappa_j) of a vMF code (empty otherwise);
-/// examples that share the previous one's kappa share its values.
-fn vmf_constants(kind: ModelKind, codes: &Codes) -> Vec<(f64, f64)> {
-    if kind != ModelKind::Vmf {
+/// Per example, log C(kappa_j) and E[<mu, z>] at kappa_j of a code on the sphere
+/// (empty otherwise); examples that share the previous one's kappa share its values.
+fn sphere_constants(kind: ModelKind, codes: &Codes) -> Vec<(f64, f64)> {
+    let Some(family) = kind.family() else {
         return Vec::new();
-    }
+    };
     let mut out: Vec<(f64, f64)> = Vec::with_capacity(codes.kappa.len());
     for (j, &k) in codes.kappa.iter().enumerate() {
         let c = match out.last() {
             Some(&c) if codes.kappa[j - 1] == k => c,
             _ => {
-                let stats = vmf_core::VmfStats::new(codes.dim, k)
+                let stats = family
+                    .stats(codes.dim, k)
                     .expect("kappa of a trained layer is in range");
                 (stats.log_normaliser, stats.mean_w)
             }
@@ -149,6 +150,11 @@ fn log_q_rows(
             ModelKind::Vmf => {
                 constants[j].0 + codes.kappa[j] * loc.iter().zip(z).map(|(m, v)| m * v).sum::<f64>()
             }
+            // log C_d(kappa_j) + kappa_j ln(1 + <mu_j, z>)
+            ModelKind::PowerSpherical => {
+                let w: f64 = loc.iter().zip(z).map(|(m, v)| m * v).sum();
+                constants[j].0 + codes.kappa[j] * w.ln_1p()
+            }
             // log N(z; m_j, diag e^lv_j) + (d/2) log 2 pi
             ModelKind::Gaussian => {
                 let lv = &codes.logvar[j * d..(j + 1) * d];
@@ -165,7 +171,7 @@ fn log_q_rows(
 /// MI and active units of `codes` (see the module docs).
 pub fn latent_stats(kind: ModelKind, codes: &Codes) -> LatentStats {
     let (n, d) = (codes.len(), codes.dim);
-    let constants = vmf_constants(kind, codes);
+    let constants = sphere_constants(kind, codes);
     // MI: for each draw z_i, log q(z_i | x_i) - log mean_j q(z_i | x_j).
     let mut row = vec![0.0; n];
     let mut mi = 0.0;
@@ -180,7 +186,7 @@ pub fn latent_stats(kind: ModelKind, codes: &Codes) -> LatentStats {
 
     // E_q[z] per example, then its covariance over examples.
     let scale = |i: usize| match kind {
-        ModelKind::Vmf => constants[i].1,
+        ModelKind::Vmf | ModelKind::PowerSpherical => constants[i].1,
         ModelKind::Gaussian | ModelKind::Lm => 1.0,
     };
     let mean: Vec<f64> = (0..d)

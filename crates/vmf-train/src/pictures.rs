@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::{Rgb, RgbImage};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use vmf_model::{ImageVae, ModelKind, VaeModel};
+use vmf_model::{ImageVae, VaeModel};
 
 use crate::backend::Backend;
 use crate::checkpoint;
@@ -130,13 +130,13 @@ impl Pictures {
         save_grid(out, &self.decode(&z)?, self.test.shape, steps)
     }
 
-    /// The locations of the first `n` test images, coloured by label: for a vMF model
-    /// with d = 3 the sphere seen from +z and from -z (orthographic), otherwise the
+    /// The locations of the first `n` test images, coloured by label: for a model on
+    /// the sphere with d = 3 the sphere seen from +z and from -z (orthographic), otherwise the
     /// first two principal components (the value itself for d = 1).
     pub fn latent(&self, out: &Path, n: usize) -> Result<(), TrainError> {
         let mus = self.mus(n)?;
         let r = 250.0;
-        let sphere = self.dim == 3 && self.model.kind() == ModelKind::Vmf;
+        let sphere = self.dim == 3 && self.model.kind().on_sphere();
         let (w, h) = if sphere { (2 * 520, 520) } else { (520, 520) };
         let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
         let points: Vec<(f64, f64)> = if sphere {

@@ -14,6 +14,7 @@
 //!   vmf-model's `KappaMode`); the KL then enters the loss.
 
 use serde::{Deserialize, Serialize};
+use vmf_core::Family;
 use vmf_model::{KappaMode, KappaRange};
 
 /// A schedule of kappa (or, inside `kl_target`, of a KL budget in nats).
@@ -125,7 +126,7 @@ impl Schedule {
 
     /// The scheduled value at `step` (for `kl_target`, the KL budget is converted; a
     /// learned kappa gives its initial value).
-    pub fn value_at(&self, step: u64, dim: usize) -> vmf_core::Result<f64> {
+    pub fn value_at(&self, step: u64, family: Family, dim: usize) -> vmf_core::Result<f64> {
         let ramp = |steps: u64| {
             if steps == 0 {
                 1.0
@@ -147,7 +148,7 @@ impl Schedule {
                 let i = steps.partition_point(|&s| s <= step).max(1) - 1;
                 values[i]
             }
-            Self::KlTarget { kl } => vmf_core::kappa_for_kl(dim, kl.value_at(step, dim)?)?,
+            Self::KlTarget { kl } => family.kappa_for_kl(dim, kl.value_at(step, family, dim)?)?,
             Self::Learned(k) | Self::PerExample(k) => k.init,
         })
     }
@@ -157,33 +158,42 @@ impl Schedule {
     pub fn kappa_at(
         &self,
         step: u64,
+        family: Family,
         dim: usize,
         memo: &mut Option<(f64, f64)>,
     ) -> vmf_core::Result<f64> {
         let Self::KlTarget { kl } = self else {
-            return self.value_at(step, dim);
+            return self.value_at(step, family, dim);
         };
-        let budget = kl.value_at(step, dim)?;
+        let budget = kl.value_at(step, family, dim)?;
         match *memo {
             Some((b, kappa)) if b == budget => Ok(kappa),
             _ => {
-                let kappa = vmf_core::kappa_for_kl(dim, budget)?;
+                let kappa = family.kappa_for_kl(dim, budget)?;
                 *memo = Some((budget, kappa));
                 Ok(kappa)
             }
         }
     }
 
-    /// Checks the schedule's values for latent dimension `dim`; `key` prefixes messages.
-    pub fn validate(&self, key: &str, dim: usize) -> Result<(), String> {
-        self.validate_as(key, dim, false)
+    /// Checks the schedule's values for `family` in latent dimension `dim`; `key`
+    /// prefixes messages.
+    pub fn validate(&self, key: &str, family: Family, dim: usize) -> Result<(), String> {
+        self.validate_as(key, family, dim, false)
     }
 
-    fn validate_as(&self, key: &str, dim: usize, is_kl: bool) -> Result<(), String> {
+    fn validate_as(
+        &self,
+        key: &str,
+        family: Family,
+        dim: usize,
+        is_kl: bool,
+    ) -> Result<(), String> {
         let check = |name: &str, v: f64| -> Result<(), String> {
             if is_kl {
-                let max =
-                    vmf_core::kl_to_uniform(dim, vmf_core::KAPPA_MAX).map_err(|e| e.to_string())?;
+                let max = family
+                    .kl(dim, vmf_core::KAPPA_MAX)
+                    .map_err(|e| e.to_string())?;
                 if !(v.is_finite() && (0.0..=max).contains(&v)) {
                     return Err(format!(
                         "{key}.{name} = {v}: a KL budget must be in [0, {max}] nats for latent_dim = {dim}"
@@ -232,7 +242,7 @@ impl Schedule {
                 if is_kl {
                     return Err(format!("{key}: kl_target cannot be nested"));
                 }
-                kl.validate_as(&format!("{key}.kl"), dim, true)
+                kl.validate_as(&format!("{key}.kl"), family, dim, true)
             }
             Self::Learned(LearnedKappa { init, min, max })
             | Self::PerExample(LearnedKappa { init, min, max }) => {
@@ -268,17 +278,17 @@ mod tests {
             end: 20.0,
             steps: 100,
         };
-        assert_eq!(lin.value_at(0, 8).unwrap(), 10.0);
-        assert_eq!(lin.value_at(50, 8).unwrap(), 15.0);
-        assert_eq!(lin.value_at(1000, 8).unwrap(), 20.0);
+        assert_eq!(lin.value_at(0, Family::Vmf, 8).unwrap(), 10.0);
+        assert_eq!(lin.value_at(50, Family::Vmf, 8).unwrap(), 15.0);
+        assert_eq!(lin.value_at(1000, Family::Vmf, 8).unwrap(), 20.0);
         let cos = Schedule::Cosine {
             start: 10.0,
             end: 20.0,
             steps: 100,
         };
-        assert!((cos.value_at(50, 8).unwrap() - 15.0).abs() < 1e-12);
+        assert!((cos.value_at(50, Family::Vmf, 8).unwrap() - 15.0).abs() < 1e-12);
         assert!(
-            (cos.value_at(25, 8).unwrap()
+            (cos.value_at(25, Family::Vmf, 8).unwrap()
                 - (20.0 - 10.0 * 0.5 * (1.0 + (0.25 * std::f64::consts::PI).cos())))
             .abs()
                 < 1e-12
@@ -288,24 +298,24 @@ mod tests {
             end: 100.0,
             steps: 100,
         };
-        assert!((exp.value_at(50, 8).unwrap() - 10.0).abs() < 1e-12);
+        assert!((exp.value_at(50, Family::Vmf, 8).unwrap() - 10.0).abs() < 1e-12);
         let pw = Schedule::Piecewise {
             steps: vec![0, 10, 20],
             values: vec![1.0, 2.0, 3.0],
         };
         let got: Vec<f64> = [0, 9, 10, 19, 20, 99]
             .iter()
-            .map(|&s| pw.value_at(s, 8).unwrap())
+            .map(|&s| pw.value_at(s, Family::Vmf, 8).unwrap())
             .collect();
         assert_eq!(got, vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
         let kl = Schedule::KlTarget {
             kl: Box::new(Schedule::Constant { value: 5.0 }),
         };
-        let k = kl.value_at(3, 8).unwrap();
+        let k = kl.value_at(3, Family::Vmf, 8).unwrap();
         assert!((vmf_core::kl_to_uniform(8, k).unwrap() - 5.0).abs() < 1e-9);
         // The memoised form gives the same kappa and remembers the conversion.
         let mut memo = None;
-        assert_eq!(kl.kappa_at(3, 8, &mut memo).unwrap(), k);
+        assert_eq!(kl.kappa_at(3, Family::Vmf, 8, &mut memo).unwrap(), k);
         assert_eq!(memo, Some((5.0, k)));
         let ramp = Schedule::KlTarget {
             kl: Box::new(Schedule::Linear {
@@ -315,36 +325,36 @@ mod tests {
             }),
         };
         assert_eq!(
-            ramp.kappa_at(5, 8, &mut memo).unwrap(),
+            ramp.kappa_at(5, Family::Vmf, 8, &mut memo).unwrap(),
             vmf_core::kappa_for_kl(8, 2.0).unwrap()
         );
-        assert_eq!(lin.kappa_at(50, 8, &mut memo).unwrap(), 15.0);
+        assert_eq!(lin.kappa_at(50, Family::Vmf, 8, &mut memo).unwrap(), 15.0);
     }
 
     #[test]
     fn invalid_schedules_name_the_key() {
         let e = Schedule::Constant { value: -1.0 }
-            .validate("kappa", 8)
+            .validate("kappa", Family::Vmf, 8)
             .unwrap_err();
         assert!(e.contains("kappa.value") && e.contains("-1"), "{e}");
         let e = Schedule::Piecewise {
             steps: vec![0, 5],
             values: vec![1.0],
         }
-        .validate("kappa", 8)
+        .validate("kappa", Family::Vmf, 8)
         .unwrap_err();
         assert!(e.contains("piecewise"), "{e}");
         let e = Schedule::Piecewise {
             steps: vec![3, 5],
             values: vec![1.0, 2.0],
         }
-        .validate("kappa", 8)
+        .validate("kappa", Family::Vmf, 8)
         .unwrap_err();
         assert!(e.contains("kappa.steps"), "{e}");
         let e = Schedule::KlTarget {
             kl: Box::new(Schedule::Constant { value: 1e9 }),
         }
-        .validate("kappa", 8)
+        .validate("kappa", Family::Vmf, 8)
         .unwrap_err();
         assert!(e.contains("kappa.kl.value") && e.contains("nats"), "{e}");
         let e = Schedule::Exponential {
@@ -352,26 +362,36 @@ mod tests {
             end: 5.0,
             steps: 3,
         }
-        .validate("kappa", 8)
+        .validate("kappa", Family::Vmf, 8)
         .unwrap_err();
         assert!(e.contains("start > 0"), "{e}");
         let learned = |init, min, max| Schedule::Learned(LearnedKappa { init, min, max });
-        let e = learned(10.0, 20.0, 100.0).validate("kappa", 8).unwrap_err();
+        let e = learned(10.0, 20.0, 100.0)
+            .validate("kappa", Family::Vmf, 8)
+            .unwrap_err();
         assert!(
             e.contains("min < init < max") && e.contains("min = 20"),
             "{e}"
         );
-        let e = learned(10.0, 0.0, 100.0).validate("kappa", 8).unwrap_err();
+        let e = learned(10.0, 0.0, 100.0)
+            .validate("kappa", Family::Vmf, 8)
+            .unwrap_err();
         assert!(e.contains("0 < min"), "{e}");
-        let e = learned(10.0, 1.0, 1e9).validate("kappa", 8).unwrap_err();
+        let e = learned(10.0, 1.0, 1e9)
+            .validate("kappa", Family::Vmf, 8)
+            .unwrap_err();
         assert!(e.contains("kappa.max"), "{e}");
         let e = Schedule::KlTarget {
             kl: Box::new(learned(10.0, 1.0, 100.0)),
         }
-        .validate("kappa", 8)
+        .validate("kappa", Family::Vmf, 8)
         .unwrap_err();
         assert!(e.contains("not a KL budget"), "{e}");
-        assert!(learned(10.0, 1.0, 100.0).validate("kappa", 8).is_ok());
+        assert!(
+            learned(10.0, 1.0, 100.0)
+                .validate("kappa", Family::Vmf, 8)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -385,7 +405,7 @@ mod tests {
         assert_eq!(s.kappa_mode(), KappaMode::PerExample(range));
         assert!(s.is_learned());
         let s: Schedule = toml::from_str("schedule = \"learned\"\ninit = 3.0").unwrap();
-        assert_eq!(s.value_at(7, 4).unwrap(), 3.0);
+        assert_eq!(s.value_at(7, Family::Vmf, 4).unwrap(), 3.0);
         assert!(matches!(s.kappa_mode(), KappaMode::Learned(r) if r.init == 3.0 && r.max == 1e4));
         let s = Schedule::Constant { value: 5.0 };
         assert_eq!(s.kappa_mode(), KappaMode::Scheduled);

@@ -926,3 +926,24 @@ fn a_vae_starts_from_a_language_models_decoder_and_holds_it_while_its_encoder_le
         "{e}"
     );
 }
+
+#[test]
+fn sentences_train_with_the_power_spherical() {
+    // model.kind = "power_spherical" for text: the same loop and measures, its own KL.
+    let data = topic_data("power-spherical");
+    let run = tmp_dir("power-spherical-run");
+    let mut config = text_config(&data, &run, &format!("kind = \"power_spherical\"\n{VMF}"));
+    config.training.epochs = 2;
+    train(&config, &TrainOptions::default()).unwrap();
+    let loss = column(&run.join("metrics.csv"), "loss");
+    assert!(loss[loss.len() - 1] < 0.8 * loss[0], "loss {loss:?}");
+    let eval = run.join("eval.csv");
+    let want = vmf_core::Family::PowerSpherical.kl(4, 10.0).unwrap();
+    assert!(
+        column(&eval, "kl")
+            .iter()
+            .all(|k| (k - want).abs() < 1e-5 * want)
+    );
+    let mi = column(&eval, "mi");
+    assert!(mi.iter().all(|m| m.is_finite() && *m > 0.0), "MI {mi:?}");
+}

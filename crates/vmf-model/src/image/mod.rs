@@ -161,7 +161,7 @@ impl ImageVae {
         };
         let legacy = match self.kind {
             ModelKind::Gaussian => LegacyLayout::Gaussian(parts),
-            ModelKind::Vmf | ModelKind::Lm => LegacyLayout::Vmf(parts),
+            ModelKind::Vmf | ModelKind::PowerSpherical | ModelKind::Lm => LegacyLayout::Vmf(parts),
         };
         match legacy.try_load_file(path) {
             Ok(LegacyLayout::Vmf(p) | LegacyLayout::Gaussian(p)) => Ok(ImageVae {
