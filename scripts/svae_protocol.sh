@@ -7,7 +7,9 @@
 # Two more vMF kinds learn kappa instead of fixing it: vmf-learned (one kappa,
 # configs/svae-vmf-learned.toml) and vmf-per-example (kappa(x), as S-VAE,
 # configs/svae-vmf-per-example.toml); KINDS="gaussian vmf vmf-learned vmf-per-example"
-# runs all four, each a column group of the table.
+# runs all four, each a column group of the table. ps-per-example is the Power Spherical
+# posterior with a kappa per example (configs/svae-ps-per-example.toml), on the same
+# sphere S^d.
 #
 #   scripts/svae_protocol.sh [EPOCHS [SAMPLES]]
 #
@@ -28,7 +30,9 @@
 # before the stop). RESUME=1 continues each run already in RUNS from its last
 # checkpoint instead of starting it afresh (FROM then only seeds the runs not yet
 # there): a protocol of many hours is run in pieces by calling the script again with
-# the same settings; runs that stopped stay stopped and keep their evaluation.
+# the same settings; runs that stopped stay stopped and keep their evaluation. BIN
+# names a folder of already built train and eval binaries (e.g. target/debug, whose
+# dev profile optimises as release does here); by default the release ones are built.
 #
 # The vMF model's kappa follows a constant KL budget (kl_target) from the first step:
 # BUDGETS="6 12 19 20 21" gives one per entry of DIMS, else the best budget of the
@@ -42,7 +46,7 @@ samples=${2:-500}
 dims=${DIMS:-"2 5 10 20 40"}
 kinds=${KINDS:-"gaussian vmf"}
 declare -A label=([gaussian]="Gaussian here" [vmf]="vMF here" [vmf-learned]="vMF, learned kappa"
-  [vmf-per-example]="vMF, kappa per example")
+  [vmf-per-example]="vMF, kappa per example" [ps-per-example]="Power Spherical, kappa per example")
 read -r -a budgets <<< "${BUDGETS:-}"
 declare -A searched=([2]=6.3 [5]=12 [10]=19 [20]=30 [40]=30)
 jobs=${JOBS:-1}
@@ -50,7 +54,8 @@ runs=${RUNS:-runs/svae}
 out=${OUT:-docs/svae-protocol.md}
 mkdir -p "$runs/configs" docs
 
-cargo build --release -q -p vmf-train --bins
+bin=${BIN:-target/release}
+[ -n "${BIN:-}" ] || cargo build --release -q -p vmf-train --bins
 
 # Published test log-likelihoods (Davidson et al. 2018, table 1): N-VAE, S-VAE.
 declare -A published=(
@@ -61,7 +66,7 @@ declare -A published=(
 # run KIND D BUDGET -> writes "LL SE EPOCHS BEST_EPOCH KL" to $runs/KIND-dD.result
 run() {
   local kind=$1 d=$2 budget=$3 latent dir cfg
-  if [[ "$kind" == vmf* ]]; then latent=$((d + 1)); else latent=$d; fi
+  if [[ "$kind" == vmf* || "$kind" == ps* ]]; then latent=$((d + 1)); else latent=$d; fi
   dir="$runs/$kind-d$d"
   cfg="$runs/configs/$kind-d$d.toml"
   sed -e "s|^run_dir = .*|run_dir = \"$dir\"|" \
@@ -86,7 +91,7 @@ run() {
     fi
   fi
   echo "train $kind d = $d (latent_dim $latent) $from..." >&2
-  target/release/train --config "$cfg" "${resume[@]}" 2>> "$runs/$kind-d$d.log" |
+  "$bin/train" --config "$cfg" "${resume[@]}" 2>> "$runs/$kind-d$d.log" |
     tail -n 1 > "$runs/$kind-d$d.json"
   local best
   best=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["best_checkpoint"])' \
@@ -95,7 +100,7 @@ run() {
   # (same checkpoint, same K and seed: the same figures).
   if [ ! -f "$best/eval-k$samples-seed0.json" ]; then
     echo "eval $kind d = $d: $best, K = $samples ..." >&2
-    target/release/eval --checkpoint "$best" --samples "$samples" --seed 0 > /dev/null 2>> "$runs/$kind-d$d.log"
+    "$bin/eval" --checkpoint "$best" --samples "$samples" --seed 0 > /dev/null 2>> "$runs/$kind-d$d.log"
   fi
   python3 - "$best/eval-k$samples-seed0.json" "$dir/valid.csv" > "$runs/$kind-d$d.result" <<'EOF'
 import csv, json, sys
@@ -134,15 +139,15 @@ row() {
 {
   echo "# The S-VAE MNIST protocol"
   echo
-  echo "Made by \`${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
+  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
   echo "ELBO with patience ${PATIENCE:-50} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
   echo "Dynamically binarised MNIST, MLP 784-256-128-d, batch 64, Adam 1e-3. The vMF model"
   echo "schedules kappa by a KL budget (nats, in the KL column; ${BUDGETS:+BUDGETS=\"$BUDGETS\", otherwise }the best of a 20-epoch search); S-VAE learns kappa per example."
   echo
-  if [[ " $kinds " == *" vmf-"* ]]; then
-    echo "vmf-learned and vmf-per-example learn kappa (KL column: the test set's mean KL)."
+  if [[ " $kinds " == *" vmf-"* || " $kinds " == *" ps-"* ]]; then
+    echo "vmf-learned, vmf-per-example and ps-per-example learn kappa (KL column: the test set's mean KL)."
   fi
   echo
   header="| d | N-VAE (paper) | S-VAE (paper) |" rule="|---|---|---|"

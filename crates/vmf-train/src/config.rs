@@ -461,11 +461,14 @@ impl TrainConfig {
         }
         match (m.kind, &self.kappa) {
             (ModelKind::Vmf | ModelKind::PowerSpherical, None) => {
-                return Err(
-                    "no [kappa] section: a model on the sphere needs a kappa schedule \
-                            (e.g. [kappa] schedule = \"constant\" value = 20.0)"
-                        .into(),
-                );
+                let (name, key) = match m.kind {
+                    ModelKind::Vmf => ("vMF", "vmf"),
+                    _ => ("Power Spherical", "power_spherical"),
+                };
+                return Err(format!(
+                    "no [kappa] section: the {name} model (model.kind = \"{key}\") needs a \
+                     kappa schedule (e.g. [kappa] schedule = \"constant\" value = 20.0)"
+                ));
             }
             (ModelKind::Gaussian | ModelKind::Lm, Some(_)) => {
                 return Err(format!(
