@@ -9,7 +9,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use vmf_model::Rows;
+use vmf_model::{ModelKind, Rows};
 
 use super::{TrainOptions, TrainSummary};
 use crate::backend::{self, Backend};
@@ -165,6 +165,19 @@ impl<'a, K: DataKind> Run<'a, K> {
             model = kind
                 .with_decoder_from(model, source, &ad)?
                 .map(&mut checkpoint::StableParamIds::default());
+            // A language model's optimiser holds Adam moments for exactly the parts it
+            // trained, the ones taken (the rest never had a gradient), under the same
+            // stable ids: carried over, the decoder continues where the LM's Adam was
+            // when it is released, instead of restarting from zero moments, whose first
+            // steps move every weight by about the learning rate.
+            if checkpoint::open(source)?.config.model.kind == ModelKind::Lm {
+                optim = optim::adam(&config.optimizer)
+                    .load(source.join(OPTIM_FILE))
+                    .map_err(|e| TrainError::Checkpoint {
+                        path: source.clone(),
+                        message: format!("model.decoder_from: optimiser: {e}"),
+                    })?;
+            }
         }
 
         // Written only now: a refused resume must leave the run's own config in place.
