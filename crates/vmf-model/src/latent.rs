@@ -1,9 +1,10 @@
 //! The latent families, shared by every data kind: the vMF posterior on the sphere
 //! with a uniform prior (the default), the Power Spherical on the sphere with the same
-//! prior, or the Gaussian baseline with a standard normal prior. An encoder of any data kind ends in a head of [`ModelKind::head_width`]
-//! features, which [`ModelKind::posterior`] turns into q(z | x); training, evaluation
-//! and pictures then use only [`Posterior`] and [`PosteriorDraw`], so they never need
-//! to know which posterior and prior are in play.
+//! prior, or the Gaussian baseline with a standard normal prior. An encoder of any data
+//! kind ends in a head of [`ModelKind::head_width`] features, which
+//! [`ModelKind::posterior`] turns into q(z | x); training, evaluation and pictures then
+//! use only [`Posterior`] and [`PosteriorDraw`], so they never need to know which
+//! posterior and prior are in play.
 
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, RngExt};
