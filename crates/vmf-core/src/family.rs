@@ -64,6 +64,18 @@ impl Family {
         }
     }
 
+    /// E[t] = E[<mu, z>] at kappa: A_d(kappa) for the vMF, kappa / (d - 1 + kappa) for
+    /// the Power Spherical.
+    pub fn mean_w(self, dim: usize, kappa: f64) -> Result<f64> {
+        match self {
+            Family::Vmf => crate::stats::mean_resultant_length(dim, kappa),
+            Family::PowerSpherical => {
+                crate::error::check_params(dim, kappa)?;
+                Ok(kappa / (dim as f64 - 1.0 + kappa))
+            }
+        }
+    }
+
     /// dKL/dkappa at kappa.
     pub fn kl_derivative(self, dim: usize, kappa: f64) -> Result<f64> {
         match self {

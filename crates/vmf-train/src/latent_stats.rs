@@ -123,10 +123,12 @@ fn sphere_constants(kind: ModelKind, codes: &Codes) -> Vec<(f64, f64)> {
         let c = match out.last() {
             Some(&c) if codes.kappa[j - 1] == k => c,
             _ => {
-                let stats = family
-                    .stats(codes.dim, k)
-                    .expect("kappa of a trained layer is in range");
-                (stats.log_normaliser, stats.mean_w)
+                let (log_c, mean_w) = (
+                    family.log_normaliser(codes.dim, k),
+                    family.mean_w(codes.dim, k),
+                );
+                let bad = "kappa of a trained layer is in range";
+                (log_c.expect(bad), mean_w.expect(bad))
             }
         };
         out.push(c);
