@@ -64,6 +64,19 @@ impl Family {
         }
     }
 
+    /// The kernel of the log-density at t = <mu, z>, kappa s(t): the log-density at z
+    /// is `log_normaliser + log_kernel`, with s(t) = t (vMF) or ln(1 + t) (Power
+    /// Spherical). At kappa = 0 it is 0 for every t (the uniform law), t = -1 included.
+    pub fn log_kernel(self, kappa: f64, t: f64) -> f64 {
+        if kappa == 0.0 {
+            return 0.0;
+        }
+        match self {
+            Family::Vmf => kappa * t,
+            Family::PowerSpherical => kappa * t.ln_1p(),
+        }
+    }
+
     /// E[t] = E[<mu, z>] at kappa: A_d(kappa) for the vMF, kappa / (d - 1 + kappa) for
     /// the Power Spherical.
     pub fn mean_w(self, dim: usize, kappa: f64) -> Result<f64> {

@@ -468,3 +468,50 @@ fn power_spherical_samples_match_beta_draws_and_the_closed_form_mean() {
 fn sampler_table(d: usize, k: f64) -> QuantileTable {
     QuantileTable::of(Family::PowerSpherical, d, k, DEFAULT_TABLE_SIZE).unwrap()
 }
+
+/// The density ln C + log_kernel of either family integrates to 1 over the sphere
+/// (Simpson's rule over t = <mu, z>, whose surface measure on S^(d-1) is
+/// |S^(d-2)| (1 - t^2)^((d-3)/2) dt): the kernel and the normaliser belong together.
+#[test]
+fn log_kernel_and_log_normaliser_make_a_density() {
+    let area = |n: usize| {
+        // |S^(n-1)| = 2 pi^(n/2) / Gamma(n/2), for n = 2 and 4 here.
+        match n {
+            2 => 2.0 * std::f64::consts::PI,
+            4 => 2.0 * std::f64::consts::PI.powi(2),
+            _ => unreachable!(),
+        }
+    };
+    for family in [Family::Vmf, Family::PowerSpherical] {
+        for dim in [3usize, 5] {
+            for kappa in [0.0, 0.7, 10.0, 60.0] {
+                let log_c = family.log_normaliser(dim, kappa).unwrap();
+                let n = 200_000;
+                let h = 2.0 / n as f64;
+                let f = |t: f64| {
+                    (log_c + family.log_kernel(kappa, t)).exp()
+                        * area(dim - 1)
+                        * (1.0 - t * t).powf((dim as f64 - 3.0) / 2.0)
+                };
+                let total: f64 = (0..=n)
+                    .map(|i| {
+                        let w = if i == 0 || i == n {
+                            1.0
+                        } else if i % 2 == 1 {
+                            4.0
+                        } else {
+                            2.0
+                        };
+                        w * f(-1.0 + i as f64 * h)
+                    })
+                    .sum::<f64>()
+                    * h
+                    / 3.0;
+                assert!(
+                    (total - 1.0).abs() < 1e-9,
+                    "{family:?} d = {dim} kappa = {kappa}: {total}"
+                );
+            }
+        }
+    }
+}

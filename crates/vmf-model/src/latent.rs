@@ -99,6 +99,41 @@ impl ModelKind {
         }
     }
 
+    /// log q(z | x) of one example on the host, in f64, up to a constant that is the
+    /// same for every example of a model (what the mutual information's estimator
+    /// needs: it cancels there). `location` is mu or the mean; on the sphere `kappa`
+    /// and `log_normaliser` are the example's (ln C(kappa) of the family), for the
+    /// Gaussian `logvar` its log-variances; the language model's q is one point, the
+    /// same for every x.
+    pub fn host_log_q(
+        self,
+        location: &[f64],
+        kappa: f64,
+        log_normaliser: f64,
+        logvar: &[f64],
+        z: &[f64],
+    ) -> f64 {
+        let dot = || location.iter().zip(z).map(|(m, v)| m * v).sum::<f64>();
+        match (self.family(), self) {
+            // ln C(kappa) + kappa s(<mu, z>)
+            (Some(family), _) => log_normaliser + family.log_kernel(kappa, dot()),
+            // log N(z; m, diag e^lv) + (d/2) log 2 pi
+            (None, Self::Gaussian) => {
+                -0.5 * (0..location.len())
+                    .map(|u| logvar[u] + (z[u] - location[u]).powi(2) * (-logvar[u]).exp())
+                    .sum::<f64>()
+            }
+            (None, _) => 0.0,
+        }
+    }
+
+    /// E_q[z] of an example is this factor times its location: E[<mu, z>] (`mean_w`,
+    /// the family's at the example's kappa) on the sphere, 1 for the Gaussian's mean
+    /// and the language model's point.
+    pub fn mean_factor(self, mean_w: f64) -> f64 {
+        if self.on_sphere() { mean_w } else { 1.0 }
+    }
+
     /// One draw from the prior p(z), in f64 on the host.
     pub fn prior_sample<R: Rng + ?Sized>(self, rng: &mut R, d: usize) -> Vec<f64> {
         match self {

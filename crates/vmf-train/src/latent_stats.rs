@@ -146,27 +146,13 @@ fn log_q_rows(
 ) {
     let d = codes.dim;
     for (j, o) in out.iter_mut().enumerate() {
-        let loc = &codes.location[j * d..(j + 1) * d];
-        *o = match kind {
-            // log C_d(kappa_j) + kappa_j <mu_j, z>
-            ModelKind::Vmf => {
-                constants[j].0 + codes.kappa[j] * loc.iter().zip(z).map(|(m, v)| m * v).sum::<f64>()
-            }
-            // log C_d(kappa_j) + kappa_j ln(1 + <mu_j, z>)
-            ModelKind::PowerSpherical => {
-                let w: f64 = loc.iter().zip(z).map(|(m, v)| m * v).sum();
-                constants[j].0 + codes.kappa[j] * w.ln_1p()
-            }
-            // log N(z; m_j, diag e^lv_j) + (d/2) log 2 pi
-            ModelKind::Gaussian => {
-                let lv = &codes.logvar[j * d..(j + 1) * d];
-                -0.5 * (0..d)
-                    .map(|u| lv[u] + (z[u] - loc[u]).powi(2) * (-lv[u]).exp())
-                    .sum::<f64>()
-            }
-            // One point for every example: q(z | x_j) is the same for all j.
-            ModelKind::Lm => 0.0,
+        let location = &codes.location[j * d..(j + 1) * d];
+        let logvar = codes.logvar.get(j * d..(j + 1) * d).unwrap_or_default();
+        let (kappa, log_c) = match constants.get(j) {
+            Some(&(log_c, _)) => (codes.kappa[j], log_c),
+            None => (0.0, 0.0),
         };
+        *o = kind.host_log_q(location, kappa, log_c, logvar, z);
     }
 }
 
@@ -187,10 +173,7 @@ pub fn latent_stats(kind: ModelKind, codes: &Codes) -> LatentStats {
     let mi = mi / n.max(1) as f64;
 
     // E_q[z] per example, then its covariance over examples.
-    let scale = |i: usize| match kind {
-        ModelKind::Vmf | ModelKind::PowerSpherical => constants[i].1,
-        ModelKind::Gaussian | ModelKind::Lm => 1.0,
-    };
+    let scale = |i: usize| kind.mean_factor(constants.get(i).map_or(1.0, |c| c.1));
     let mean: Vec<f64> = (0..d)
         .map(|u| {
             (0..n)
