@@ -9,6 +9,8 @@
 #   scripts/bench.sh            # CPU backends (flex, ndarray)
 #   scripts/bench.sh --wgpu     # also wgpu (first build with it: ~15 min)
 #   scripts/bench.sh --text     # only the text model's section, replaced in BENCHMARKS.md
+#   scripts/bench.sh --mpi      # only 2 MPI ranks against 2 shards (scripts/bench_mpi.sh),
+#                               # its section replaced (a full run carries it over)
 #
 # STEPS (default 1800: three epochs, past the ~1.3 epochs after which denormals used
 # to slow Intel cores) sets the steps of a batch-100 run; batch 1024 runs the same
@@ -27,6 +29,27 @@ if [ "${1:-}" = "--wgpu" ]; then
   features=ndarray,wgpu
 elif [ "${1:-}" = "--text" ]; then
   only_text=1
+elif [ "${1:-}" = "--mpi" ]; then
+  # The section between its heading and the next one (or before the GPU section).
+  table=$(scripts/bench_mpi.sh)
+  python3 - "$table" <<'EOF'
+import sys
+head = "## Training on 2 MPI ranks against 2 shards in one process"
+section = (head + "\n\nTwo ranks with one shard each compute exactly what one process with two\n"
+           "shards computes (docs/scale-out.md); the difference is the gradients' all-gather.\n\n"
+           + sys.argv[1].strip("\n") + "\n\n")
+old = open("BENCHMARKS.md").read()
+if head in old:
+    start = old.index(head)
+    nxt = old.find("\n## ", start + len(head))
+    end = len(old) if nxt < 0 else nxt + 1
+else:
+    gpu = old.find("## GPU")
+    start = end = len(old) if gpu < 0 else gpu
+open("BENCHMARKS.md", "w").write(old[:start] + section + old[end:])
+EOF
+  cat BENCHMARKS.md
+  exit 0
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -249,9 +272,11 @@ fi
   cargo bench -q -p vmf-core --bench sampler 2>/dev/null | sed "s/^## /### /"
 } >> "$report"
 
-# The GPU section (from scripts/gpu_bench.sh on a lent machine, which this suite cannot
-# rerun here) is carried over from the old report, as the last section.
+# The MPI section (`--mpi`) and the GPU section (from scripts/gpu_bench.sh on a lent
+# machine, which this suite cannot rerun here) are carried over from the old report.
 if [ -f BENCHMARKS.md ]; then
+  awk '/^## / { keep = /^## Training on 2 MPI ranks/ } keep' BENCHMARKS.md > "$work/mpi.md"
+  if [ -s "$work/mpi.md" ]; then { echo; cat "$work/mpi.md"; } >> "$report"; fi
   awk '/^## GPU/ { keep = 1 } keep' BENCHMARKS.md > "$work/gpu.md"
   if [ -s "$work/gpu.md" ]; then { echo; cat "$work/gpu.md"; } >> "$report"; fi
 fi

@@ -8,6 +8,7 @@ use std::fmt;
 use burn::tensor::Device;
 
 use crate::error::TrainError;
+use crate::ranks::Ranks;
 
 /// A backend this build may contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,12 +87,37 @@ impl Backend {
             #[allow(deprecated)]
             Self::Ndarray => Ok(Device::ndarray()),
             #[cfg(feature = "wgpu")]
-            Self::Wgpu => wgpu_device(),
+            Self::Wgpu => wgpu_device(burn::tensor::DeviceKind::DefaultDevice),
             #[allow(unreachable_patterns)]
             other => Err(TrainError::Backend(format!(
                 "backend {other} is not compiled into this build"
             ))),
         }
+    }
+
+    /// The device of this backend for one process of a run (`ranks`): on wgpu, the
+    /// ranks of an MPI job take one discrete GPU each, by their rank on their machine
+    /// (`DiscreteGpu(local rank)`), unless `CUBECL_WGPU_DEFAULT_DEVICE` names one;
+    /// every other case is [`Backend::device`].
+    pub fn device_of(self, ranks: &Ranks) -> Result<Device, TrainError> {
+        #[cfg(feature = "wgpu")]
+        if self == Self::Wgpu
+            && ranks.size() > 1
+            && std::env::var_os("CUBECL_WGPU_DEFAULT_DEVICE").is_none()
+        {
+            let gpu = burn::tensor::DeviceKind::DiscreteGpu(ranks.local_rank());
+            return wgpu_device(gpu).map_err(|e| {
+                TrainError::Backend(format!(
+                    "rank {} (local rank {}) takes the machine's discrete GPU {}: {e}; set \
+                     CUBECL_WGPU_DEFAULT_DEVICE to choose another",
+                    ranks.rank(),
+                    ranks.local_rank(),
+                    ranks.local_rank()
+                ))
+            });
+        }
+        let _ = ranks;
+        self.device()
     }
 
     /// A CPU device when a CPU backend is compiled in, else this backend's device:
@@ -105,12 +131,12 @@ impl Backend {
     }
 }
 
-/// The default wgpu device, or an error when no adapter can be opened. cubecl panics
+/// The wgpu device `kind`, or an error when no adapter can be opened. cubecl panics
 /// in that case; the panic is caught here (and its message kept off stderr).
 #[cfg(feature = "wgpu")]
-fn wgpu_device() -> Result<Device, TrainError> {
+fn wgpu_device(kind: burn::tensor::DeviceKind) -> Result<Device, TrainError> {
     use burn::tensor::Tensor;
-    let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    let device = Device::wgpu(kind);
     let probe = device.clone();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));

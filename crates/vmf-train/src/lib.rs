@@ -8,7 +8,8 @@
 //! out and their nearest neighbours ([`encode`]), latent
 //! usage: mutual information and active units ([`latent_stats`]),
 //! checkpoints ([`checkpoint`]), the run folder's start and writes that survive a kill
-//! ([`run_folder`], [`durable`]), the data-parallel step ([`step`]), Adam fused on the
+//! ([`run_folder`], [`durable`]), the data-parallel step ([`step`]) and its
+//! processes ([`ranks`]: one, or the ranks of an MPI job), Adam fused on the
 //! CPU ([`optim`]), run outputs
 //! ([`output`]), views of a trained model ([`views`]: [`pictures`] for images,
 //! [`sentences`] for text), CPU thread setup ([`cpu`]: denormals) and the backend choice
@@ -66,6 +67,7 @@ pub mod modality;
 pub mod optim;
 pub mod output;
 pub mod pictures;
+pub mod ranks;
 pub mod records;
 pub mod run_folder;
 pub mod schedule;

@@ -13,7 +13,9 @@
 //!
 //! The result does not depend on the number of threads: shard k always gets the same
 //! rows, and the shard gradients are added in shard order. It depends on `shards` only
-//! through floating-point rounding (the sum over the batch is split differently).
+//! through floating-point rounding (the sum over the batch is split differently). The
+//! same holds across processes: the ranks of an MPI job compute shares of one
+//! [`ShardPlan`] and add all its shards in the same order ([`crate::ranks`]).
 
 use std::ops::Range;
 
@@ -22,6 +24,8 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 use vmf_model::{LatentNoise, VaeModel, VmfReparam};
+
+use crate::ranks::Ranks;
 
 /// Rows of shard `k` of `shards` over `batch` rows (sizes differ by at most one).
 pub fn shard_rows(batch: usize, shards: usize, k: usize) -> Range<usize> {
@@ -76,8 +80,32 @@ pub fn merge(a: Tensor<1>, b: Tensor<1>) -> Tensor<1> {
     Tensor::cat(vec![sums, lo, hi], 0)
 }
 
+/// Which shards of a step's batch this process computes: the batch is cut into
+/// `total` shards ([`shard_rows`]) and this process computes `mine` of them (all, in
+/// one process; a contiguous share on each rank of an MPI job, see [`crate::ranks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardPlan {
+    /// Shards of the batch over all processes.
+    pub total: usize,
+    /// The shards this process computes.
+    pub mine: Range<usize>,
+}
+
+impl ShardPlan {
+    /// `per_process` shards on each of `ranks`' processes over a batch of `rows`: as
+    /// many shards as one process with `per_process` x ranks shards would cut (at most
+    /// one per row), rank r taking its share of them in order.
+    pub fn new(rows: usize, per_process: usize, ranks: &Ranks) -> Self {
+        let total = (per_process.max(1) * ranks.size()).min(rows).max(1);
+        Self {
+            total,
+            mine: shard_rows(total, ranks.size(), ranks.rank()),
+        }
+    }
+}
+
 /// Gradients of the batch-mean objective with respect to `model`'s parameters, and
-/// each shard's report (detached, as `sums` gave it).
+/// each shard's report (detached, as `sums` gave it), in one process.
 ///
 /// `sums(model, rows)` computes, with `model`, for those rows of the batch: the *sum*
 /// of the per-example objective (`[1]`, tracked) and whatever is to be reported
@@ -92,24 +120,56 @@ where
     M: Module + Sync,
     F: Fn(&M, Range<usize>) -> (Tensor<1>, Tensor<1>) + Sync,
 {
+    let plan = ShardPlan::new(batch, shards, &Ranks::single());
+    sum_shards(model, shard_gradients(model, batch, &plan, sums))
+}
+
+/// Each of `plan.mine`'s shards' report and gradients (of its share of the batch-mean
+/// objective), in shard order; see [`gradients`] for `sums`.
+pub fn shard_gradients<M, F>(
+    model: &M,
+    batch: usize,
+    plan: &ShardPlan,
+    sums: F,
+) -> Vec<(Tensor<1>, GradientsParams)>
+where
+    M: Module + Sync,
+    F: Fn(&M, Range<usize>) -> (Tensor<1>, Tensor<1>) + Sync,
+{
     let scale = 1.0 / batch as f64;
-    if shards <= 1 {
+    if plan.total <= 1 {
+        if plan.mine.is_empty() {
+            return vec![];
+        }
         let (objective, report) = sums(model, 0..batch);
         let grads = GradientsParams::from_grads(objective.mul_scalar(scale).backward(), model);
-        return (vec![report], grads);
+        return vec![(report, grads)];
     }
-    let parts: Vec<(Tensor<1>, GradientsParams)> = (0..shards)
+    plan.mine
+        .clone()
         .into_par_iter()
         .map(|k| {
             let leaves = model.valid().train();
-            let (objective, report) = sums(&leaves, shard_rows(batch, shards, k));
+            let (objective, report) = sums(&leaves, shard_rows(batch, plan.total, k));
             let grads =
                 GradientsParams::from_grads(objective.mul_scalar(scale).backward(), &leaves);
             (report, grads)
         })
-        .collect();
+        .collect()
+}
+
+/// The sum of every shard's gradients, added in shard order (so the result does not
+/// depend on which process computed which shard), and the shards' reports.
+pub fn sum_shards<M: Module>(
+    model: &M,
+    parts: Vec<(Tensor<1>, GradientsParams)>,
+) -> (Vec<Tensor<1>>, GradientsParams) {
+    if parts.len() == 1 {
+        let (report, grads) = parts.into_iter().next().expect("one part");
+        return (vec![report], grads);
+    }
     let mut acc = GradientsAccumulator::<M>::new();
-    let mut reports = Vec::with_capacity(shards);
+    let mut reports = Vec::with_capacity(parts.len());
     for (report, grads) in parts {
         acc.accumulate(model, grads);
         reports.push(report);

@@ -21,6 +21,7 @@ use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::evaluation::EvalMetrics;
 use crate::modality::{self, DataKind, WithKind};
+use crate::ranks::Ranks;
 
 use run::Run;
 
@@ -46,6 +47,8 @@ pub struct TrainOptions {
     pub progress: bool,
     /// The backend to train on (default: [`Backend::default_compiled`]).
     pub backend: Option<Backend>,
+    /// The processes that train the run together (default: this one alone).
+    pub ranks: Ranks,
 }
 
 /// What a run did.
@@ -123,13 +126,15 @@ fn train_kind<K: DataKind>(
             }
         }
         run.end_epoch(&model)?;
-        if run.stopped_early() {
+        if run.stopped_early() && run.ranks.is_root() {
             eprintln!(
                 "early stop: no better validation ELBO in {} epochs; the best checkpoint \
                  is step {}",
                 config.training.patience,
                 run.state.best_step.unwrap_or(0)
             );
+        }
+        if run.stopped_early() {
             break;
         }
     }

@@ -962,3 +962,38 @@ fn sentences_train_with_the_power_spherical() {
     let mi = column(&eval, "mi");
     assert!(mi.iter().all(|m| m.is_finite() && *m > 0.0), "MI {mi:?}");
 }
+
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+#[path = "common/mpi.rs"]
+mod mpi;
+
+/// Text through two MPI ranks: bit for bit the run of one process with two shards
+/// (weights, Adam moments, CSVs, decoded sentences).
+#[cfg(feature = "mpi")]
+#[test]
+fn two_mpi_ranks_train_text_as_two_shards() {
+    if !mpi::available() {
+        return;
+    }
+    let data = topic_data("mpi");
+    let work = tmp_dir("mpi-text");
+    std::fs::create_dir_all(&work).unwrap();
+    let write_config = |shards: usize| {
+        let mut config = text_config(&data, Path::new("unused"), VMF);
+        config.training.epochs = 2;
+        config.training.shards = shards;
+        let path = work.join(format!("shards-{shards}.toml"));
+        std::fs::write(&path, config.to_toml()).unwrap();
+        path
+    };
+    let (per_rank, one) = (write_config(1), write_config(2));
+    let want = work.join("one-process");
+    let o = mpi::train(&one, &want, &[]);
+    assert!(o.status.success(), "{}", mpi::said(&o));
+    let ranks = work.join("two-ranks");
+    let o = mpi::train_ranks(2, &per_rank, &ranks, &[]);
+    assert!(o.status.success(), "{}", mpi::said(&o));
+    mpi::assert_same_run(&ranks, &want);
+    let _ = std::fs::remove_dir_all(&work);
+}

@@ -995,3 +995,137 @@ fn the_power_spherical_trains_through_the_same_loop_with_its_own_kl() {
     );
     assert!(lo.iter().zip(&hi).all(|(a, b)| a < b), "{lo:?} {hi:?}");
 }
+
+#[cfg(feature = "mpi")]
+#[path = "common/mpi.rs"]
+mod mpi;
+
+/// The config of the MPI tests: 3 epochs of 100 steps (batch 20), validation,
+/// importance-sampled NLL, a learned kappa per example, pictures, a checkpoint every
+/// 10 steps; `shards` per process.
+#[cfg(feature = "mpi")]
+fn mpi_config(work: &Path, shards: usize) -> PathBuf {
+    let path = work.join(format!("shards-{shards}.toml"));
+    let text = format!(
+        r#"
+seed = 9
+run_dir = "unused"
+[data]
+dataset = "mnist"
+pixels = "dynamic_binary"
+train_limit = 2000
+test_limit = 40
+validation = 60
+[model]
+latent_dim = 4
+hidden = [32]
+[kappa]
+schedule = "per_example"
+init = 10.0
+[training]
+epochs = 3
+batch_size = 20
+log_every = 7
+eval_samples = 2
+eval_batch_size = 50
+images = true
+shards = {shards}
+[checkpoint]
+every_steps = 10
+keep = 2
+"#
+    );
+    std::fs::create_dir_all(work).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `mpirun -np 2 train` equals one process with `shards = 2`, file for file and bit
+/// for bit (every weight, moment, CSV row, picture); a checkpoint of either resumes on
+/// the other to the same end.
+#[cfg(feature = "mpi")]
+#[test]
+fn two_mpi_ranks_train_as_two_shards_and_resume_across_rank_counts() {
+    if !mpi::available() {
+        return;
+    }
+    let work = tmp_dir("mpi");
+    let (per_rank, one) = (mpi_config(&work, 1), mpi_config(&work, 2));
+    let want = work.join("one-process");
+    let o = mpi::train(&one, &want, &[]);
+    assert!(o.status.success(), "{}", mpi::said(&o));
+
+    let ranks = work.join("two-ranks");
+    let o = mpi::train_ranks(2, &per_rank, &ranks, &[]);
+    assert!(o.status.success(), "{}", mpi::said(&o));
+    // Rank 0 alone prints the summary.
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+    mpi::assert_same_run(&ranks, &want);
+
+    // Two ranks stopped at step 35 (a logged step: the rows stay the same), one process
+    // resumes; and the reverse.
+    let a = work.join("ranks-then-one");
+    let o = mpi::train_ranks(2, &per_rank, &a, &["--max-steps", "35"]);
+    assert!(o.status.success(), "{}", mpi::said(&o));
+    let o = mpi::train(&one, &a, &["--resume", "auto"]);
+    assert!(o.status.success(), "{}", mpi::said(&o));
+    mpi::assert_same_run(&a, &want);
+    let b = work.join("one-then-ranks");
+    let o = mpi::train(&one, &b, &["--max-steps", "35"]);
+    assert!(o.status.success(), "{}", mpi::said(&o));
+    let o = mpi::train_ranks(2, &per_rank, &b, &["--resume", "auto"]);
+    assert!(o.status.success(), "{}", mpi::said(&o));
+    mpi::assert_same_run(&b, &want);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A rank killed with SIGKILL ends the job (no rank waits for it forever), the
+/// checkpoints already written stay, and `--resume auto` on two ranks ends as the
+/// uninterrupted run does; ranks started with different configs are refused before
+/// anything is written.
+#[cfg(feature = "mpi")]
+#[test]
+fn a_killed_rank_ends_the_job_and_ranks_of_different_configs_are_refused() {
+    if !mpi::available() {
+        return;
+    }
+    let work = tmp_dir("mpi-kill");
+    let (per_rank, one) = (mpi_config(&work, 1), mpi_config(&work, 2));
+    let want = work.join("one-process");
+    let o = mpi::train(&one, &want, &[]);
+    assert!(o.status.success(), "{}", mpi::said(&o));
+
+    for victim in [1, 0] {
+        let run = work.join(format!("killed-{victim}"));
+        let o = mpi::kill_a_rank(2, victim, &per_rank, &run);
+        assert!(!o.status.success(), "{}", mpi::said(&o));
+        assert!(!checkpoint::list(&run).is_empty());
+        let o = mpi::train_ranks(2, &per_rank, &run, &["--resume", "auto"]);
+        assert!(o.status.success(), "{}", mpi::said(&o));
+        mpi::assert_same_run(&run, &want);
+    }
+
+    // Rank 1 with another seed: refused by name, nothing written.
+    let other = work.join("other.toml");
+    let text = std::fs::read_to_string(&per_rank).unwrap();
+    std::fs::write(&other, text.replace("seed = 9", "seed = 10")).unwrap();
+    let run = work.join("mismatch");
+    let o = mpi::mpirun(1)
+        .args(mpi::train_args(&per_rank, &run, &[]))
+        .arg(":")
+        .args(["-np", "1"])
+        .args(mpi::train_args(&other, &run, &[]))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let said = mpi::said(&o);
+    assert!(
+        said.contains("not started alike") && said.contains("config (ranks 1 differ"),
+        "{said}"
+    );
+    for same in ["options (ranks", "data (ranks", "binary (ranks"] {
+        assert!(!said.contains(same), "{said}");
+    }
+    assert!(!run.exists(), "the refused job wrote {}", run.display());
+    let _ = std::fs::remove_dir_all(&work);
+}

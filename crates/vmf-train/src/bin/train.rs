@@ -1,10 +1,14 @@
 //! `train --config mnist.toml [--resume auto|PATH] [--force]`
+//!
+//! Under `mpirun -np N` (a build with the `mpi` feature) the N processes train one run
+//! together (`vmf_train::ranks`); rank 0 prints the summary.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use vmf_train::backend::Backend;
+use vmf_train::ranks::Ranks;
 use vmf_train::{Resume, TrainConfig, TrainOptions, train};
 
 #[derive(Parser)]
@@ -33,6 +37,18 @@ struct Cli {
 fn main() -> ExitCode {
     vmf_train::keep_freed_memory();
     let cli = Cli::parse();
+    let backend = match cli.backend.as_deref().map(Backend::parse).transpose() {
+        Ok(b) => b,
+        Err(e) => return vmf_train::error::exit_code(Err(e)),
+    };
+    // SAFETY: no thread has been spawned yet (MPI's and rayon's start below).
+    unsafe {
+        vmf_train::backend::pin_default_device(backend.unwrap_or_else(Backend::default_compiled))
+    };
+    let (ranks, _mpi) = match Ranks::from_launcher() {
+        Ok(r) => r,
+        Err(e) => return vmf_train::error::exit_code(Err(e)),
+    };
     let run = || -> Result<(), vmf_train::TrainError> {
         let mut config = TrainConfig::load(&cli.config)?;
         if let Some(dir) = cli.run_dir.clone() {
@@ -49,15 +65,9 @@ fn main() -> ExitCode {
             force: cli.force,
             stop_at_step: cli.max_steps,
             progress: true,
-            backend: cli.backend.as_deref().map(Backend::parse).transpose()?,
+            backend,
+            ranks,
         };
-        // SAFETY: no thread has been spawned yet (training starts below).
-        unsafe {
-            vmf_train::backend::pin_default_device(
-                opts.backend.unwrap_or_else(Backend::default_compiled),
-            )
-        };
-        // After the line above: it builds rayon's worker threads.
         eprintln!("{}", vmf_train::cpu::flush_denormals());
         let s = train(&config, &opts)?;
         let mut summary = serde_json::json!({
@@ -67,10 +77,20 @@ fn main() -> ExitCode {
             "best_checkpoint": s.best_checkpoint,
         });
         summary[format!("{}_per_sec", s.units)] = s.units_per_sec.into();
-        println!("{summary}");
+        if ranks.is_root() {
+            println!("{summary}");
+        }
         Ok(())
     };
-    vmf_train::error::exit_code(run())
+    let result = run();
+    if ranks.size() > 1
+        && let Err(e) = &result
+    {
+        // The other ranks may be waiting for this one in a collective: end them all.
+        eprintln!("error: rank {}: {e:#}", ranks.rank());
+        ranks.abort(1);
+    }
+    vmf_train::error::exit_code(result)
 }
 
 /// The process's peak resident memory (Linux's VmHWM), for the benchmark suite.

@@ -169,6 +169,24 @@ impl DataKind for Images {
         fresh.load_weights(path).map_err(|e| e.to_string())
     }
 
+    fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let s = &self.splits;
+        for set in [Some(&s.train), s.valid.as_ref(), Some(&s.test)] {
+            let Some(set) = set else {
+                h.update(b"none");
+                continue;
+            };
+            h.update(format!("{:?} {}", set.shape, set.len()).as_bytes());
+            for p in &set.pixels {
+                h.update(p.to_le_bytes());
+            }
+            h.update(&set.labels);
+        }
+        format!("{:x}", h.finalize())
+    }
+
     fn upload_training(&mut self, device: &Device) {
         // The host copy is not kept: 188 MB for MNIST's training set.
         let set = &mut self.splits.train;

@@ -112,6 +112,10 @@ pub trait DataKind: Sized + Sync {
         fresh.try_load_file(path).map_err(|e| e.to_string())
     }
 
+    /// A digest of the loaded examples of every split (and of what gives them their
+    /// meaning, e.g. the vocabulary): the ranks of an MPI job compare it at start.
+    fn fingerprint(&self) -> String;
+
     /// Moves the training examples to `device`, once, before the first step.
     fn upload_training(&mut self, device: &Device);
 

@@ -326,6 +326,23 @@ impl DataKind for Sentences {
         crate::durable::replace(&path, text.as_bytes())
     }
 
+    fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let s = &self.splits;
+        h.update(s.vocab.to_text().as_bytes());
+        for set in [&s.train, &s.valid, &s.test] {
+            h.update((set.len() as u64).to_le_bytes());
+            for sentence in &set.sentences {
+                h.update((sentence.len() as u32).to_le_bytes());
+                for id in sentence {
+                    h.update(id.to_le_bytes());
+                }
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
+
     fn upload_training(&mut self, _device: &Device) {
         // Batches are built on the host from word ids: a few kB per step.
     }

@@ -22,12 +22,13 @@ use crate::family::{self, StepLatent};
 use crate::modality::{Batch, DataKind, Split};
 use crate::optim;
 use crate::output;
+use crate::ranks::Ranks;
 use crate::records::{EvalColumns, EvalRecord, TrainColumns, TrainRecord};
 use crate::run_folder::{self, Start};
 use crate::schedule::Schedule;
 use crate::seeds;
 use crate::seeds::HostNoise;
-use crate::step;
+use crate::step::{self, ShardPlan};
 
 /// The figures of the steps since the last logged row, kept on the device until read.
 struct Window {
@@ -46,6 +47,8 @@ struct Window {
 pub(super) struct Run<'a, K: DataKind> {
     config: &'a TrainConfig,
     run_dir: PathBuf,
+    /// The processes of the run: rank 0 writes the run folder and evaluates.
+    pub(super) ranks: Ranks,
     pub(super) kind: K,
     device: Device,
     pub(super) ad: Device,
@@ -81,12 +84,32 @@ impl<'a, K: DataKind> Run<'a, K> {
         opts: &TrainOptions,
     ) -> Result<(Self, K::Model), TrainError> {
         let run_dir = config.run_dir.clone();
+        let ranks = opts.ranks;
         let backend = opts.backend.unwrap_or_else(Backend::default_compiled);
-        let device = backend.device()?;
+        let device = backend.device_of(&ranks)?;
         let ad = device.clone().autodiff();
         eprintln!("{}", backend::describe(backend, &device));
 
         let mut kind = K::load(config)?;
+        if ranks.size() > 1 {
+            let options = format!(
+                "resume {:?}, force {}, stop at {:?}, backend {backend}",
+                opts.resume, opts.force, opts.stop_at_step
+            );
+            ranks.check_same(&[
+                ("config", config.to_toml()),
+                ("options", options),
+                ("data", kind.fingerprint()),
+                ("binary", crate::ranks::binary_digest()?),
+            ])?;
+            if ranks.is_root() {
+                eprintln!(
+                    "{} ranks: rank 0 writes {} and evaluates",
+                    ranks.size(),
+                    run_dir.display()
+                );
+            }
+        }
         let learned = config.kappa.as_ref().is_some_and(Schedule::is_learned);
         let train_columns = TrainColumns {
             units: K::UNITS,
@@ -124,9 +147,7 @@ impl<'a, K: DataKind> Run<'a, K> {
         };
 
         let mut last_checkpoint = None;
-        if let Start::Checkpoint(path, st) =
-            run_folder::open(&run_dir, config, opts.resume.as_ref(), opts.force)?
-        {
+        if let Start::Checkpoint(path, st) = open_run_folder(&ranks, config, opts)? {
             let bad = |e: String| TrainError::Checkpoint {
                 path: path.clone(),
                 message: e,
@@ -136,13 +157,15 @@ impl<'a, K: DataKind> Run<'a, K> {
             optim = optim::adam(&config.optimizer)
                 .load(path.join(OPTIM_FILE))
                 .map_err(|e| bad(format!("optimiser: {e}")))?;
-            eprintln!(
-                "resuming from {} at step {} (epoch {}, batch {})",
-                path.display(),
-                st.step,
-                st.epoch,
-                st.batch_in_epoch
-            );
+            if ranks.is_root() {
+                eprintln!(
+                    "resuming from {} at step {} (epoch {}, batch {})",
+                    path.display(),
+                    st.step,
+                    st.epoch,
+                    st.batch_in_epoch
+                );
+            }
             // Rows of the steps the checkpoint holds: training rows up to its step, and
             // evaluation rows of the epochs it completed (a checkpoint at an epoch's last
             // batch, which older versions wrote, precedes that epoch's evaluation rows,
@@ -152,9 +175,11 @@ impl<'a, K: DataKind> Run<'a, K> {
                 trained(row) && output::csv_field::<usize>(row, 1).is_none_or(|e| e <= st.epoch)
             };
             let csv = |name: &str| run_dir.join(name);
-            output::resume_csv(&csv("metrics.csv"), &train_columns.header(), trained)?;
-            output::resume_csv(&csv("eval.csv"), &eval_columns.header(), evaluated)?;
-            output::resume_csv(&csv("valid.csv"), &valid_columns.header(), evaluated)?;
+            if ranks.is_root() {
+                output::resume_csv(&csv("metrics.csv"), &train_columns.header(), trained)?;
+                output::resume_csv(&csv("eval.csv"), &eval_columns.header(), evaluated)?;
+                output::resume_csv(&csv("valid.csv"), &valid_columns.header(), evaluated)?;
+            }
             state = TrainState {
                 config_hash: hash,
                 ..st
@@ -181,21 +206,32 @@ impl<'a, K: DataKind> Run<'a, K> {
         }
 
         // Written only now: a refused resume must leave the run's own config in place.
-        kind.check_run_folder(&run_dir, last_checkpoint.is_some())?;
-        fs::create_dir_all(&run_dir).map_err(TrainError::io("creating", &run_dir))?;
-        durable::replace(&run_dir.join("config.toml"), config.to_toml().as_bytes())?;
+        if ranks.is_root() {
+            kind.check_run_folder(&run_dir, last_checkpoint.is_some())?;
+            fs::create_dir_all(&run_dir).map_err(TrainError::io("creating", &run_dir))?;
+            durable::replace(&run_dir.join("config.toml"), config.to_toml().as_bytes())?;
+        }
 
         kind.upload_training(&ad);
-        let test_x = kind
-            .eval_batches(Split::Test, config.seed, &device)
-            .expect("every data kind has a test split");
-        let valid_seed = seeds::derive(config.seed, "valid", 0);
-        let valid_x = kind.eval_batches(Split::Validation, valid_seed, &device);
+        // Only rank 0 evaluates.
+        let (test_x, valid_x) = if ranks.is_root() {
+            let test_x = kind
+                .eval_batches(Split::Test, config.seed, &device)
+                .expect("every data kind has a test split");
+            let valid_seed = seeds::derive(config.seed, "valid", 0);
+            (
+                test_x,
+                kind.eval_batches(Split::Validation, valid_seed, &device),
+            )
+        } else {
+            (Vec::new(), None)
+        };
         let max_steps = config.training.max_steps.unwrap_or(u64::MAX);
         let latent = StepLatent::new(config, state.step, &ad)?;
         let run = Self {
             config,
             run_dir,
+            ranks,
             kind,
             device,
             ad,
@@ -209,7 +245,7 @@ impl<'a, K: DataKind> Run<'a, K> {
             valid_x,
             stop_at: opts.stop_at_step.unwrap_or(u64::MAX).min(max_steps),
             bar: ProgressBar::hidden(),
-            show_progress: opts.progress,
+            show_progress: opts.progress && ranks.is_root(),
             window: Window {
                 figures: None,
                 norms: None,
@@ -270,12 +306,16 @@ impl<'a, K: DataKind> Run<'a, K> {
             .train_batch(plan, st.batch_in_epoch, &mut noise, &self.ad);
         let rows = x.rows();
         let latent = noise.latent(rows, config.model.latent_dim, &self.ad);
-        let shards = config.training.shards.min(rows);
+        let plan = ShardPlan::new(rows, config.training.shards, &self.ranks);
         let layer = self.latent.layer();
-        let (reports, grads) = step::gradients(&model, rows, shards, |m, part| {
+        let mine = step::shard_gradients(&model, rows, &plan, |m, part| {
             let xs = x.slice_rows(part.clone());
             step::vae_sums(m, &xs, latent.rows(part), layer, beta)
         });
+        let parts = self
+            .ranks
+            .gather_shards(&model, mine, &self.device, &self.ad);
+        let (reports, grads) = step::sum_shards(&model, parts);
         let grads = if st.step < config.model.freeze_decoder_steps {
             step::without_pretrained_decoder(&model, grads)
         } else {
@@ -362,9 +402,11 @@ impl<'a, K: DataKind> Run<'a, K> {
             grad_norm,
             per_sec: ips,
         };
-        let header = self.train_columns.header();
-        let path = self.run_dir.join("metrics.csv");
-        output::append_csv(&path, &header, &self.train_columns.row(&record))?;
+        if self.ranks.is_root() {
+            let header = self.train_columns.header();
+            let path = self.run_dir.join("metrics.csv");
+            output::append_csv(&path, &header, &self.train_columns.row(&record))?;
+        }
         self.last_loss = Some(f64::from(mean));
         self.last_kl = kl;
         self.last_ips = ips;
@@ -403,8 +445,11 @@ impl<'a, K: DataKind> Run<'a, K> {
         self.bar.inc(1);
     }
 
-    /// Writes a checkpoint of the current step.
+    /// Writes a checkpoint of the current step (rank 0; every rank holds the same).
     pub(super) fn save(&mut self, model: &K::Model) -> Result<(), TrainError> {
+        if !self.ranks.is_root() {
+            return Ok(());
+        }
         let optim = &self.optim;
         let path = checkpoint::save(
             &self.run_dir,
@@ -427,9 +472,25 @@ impl<'a, K: DataKind> Run<'a, K> {
     /// checkpoint.
     pub(super) fn end_epoch(&mut self, model: &K::Model) -> Result<(), TrainError> {
         self.bar.finish();
-        let config = self.config;
         self.state.epoch += 1;
         self.state.batch_in_epoch = 0;
+        let valid_elbo = if self.ranks.is_root() {
+            self.evaluate_epoch(model)?
+        } else {
+            None
+        };
+        if let Some(elbo) = share(&self.ranks, valid_elbo) {
+            self.validated(elbo);
+        }
+        self.save(model)?;
+        self.window.start = Instant::now();
+        Ok(())
+    }
+
+    /// Rank 0's part of the end of an epoch: the test split's evaluation, the
+    /// validation ELBO (returned, with `data.validation`) and the kind's outputs.
+    fn evaluate_epoch(&mut self, model: &K::Model) -> Result<Option<f64>, TrainError> {
+        let config = self.config;
         let epoch = self.state.epoch as u64;
         let eval_model = model.valid();
         let samples = config.training.eval_samples;
@@ -492,15 +553,10 @@ impl<'a, K: DataKind> Run<'a, K> {
             }
             None => None,
         };
-        if let Some(elbo) = valid_elbo {
-            self.validated(elbo);
-        }
         self.kind
             .epoch_outputs(&eval_model, config, self.state.epoch, &self.device)?;
         self.last_eval = Some(metrics);
-        self.save(model)?;
-        self.window.start = Instant::now();
-        Ok(())
+        Ok(valid_elbo)
     }
 
     /// The row of an evaluation at the current step.
@@ -526,19 +582,24 @@ impl<'a, K: DataKind> Run<'a, K> {
         } else {
             st.epochs_since_best += 1;
         }
-        eprintln!(
-            "  validation ELBO {elbo:.3} (best {:.3} at step {})",
-            st.best_valid_elbo.unwrap_or(f64::NAN),
-            st.best_step.unwrap_or(0)
-        );
+        let root = self.ranks.is_root();
+        if root {
+            eprintln!(
+                "  validation ELBO {elbo:.3} (best {:.3} at step {})",
+                st.best_valid_elbo.unwrap_or(f64::NAN),
+                st.best_step.unwrap_or(0)
+            );
+        }
         let o = &self.config.optimizer;
         if o.decays_after(st.epochs_since_best) {
             st.lr_decays += 1;
-            eprintln!(
-                "  no better validation ELBO in {} epochs: learning rate now {:e}",
-                st.epochs_since_best,
-                o.lr_after(st.lr_decays)
-            );
+            if root {
+                eprintln!(
+                    "  no better validation ELBO in {} epochs: learning rate now {:e}",
+                    st.epochs_since_best,
+                    o.lr_after(st.lr_decays)
+                );
+            }
         }
     }
 
@@ -554,6 +615,54 @@ impl<'a, K: DataKind> Run<'a, K> {
             units_per_sec: self.trained_units as f64 / self.train_secs.max(1e-9),
             units: K::UNITS,
         }
+    }
+}
+
+/// Where the run starts (see [`run_folder::open`]): rank 0 decides and readies the run
+/// folder; the other ranks resume from the checkpoint it chose, verified again.
+fn open_run_folder(
+    ranks: &Ranks,
+    config: &TrainConfig,
+    opts: &TrainOptions,
+) -> Result<Start, TrainError> {
+    let start = if ranks.is_root() {
+        Some(run_folder::open(
+            &config.run_dir,
+            config,
+            opts.resume.as_ref(),
+            opts.force,
+        )?)
+    } else {
+        None
+    };
+    let chosen = match &start {
+        Some(Start::Checkpoint(path, _)) => path.to_string_lossy().into_owned(),
+        _ => String::new(),
+    };
+    let chosen = ranks.broadcast(chosen.bytes().map(u32::from).collect());
+    match start {
+        Some(start) => Ok(start),
+        None if chosen.is_empty() => Ok(Start::Fresh),
+        None => {
+            let path = PathBuf::from(
+                String::from_utf8_lossy(&chosen.iter().map(|&w| w as u8).collect::<Vec<u8>>())
+                    .into_owned(),
+            );
+            let state = checkpoint::load_state(&path)?;
+            Ok(Start::Checkpoint(path, state))
+        }
+    }
+}
+
+/// Rank 0's validation ELBO on every rank.
+fn share(ranks: &Ranks, elbo: Option<f64>) -> Option<f64> {
+    let bits = elbo.map_or(vec![], |e| {
+        let b = e.to_bits();
+        vec![b as u32, (b >> 32) as u32]
+    });
+    match ranks.broadcast(bits)[..] {
+        [lo, hi] => Some(f64::from_bits(u64::from(lo) | (u64::from(hi) << 32))),
+        _ => None,
     }
 }
 

@@ -31,7 +31,7 @@ fn train(config: &Path, run_dir: &Path, resume: bool, fault_at: Option<usize>) -
 /// own path in config.toml, and the layout of Burn's records (compared by their
 /// tensors, metadata and scalars) with their checksums in state.json. Every weight,
 /// every moment of the optimiser and every other byte counts.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             let p = e.path();
