@@ -988,12 +988,6 @@ fn two_mpi_ranks_train_text_as_two_shards() {
         path
     };
     let (per_rank, one) = (write_config(1), write_config(2));
-    let want = work.join("one-process");
-    let o = mpi::train(&one, &want, &[]);
-    assert!(o.status.success(), "{}", mpi::said(&o));
-    let ranks = work.join("two-ranks");
-    let o = mpi::train_ranks(2, &per_rank, &ranks, &[]);
-    assert!(o.status.success(), "{}", mpi::said(&o));
-    mpi::assert_same_run(&ranks, &want);
+    mpi::one_process_and_two_ranks(&work, &per_rank, &one, true);
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -1051,16 +1051,7 @@ fn two_mpi_ranks_train_as_two_shards_and_resume_across_rank_counts() {
     }
     let work = tmp_dir("mpi");
     let (per_rank, one) = (mpi_config(&work, 1), mpi_config(&work, 2));
-    let want = work.join("one-process");
-    let o = mpi::train(&one, &want, &[]);
-    assert!(o.status.success(), "{}", mpi::said(&o));
-
-    let ranks = work.join("two-ranks");
-    let o = mpi::train_ranks(2, &per_rank, &ranks, &[]);
-    assert!(o.status.success(), "{}", mpi::said(&o));
-    // Rank 0 alone prints the summary.
-    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
-    mpi::assert_same_run(&ranks, &want);
+    let want = mpi::one_process_and_two_ranks(&work, &per_rank, &one, true);
 
     // Two ranks stopped at step 35 (a logged step: the rows stay the same), one process
     // resumes; and the reverse.
@@ -1091,9 +1082,7 @@ fn a_killed_rank_ends_the_job_and_ranks_of_different_configs_are_refused() {
     }
     let work = tmp_dir("mpi-kill");
     let (per_rank, one) = (mpi_config(&work, 1), mpi_config(&work, 2));
-    let want = work.join("one-process");
-    let o = mpi::train(&one, &want, &[]);
-    assert!(o.status.success(), "{}", mpi::said(&o));
+    let want = mpi::one_process_and_two_ranks(&work, &per_rank, &one, false);
 
     for victim in [1, 0] {
         let run = work.join(format!("killed-{victim}"));

@@ -91,6 +91,29 @@ pub fn assert_same_run(got: &Path, want: &Path) {
     }
 }
 
+/// Trains `one` (a config with two shards) in one process into `work/one-process`,
+/// and, unless `ranks_too` is false, `per_rank` (the same with one shard) on two ranks
+/// into `work/two-ranks`; asserts that both succeed, that rank 0 alone prints the
+/// summary and that the two run folders are equal. Returns the one-process folder.
+pub fn one_process_and_two_ranks(
+    work: &Path,
+    per_rank: &Path,
+    one: &Path,
+    ranks_too: bool,
+) -> PathBuf {
+    let want = work.join("one-process");
+    let o = train(one, &want, &[]);
+    assert!(o.status.success(), "{}", said(&o));
+    if ranks_too {
+        let ranks = work.join("two-ranks");
+        let o = train_ranks(2, per_rank, &ranks, &[]);
+        assert!(o.status.success(), "{}", said(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+        assert_same_run(&ranks, &want);
+    }
+    want
+}
+
 /// Stderr and stdout of a finished command, for messages.
 pub fn said(o: &Output) -> String {
     format!(
