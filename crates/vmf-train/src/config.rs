@@ -55,10 +55,24 @@ pub enum DatasetKind {
     ImageFolder,
 }
 
+/// What a data set's examples are: each is trained by one data kind of
+/// [`crate::modality`]. Code that depends on it matches on it, so that a new kind of
+/// data is a compile error at every such place, never a silent "not text, so images".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modality {
+    /// Images (MNIST-format files or image folders).
+    Images,
+    /// Sentences (one per line).
+    Sentences,
+}
+
 impl DatasetKind {
-    /// Whether the examples are sentences (else images).
-    pub fn is_text(self) -> bool {
-        matches!(self, Self::Ptb | Self::Text)
+    /// What the data set's examples are.
+    pub fn modality(self) -> Modality {
+        match self {
+            Self::Mnist | Self::FashionMnist | Self::ImageFolder => Modality::Images,
+            Self::Ptb | Self::Text => Modality::Sentences,
+        }
     }
 }
 
@@ -498,7 +512,7 @@ impl TrainConfig {
                 "model.kl_anneal shapes the KL warm-up: it needs model.kl_warmup_steps".into(),
             );
         }
-        if m.kind == ModelKind::Lm && !self.data.dataset.is_text() {
+        if m.kind == ModelKind::Lm && self.data.dataset.modality() != Modality::Sentences {
             return Err(
                 "model.kind = \"lm\" is the language-model baseline of text data sets; an \
                  image model needs a latent (\"vmf\" or \"gaussian\")"
@@ -546,7 +560,11 @@ impl TrainConfig {
             ));
         }
         let t = &self.training;
-        let has_validation = self.data.validation > 0 || self.data.dataset.is_text();
+        let has_validation = match self.data.dataset.modality() {
+            // Sentences come with a validation file.
+            Modality::Sentences => true,
+            Modality::Images => self.data.validation > 0,
+        };
         if o.lr_decay < 1.0 && !has_validation {
             return Err(format!(
                 "optimizer.lr_decay = {}: the decay follows the validation ELBO; set \
@@ -605,10 +623,9 @@ impl TrainConfig {
                 t.batch_size
             ));
         }
-        if self.data.dataset.is_text() {
-            self.validate_text()?;
-        } else {
-            self.validate_images()?;
+        match self.data.dataset.modality() {
+            Modality::Sentences => self.validate_text()?,
+            Modality::Images => self.validate_images()?,
         }
         match &self.kappa {
             Some(k) => k.validate("kappa", self.family(), m.latent_dim),

@@ -11,7 +11,7 @@ use vmf_model::{ModelKind, Posterior, Rows, VaeModel};
 
 use crate::backend::Backend;
 use crate::checkpoint::{self, Opened};
-use crate::config::TrainConfig;
+use crate::config::{Modality, TrainConfig};
 use crate::error::TrainError;
 use crate::modality::{self, DataKind, Source, Split, WithKind};
 use crate::output::read_back;
@@ -97,7 +97,7 @@ pub fn encode_data(
     let source = if is_config {
         let other = TrainConfig::load(data)?;
         let (ours, theirs) = (config.data.dataset, other.data.dataset);
-        if ours.is_text() != theirs.is_text() {
+        if ours.modality() != theirs.modality() {
             return Err(TrainError::Config {
                 file: data.to_path_buf(),
                 message: format!(
@@ -105,10 +105,9 @@ pub fn encode_data(
                      the run's kind ({})",
                     toml_name(theirs),
                     toml_name(ours),
-                    if ours.is_text() {
-                        "sentences"
-                    } else {
-                        "images"
+                    match ours.modality() {
+                        Modality::Sentences => "sentences",
+                        Modality::Images => "images",
                     }
                 ),
             });

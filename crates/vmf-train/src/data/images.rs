@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::{idx, image_folder};
-use crate::config::{DataConfig, DatasetKind, PixelMode};
+use crate::config::{DataConfig, DatasetKind, Modality, PixelMode};
 use crate::error::TrainError;
 
 /// One labelled image (pixels in [0, 1]).
@@ -115,7 +115,7 @@ pub fn binarise(sets: &mut [&mut ImageSet], seed: u64) {
 /// by the run's `seed`).
 pub fn load(config: &DataConfig, seed: u64) -> Result<Splits, TrainError> {
     let dir = config.folder();
-    if config.dataset.is_text() {
+    if config.dataset.modality() != Modality::Images {
         return Err(TrainError::Data {
             file: dir,
             message: "holds sentences, not images: this tool works on image data sets".into(),

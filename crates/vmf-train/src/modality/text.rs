@@ -13,7 +13,7 @@ use vmf_model::text::{Cell, Decoding, EOS_ID};
 use vmf_model::{TextBatch, TextVae, TextVaeConfig, VaeModel};
 
 use super::{DataKind, Source, Split};
-use crate::config::{DEFAULT_MAX_LENGTH, TrainConfig};
+use crate::config::{DEFAULT_MAX_LENGTH, Modality, TrainConfig};
 use crate::data::text::{
     LoadReport, TextOptions, TextSet, TextSplits, find_split, load_sentences, load_text,
 };
@@ -277,7 +277,7 @@ impl DataKind for Sentences {
                 checkpoint.display()
             ))
         })?;
-        if !opened.config.data.dataset.is_text() {
+        if opened.config.data.dataset.modality() != Modality::Sentences {
             return Err(bad(
                 "is a checkpoint of an image run; give a text run's (a language model's) \
                  checkpoint folder"
