@@ -8,14 +8,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::module::{ModuleMapper, Param, ParamId};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::TrainConfig;
 use crate::durable;
 use crate::error::TrainError;
-use crate::modality::DataKind;
 
 /// File names inside a checkpoint folder.
 pub const MODEL_FILE: &str = "model.bpk";
@@ -238,27 +237,6 @@ pub struct Opened {
     pub config: TrainConfig,
     /// The checkpoint's `state.json`.
     pub state: TrainState,
-}
-
-impl Opened {
-    /// The data of `config` (the run's config, or a variant with other data limits)
-    /// as data kind `K`, and the model it describes on `device` with this checkpoint's
-    /// weights: what every tool that reads a checkpoint starts from.
-    pub fn load<K: DataKind>(
-        &self,
-        config: &TrainConfig,
-        device: &Device,
-    ) -> Result<(K, K::Model), TrainError> {
-        let kind = K::load(config)?;
-        let fresh = kind.init_model(config, device);
-        let model = K::load_weights(fresh, &self.path.join(MODEL_FILE)).map_err(|e| {
-            TrainError::Checkpoint {
-                path: self.path.clone(),
-                message: format!("model: {e}"),
-            }
-        })?;
-        Ok((kind, model))
-    }
 }
 
 /// Opens the checkpoint folder `path` (`<run>/checkpoints/step-N`): verifies it and

@@ -163,7 +163,7 @@ impl WithKind for Encode<'_> {
 
     fn run<K: DataKind>(self) -> Self::Output {
         let device = Backend::default_compiled().device()?;
-        let (mut kind, model) = self.opened.load::<K>(self.config, &device)?;
+        let (mut kind, model) = K::from_checkpoint(self.opened, self.config, &device)?;
         if let Some((source, limit)) = &self.source {
             kind.replace_test(source, *limit)?;
         }

@@ -143,11 +143,6 @@ pub fn evaluate<M: VaeModel>(
     })
 }
 
-/// Rows (example x sample pairs) decoded per device call by default: 10,000 MNIST
-/// images are 31 MB of logits. Data kinds with larger outputs bound it themselves
-/// ([`crate::modality::DataKind::rows_per_call`]).
-pub const ROWS_PER_CALL: usize = 10_000;
-
 /// Importance-sampled log p(x) per example of `batches` (nats, in order), with
 /// `samples` draws z_k ~ q(z|x) per example: logsumexp_k [log p(x|z_k) + log p(z_k) -
 /// log q(z_k|x)] - log K, the density ratio from [`vmf_model::PosteriorDraw`] (for
@@ -364,7 +359,7 @@ impl WithKind for EvalCheckpoint<'_> {
             seed,
         } = self;
         let device = Backend::default_compiled().device()?;
-        let (kind, model) = opened.load::<K>(config, &device)?;
+        let (kind, model) = K::from_checkpoint(opened, config, &device)?;
         let state = &opened.state;
         let x = kind
             .eval_batches(Split::Test, seed, &device)

@@ -95,7 +95,7 @@ impl WithKind for Export<'_> {
 
     fn run<K: DataKind>(self) -> Self::Output {
         let device = Backend::default_compiled().device()?;
-        let (kind, model) = self.opened.load::<K>(&self.opened.config, &device)?;
+        let (kind, model) = K::from_checkpoint(self.opened, &self.opened.config, &device)?;
         model
             .save_into(&mut SafetensorsStore::from_file(self.out).overwrite(true))
             .map_err(|e| TrainError::Io {

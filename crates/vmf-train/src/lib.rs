@@ -11,8 +11,8 @@
 //! ([`run_folder`], [`durable`]), the data-parallel step ([`step`]) and its
 //! processes ([`ranks`]: one, or the ranks of an MPI job), Adam fused on the
 //! CPU ([`optim`]), run outputs
-//! ([`output`]), views of a trained model ([`views`]: [`pictures`] for images,
-//! [`sentences`] for text), CPU thread setup ([`cpu`]: denormals) and the backend choice
+//! ([`output`]), views of a trained model ([`views`]; each data kind renders its own:
+//! [`modality::image::pictures`], [`modality::text::sentences`]), CPU thread setup ([`cpu`]: denormals) and the backend choice
 //! ([`backend`], the only module that knows which backend runs).
 //!
 //! A run from a config, in code (the `train` binary does the same from a file):
@@ -66,13 +66,11 @@ pub mod latent_stats;
 pub mod modality;
 pub mod optim;
 pub mod output;
-pub mod pictures;
 pub mod ranks;
 pub mod records;
 pub mod run_folder;
 pub mod schedule;
 pub mod seeds;
-pub mod sentences;
 pub mod step;
 pub mod training;
 pub mod views;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vmf_train::pictures::Pictures;
+use vmf_train::modality::image::pictures::Pictures;
 use vmf_train::{TrainConfig, TrainOptions, checkpoint, train};
 
 /// Trains one epoch of a d = 3 model on a slice of MNIST (`model`: its `[model]` and,

@@ -14,8 +14,9 @@ use vmf_train::data::text::{
 };
 use vmf_train::evaluation::evaluate_checkpoint;
 use vmf_train::modality::text::{Sentences, bucketed_batches, padding_fraction, tokens_right};
+use vmf_train::modality::view::View;
 use vmf_train::modality::{DataKind, Split};
-use vmf_train::views::{View, show_checkpoint};
+use vmf_train::views::show_checkpoint;
 use vmf_train::{Resume, TrainConfig, TrainOptions, checkpoint, train};
 
 fn tmp_dir(name: &str) -> PathBuf {
@@ -380,7 +381,7 @@ fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
     assert!(e.labels.is_none());
     let device = burn::tensor::Device::flex();
     let opened = checkpoint::open(&ckpt).unwrap();
-    let (kind, model) = opened.load::<Sentences>(&opened.config, &device).unwrap();
+    let (kind, model) = Sentences::from_checkpoint(&opened, &opened.config, &device).unwrap();
     for i in [0, 7, 31, 59] {
         let set = &kind.splits().test;
         let mu = vmf_model::VaeModel::posterior(&model, &kind.batch(set, &[i], &device))
@@ -828,7 +829,7 @@ fn weights(ckpt: &Path) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     use burn::module::Module;
     let device = burn::tensor::Device::flex();
     let opened = checkpoint::open(ckpt).unwrap();
-    let (_, model) = opened.load::<Sentences>(&opened.config, &device).unwrap();
+    let (_, model) = Sentences::from_checkpoint(&opened, &opened.config, &device).unwrap();
     let (mut decoder, mut all) = (Values(Vec::new()), Values(Vec::new()));
     vmf_model::VaeModel::visit_pretrained_decoder(&model, &mut decoder);
     model.visit(&mut all);
@@ -864,7 +865,7 @@ fn a_vae_starts_from_a_language_models_decoder_and_holds_it_while_its_encoder_le
         .with_decoder_from(kind.init_model(&config, &device), &lm_ckpt, &device)
         .unwrap();
     let opened = checkpoint::open(&lm_ckpt).unwrap();
-    let (_, lm_model) = opened.load::<Sentences>(&opened.config, &device).unwrap();
+    let (_, lm_model) = Sentences::from_checkpoint(&opened, &opened.config, &device).unwrap();
     let ids: Vec<usize> = (0..20).collect();
     let batch = kind.batch(&kind.splits().test, &ids, &device);
     let z = burn::tensor::Tensor::<2>::random(

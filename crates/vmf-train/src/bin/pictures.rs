@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vmf_train::views::{View, show_checkpoint};
+use vmf_train::modality::view::View;
+use vmf_train::views::show_checkpoint;
 
 #[derive(Parser)]
 #[command(

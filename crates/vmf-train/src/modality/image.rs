@@ -10,14 +10,16 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use vmf_model::{ConvConfig, ImageVae, ImageVaeConfig};
 
+pub mod pictures;
+
+use super::view::View;
 use super::{DataKind, Source, Split};
 use crate::config::{PixelMode, TrainConfig};
 use crate::data::{self, ImageSet, Splits, image_folder};
 use crate::error::TrainError;
 use crate::output;
-use crate::pictures::Pictures;
 use crate::seeds::{self, HostNoise};
-use crate::views::View;
+use pictures::Pictures;
 
 /// Loaded image splits with the settings that shape their batches.
 pub struct Images {

@@ -13,6 +13,7 @@
 
 pub mod image;
 pub mod text;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 
@@ -20,10 +21,16 @@ use burn::module::Module;
 use burn::tensor::Device;
 use vmf_model::{Rows, VaeModel};
 
+use crate::checkpoint::{MODEL_FILE, Opened};
 use crate::config::{Modality, TrainConfig};
 use crate::error::TrainError;
 use crate::seeds::HostNoise;
-use crate::views::View;
+use view::View;
+
+/// Rows (example x sample pairs) decoded per device call by default: 10,000 MNIST
+/// images are 31 MB of logits. Data kinds with larger outputs bound it themselves
+/// ([`DataKind::rows_per_call`]).
+pub const ROWS_PER_CALL: usize = 10_000;
 
 /// The batch type of a data kind's model.
 pub type Batch<K> = <<K as DataKind>::Model as VaeModel>::Batch;
@@ -117,6 +124,25 @@ pub trait DataKind: Sized + Sync {
     /// meaning, e.g. the vocabulary): the ranks of an MPI job compare it at start.
     fn fingerprint(&self) -> String;
 
+    /// The data of `config` (the checkpoint's run config, or a variant with other data
+    /// limits) and the model it describes on `device` with the weights of `opened`:
+    /// what every tool that reads a checkpoint starts from.
+    fn from_checkpoint(
+        opened: &Opened,
+        config: &TrainConfig,
+        device: &Device,
+    ) -> Result<(Self, Self::Model), TrainError> {
+        let kind = Self::load(config)?;
+        let fresh = kind.init_model(config, device);
+        let model = Self::load_weights(fresh, &opened.path.join(MODEL_FILE)).map_err(|e| {
+            TrainError::Checkpoint {
+                path: opened.path.clone(),
+                message: format!("model: {e}"),
+            }
+        })?;
+        Ok((kind, model))
+    }
+
     /// Moves the training examples to `device`, once, before the first step.
     fn upload_training(&mut self, device: &Device);
 
@@ -145,7 +171,7 @@ pub trait DataKind: Sized + Sync {
     /// Rows of `batch` (examples, or example x sample pairs) that one device call of
     /// the evaluation may decode: bounds the memory of the decoder's output.
     fn rows_per_call(&self, _batch: &Batch<Self>) -> usize {
-        crate::evaluation::ROWS_PER_CALL
+        ROWS_PER_CALL
     }
 
     /// The evaluation inputs of `split` on `device`, in batches (`None` when the split
@@ -183,7 +209,7 @@ pub trait DataKind: Sized + Sync {
     }
 
     /// Renders `view` of a trained `model` of this kind into `out` (see
-    /// [`crate::views`]).
+    /// [`View`]; the `pictures` tool calls it through [`crate::views`]).
     fn view(
         &self,
         model: &Self::Model,

@@ -12,6 +12,9 @@ use rand::{RngExt, SeedableRng};
 use vmf_model::text::{Cell, Decoding, EOS_ID};
 use vmf_model::{TextBatch, TextVae, TextVaeConfig, VaeModel};
 
+pub mod sentences;
+
+use super::view::View;
 use super::{DataKind, Source, Split};
 use crate::config::{DEFAULT_MAX_LENGTH, Modality, TrainConfig};
 use crate::data::text::{
@@ -19,8 +22,7 @@ use crate::data::text::{
 };
 use crate::error::TrainError;
 use crate::seeds::{self, HostNoise};
-use crate::sentences::SentenceViews;
-use crate::views::View;
+use sentences::SentenceViews;
 
 /// Default of `model.embed_dim`.
 pub const DEFAULT_EMBED_DIM: usize = 100;

@@ -1,4 +1,4 @@
-//! Sentences of a trained text model, the text twins of [`crate::pictures`]: prior
+//! Sentences of a trained text model, the text twins of [`crate::modality::image::pictures`]: prior
 //! draws decoded greedily and by sampling at a temperature, test sentences over their
 //! greedy decodings from the posterior's location, and the sentences decoded along the
 //! path between two test sentences' locations (great circle for vMF).
@@ -12,9 +12,9 @@ use vmf_model::{TextVae, VaeModel};
 
 use crate::error::TrainError;
 use crate::modality::text::Sentences;
+use crate::modality::view::{self, View};
 use crate::output;
 use crate::seeds;
-use crate::views::{self, View};
 
 /// A text model with the data it was trained on, ready to write sentences.
 pub struct SentenceViews<'a> {
@@ -140,7 +140,7 @@ impl<'a> SentenceViews<'a> {
         );
         let mut rng = StdRng::seed_from_u64(0);
         for (p, ends) in mus.chunks(2).filter(|c| c.len() == 2).enumerate() {
-            let path = views::path(on_sphere, &ends[0], &ends[1], steps);
+            let path = view::path(on_sphere, &ends[0], &ends[1], steps);
             let decoded = self.decode(&path, None, &mut rng);
             let _ = writeln!(out, "> {}", self.words(&test.sentences[2 * p]));
             for (s, text) in decoded.iter().enumerate() {

@@ -16,10 +16,11 @@ use crate::backend::Backend;
 use crate::checkpoint;
 use crate::data::ImageSet;
 use crate::error::TrainError;
+use crate::modality::DataKind;
 use crate::modality::image::Images;
+use crate::modality::view::{self, View};
 use crate::output::{self, save_grid};
 use crate::seeds;
-use crate::views::{self, View};
 
 /// A checkpoint's model with its test set, ready to draw.
 pub struct Pictures {
@@ -42,7 +43,7 @@ impl Pictures {
     pub fn open(path: &Path) -> Result<Self, TrainError> {
         let device = Backend::default_compiled().device()?;
         let opened = checkpoint::open(path)?;
-        let (images, model) = opened.load::<Images>(&opened.config, &device)?;
+        let (images, model) = Images::from_checkpoint(&opened, &opened.config, &device)?;
         Ok(Self::new(model, images.splits().test.clone(), device))
     }
 
@@ -125,7 +126,7 @@ impl Pictures {
         let on_sphere = self.model.kind().on_sphere();
         let mut z = Vec::new();
         for p in mus.chunks(2).filter(|p| p.len() == 2) {
-            z.extend(views::path(on_sphere, &p[0], &p[1], steps));
+            z.extend(view::path(on_sphere, &p[0], &p[1], steps));
         }
         save_grid(out, &self.decode(&z)?, self.test.shape, steps)
     }
