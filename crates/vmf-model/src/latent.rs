@@ -134,6 +134,12 @@ impl ModelKind {
         if self.on_sphere() { mean_w } else { 1.0 }
     }
 
+    /// Whether q(z | x) is a distribution (false for the language model, whose z is one
+    /// fixed point: an importance-sampled likelihood needs one draw).
+    pub fn has_latent(self) -> bool {
+        self != Self::Lm
+    }
+
     /// One draw from the prior p(z), in f64 on the host.
     pub fn prior_sample<R: Rng + ?Sized>(self, rng: &mut R, d: usize) -> Vec<f64> {
         match self {
@@ -284,6 +290,24 @@ impl Posterior {
             Self::Sphere { mu, .. } => mu.clone(),
             Self::Gaussian { mean, .. } => mean.clone(),
             Self::Point { z } => z.clone(),
+        }
+    }
+
+    /// ln kappa per row where the model learns a kappa per example (`[batch]`), else
+    /// `None` (a scheduled or global kappa, the Gaussian, no latent).
+    pub fn log_kappa_per_row(&self) -> Option<Tensor<1>> {
+        match self {
+            Self::Sphere { log_kappa, .. } => log_kappa.clone(),
+            _ => None,
+        }
+    }
+
+    /// The log-variances per row and dimension of a Gaussian q (`[batch, d]`), else
+    /// `None`.
+    pub fn log_variance(&self) -> Option<Tensor<2>> {
+        match self {
+            Self::Gaussian { logvar, .. } => Some(logvar.clone()),
+            _ => None,
         }
     }
 

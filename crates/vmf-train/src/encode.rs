@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use burn::tensor::Device;
-use vmf_model::{ModelKind, Posterior, Rows, VaeModel};
+use vmf_model::{ModelKind, Rows, VaeModel};
 
 use crate::backend::Backend;
 use crate::checkpoint::{self, Opened};
@@ -195,11 +195,8 @@ pub fn encode<K: DataKind>(
         for start in (0..n).step_by(rows.max(1)) {
             let x = batch.slice_rows(start..(start + rows.max(1)).min(n));
             let posterior = model.posterior(&x);
-            if let Posterior::Sphere {
-                log_kappa: Some(s), ..
-            } = &posterior
-            {
-                log_kappa.extend(read_back(s.clone())?);
+            if let Some(s) = posterior.log_kappa_per_row() {
+                log_kappa.extend(read_back(s)?);
             }
             location.extend(read_back(posterior.location())?);
         }

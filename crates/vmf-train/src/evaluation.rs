@@ -9,7 +9,7 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
-use vmf_model::{ModelKind, Rows, VaeModel, VmfReparam};
+use vmf_model::{Rows, VaeModel, VmfReparam};
 
 use crate::backend::Backend;
 use crate::checkpoint::{self, Opened};
@@ -164,9 +164,10 @@ pub fn log_likelihood<M: VaeModel>(
     let reparam = sampling_layer(model, kappa, device)?;
     // Without a latent (the LM) every importance weight is p(x): one draw is exact,
     // and K would decode each sentence K times for the same figure.
-    let samples = match model.kind() {
-        ModelKind::Lm => 1,
-        _ => samples.max(1),
+    let samples = if model.kind().has_latent() {
+        samples.max(1)
+    } else {
+        1
     };
     let mut out = Vec::new();
     let mut call = 0u64;

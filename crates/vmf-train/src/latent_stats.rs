@@ -13,7 +13,7 @@
 
 use burn::tensor::Device;
 use serde::Serialize;
-use vmf_model::{LatentNoise, ModelKind, Posterior, Rows, VaeModel};
+use vmf_model::{LatentNoise, ModelKind, Rows, VaeModel};
 
 use crate::error::TrainError;
 use crate::output::read_back;
@@ -89,8 +89,8 @@ pub fn collect_codes<M: VaeModel>(
             let noise: LatentNoise =
                 HostNoise::new(seed, "latent-stats", part).latent(x.rows(), d, device);
             let posterior = model.posterior(&x);
-            if let Posterior::Gaussian { logvar, .. } = &posterior {
-                codes.logvar.extend(host(logvar.clone())?);
+            if let Some(logvar) = posterior.log_variance() {
+                codes.logvar.extend(host(logvar)?);
             }
             let draw = posterior.draw(noise, reparam.as_ref());
             if let Some(r) = &reparam {
