@@ -23,14 +23,14 @@ pub enum Family {
 pub struct FamilyStats {
     /// KL(q || uniform on S^(d-1)).
     pub kl: f64,
-    /// E[t] = E[<mu, z>].
+    /// E\[t\] = E\[<mu, z>\].
     pub mean_w: f64,
     /// ln C: the log-density at z is `log_normaliser + kappa s(<mu, z>)`, with s(t) = t
     /// (vMF) or ln(1 + t) (Power Spherical).
     pub log_normaliser: f64,
     /// dKL/dkappa.
     pub dkl_dkappa: f64,
-    /// dE[t]/dkappa.
+    /// dE\[t\]/dkappa.
     pub dmean_w_dkappa: f64,
 }
 
@@ -77,7 +77,7 @@ impl Family {
         }
     }
 
-    /// E[t] = E[<mu, z>] at kappa: A_d(kappa) for the vMF, kappa / (d - 1 + kappa) for
+    /// E\[t\] = E\[<mu, z>\] at kappa: A_d(kappa) for the vMF, kappa / (d - 1 + kappa) for
     /// the Power Spherical.
     pub fn mean_w(self, dim: usize, kappa: f64) -> Result<f64> {
         match self {

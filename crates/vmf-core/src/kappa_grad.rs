@@ -18,7 +18,7 @@
 //! (the two agree because `E[w]` = A_d); each theta uses the side that does not cancel.
 //!
 //! The Power Spherical's quantile has the same form with the statistic whose
-//! expectation is d(-ln C)/dkappa: dp/dkappa = p(t) (s(t) - E[s]), s(t) = ln(1 + t) =
+//! expectation is d(-ln C)/dkappa: dp/dkappa = p(t) (s(t) - E\[s\]), s(t) = ln(1 + t) =
 //! ln 2 + 2 ln cos(phi / 2), so cos phi - A_d becomes 2 ln cos(phi / 2) minus its mean.
 
 use std::f64::consts::PI;

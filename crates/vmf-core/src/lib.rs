@@ -15,7 +15,7 @@
 //! - [`host`]: host sampling with `rand`; [`device`]: sampling on a Burn device with
 //!   the table held as a tensor constant;
 //! - [`power_spherical`]: the Power Spherical distribution's normaliser, KL to the
-//!   uniform, E[t] and their kappa-derivatives (no Bessel functions: [`special`]'s
+//!   uniform, E\[t\] and their kappa-derivatives (no Bessel functions: [`special`]'s
 //!   digamma and trigamma).
 //!
 //! Outside the supported range every function returns a [`VmfError`] naming the value.

@@ -29,11 +29,11 @@ pub struct PowerSphericalStats {
     pub log_normaliser: f64,
     /// KL(PS(mu, kappa) || uniform on S^(d-1)).
     pub kl: f64,
-    /// E[t] = E[<mu, z>] = kappa / (d - 1 + kappa).
+    /// E\[t\] = E\[<mu, z>\] = kappa / (d - 1 + kappa).
     pub mean_t: f64,
     /// dKL/dkappa = kappa (psi'(alpha) - psi'(alpha + beta)) = kappa Var[ln(1 + t)].
     pub dkl_dkappa: f64,
-    /// dE[t]/dkappa = (d - 1) / (d - 1 + kappa)^2.
+    /// dE\[t\]/dkappa = (d - 1) / (d - 1 + kappa)^2.
     pub dmean_t_dkappa: f64,
 }
 

@@ -127,7 +127,7 @@ impl ModelKind {
         }
     }
 
-    /// E_q[z] of an example is this factor times its location: E[<mu, z>] (`mean_w`,
+    /// E_q\[z\] of an example is this factor times its location: E\[<mu, z>\] (`mean_w`,
     /// the family's at the example's kappa) on the sphere, 1 for the Gaussian's mean
     /// and the language model's point.
     pub fn mean_factor(self, mean_w: f64) -> f64 {

@@ -1,7 +1,7 @@
 //! The rows of a run's metrics files: `metrics.csv` (training, one row per logged
 //! window), `eval.csv` (the test set, one row per epoch) and `valid.csv` (the
-//! validation set). Each file's columns are listed once, in [`TrainColumns::fill`] and
-//! [`EvalColumns::fill`], which give the header and a row's fields in one pass, so the
+//! validation set). Each file's columns are listed once, in `TrainColumns::fill` and
+//! `EvalColumns::fill`, which give the header and a row's fields in one pass, so the
 //! two cannot drift apart. Optional columns are chosen by the run's setup (the
 //! layout), never by a row's values, and are only ever added at the end of a group
 //! that came last before, so that an older run's header stays a prefix of the newer
