@@ -337,9 +337,7 @@ impl DataKind for Sentences {
             h.update((set.len() as u64).to_le_bytes());
             for sentence in &set.sentences {
                 h.update((sentence.len() as u32).to_le_bytes());
-                for id in sentence {
-                    h.update(id.to_le_bytes());
-                }
+                h.update(bytemuck::cast_slice::<u32, u8>(sentence));
             }
         }
         format!("{:x}", h.finalize())
