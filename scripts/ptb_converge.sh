@@ -1,76 +1,106 @@
 #!/usr/bin/env bash
-# Issue 26: Penn Treebank rows trained to their early stop on the validation set, the
-# vMF started from the converged language model's decoder.
+# Issue 26: Penn Treebank rows trained under one schedule, each to its end (or its early
+# stop), and evaluated as the literature does.
 #
-#   scripts/ptb_converge.sh
+#   scripts/ptb_converge.sh ROW...            e.g.  scripts/ptb_converge.sh ptb-lm ptb
 #
-# 1. configs/ptb-lm.toml (or LM_CONFIG) to its early stop (RUNS/ptb-lm);
-# 2. configs/ptb.toml (the vMF at kappa 35, or CONFIG=another row) with
-#    model.decoder_from = the LM's best checkpoint and model.freeze_decoder_steps =
-#    FREEZE (default 1314, one epoch: the encoder learns against the fixed LM first),
-#    to its early stop (RUNS/NAME, NAME default ptb-from-lm);
-# 3. `eval --samples K` (default 500) on both best checkpoints: the importance-sampled
-#    NLL with the exact density, perplexity with end tokens, KL, MI, active units;
-# 4. each run's config, per-epoch CSVs (eval.csv, valid.csv), summary, evaluation, the
-#    commit and the CPU into OUT (default docs/ptb-converged/NAME and .../ptb-lm).
+# ROW is a config of configs/ without .toml (ptb-lm, ptb, ptb-gaussian-annealed, ...);
+# ROW+lm starts that config from the language model's best checkpoint
+# (model.decoder_from, the LM's Adam moments carried over, model.freeze_decoder_steps =
+# FREEZE, default 1314: one epoch), so ptb-lm must come before it or be done in RUNS.
+# Every row gets the same schedule, written into its copy of the config: EPOCHS epochs
+# (default 12) with the learning rate annealed by a cosine factor from 1 to 0.01 over
+# them (optimizer.lr_factor), the config's plateau halving and early stop (patience 5)
+# kept as guards, SHARDS shards (default 2; 1 to run two rows side by side), and no
+# per-epoch importance sampling or sample sentences (the final evaluation does that).
+# Then `eval --samples K` (default 500) on each row's best-validation checkpoint (the
+# importance-sampled NLL with the exact density, perplexity with end tokens, KL, MI,
+# active units), and its config, per-epoch CSVs (eval.csv: test, valid.csv:
+# validation), summary, evaluation, commit and CPU into OUT/NAME (NAME: ROW, or
+# ROW-from-lm).
 #
-# Every training call is `--resume auto`, so the script can be called again to continue
-# after an interruption (an early-stopped run stays stopped). BIN names a folder of
-# built train and eval binaries (e.g. target/debug); by default the release ones are
-# built. Both rows use the shipped configs' schedule: batch 32, Adam 1e-3, the rate
-# halved after each epoch without a better validation ELBO, stop after 5 such epochs.
+# Every training call is `--resume auto`: call the script again to continue after an
+# interruption (a finished run stays finished). BIN names a folder of built train and
+# eval binaries (e.g. target/debug); by default the release ones are built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ $# -gt 0 ] || { sed -n 2,24p "$0" >&2; exit 2; }
 runs=${RUNS:-runs/conv}
 out=${OUT:-docs/ptb-converged}
-name=${NAME:-ptb-from-lm}
-config=${CONFIG:-configs/ptb.toml}
-lm_config=${LM_CONFIG:-configs/ptb-lm.toml}
+epochs=${EPOCHS:-12}
+shards=${SHARDS:-2}
 freeze=${FREEZE:-1314}
 samples=${K:-500}
 bin=${BIN:-target/release}
 [ -n "${BIN:-}" ] || cargo build --release -q --bin train --bin eval
 mkdir -p "$runs" "$out"
 
-best() {
+best() { # SUMMARY -> the best checkpoint
   python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["best_checkpoint"])' "$1"
 }
-evaluate() { # RUN_DIR SUMMARY -> the best checkpoint's evaluation
-  local ckpt
-  ckpt=$(best "$2")
-  [ -f "$ckpt/eval-k$samples-seed0.json" ] ||
-    "$bin/eval" --checkpoint "$ckpt" --samples "$samples" --seed 0 > "$1.eval.txt" 2>> "$1.log"
-  echo "$ckpt"
+
+# config ROW_CONFIG OUT_CONFIG RUN_DIR [LM_CHECKPOINT]: the row's config under the schedule.
+config() {
+  python3 - "$@" "$epochs" "$shards" "$freeze" <<'PY'
+import re, sys
+src, dst, run_dir, lm, epochs, shards, freeze = sys.argv[1:8]
+epochs, shards = int(epochs), int(shards)
+text = open(src).read()
+# 42,068 training sentences, batch 32, the last partial batch dropped.
+steps = epochs * (42068 // 32)
+def setkey(text, section, key, value):
+    head, sec, rest = text.partition(f"[{section}]\n")
+    assert sec, f"{src}: no [{section}]"
+    body, nxt, tail = rest.partition("\n[")
+    body = re.sub(rf"(?m)^{key} = .*\n?", "", body + "\n").rstrip("\n") + "\n"
+    return head + sec + body + f"{key} = {value}\n" + (nxt.lstrip("\n") and "\n[" + tail)
+text = re.sub(r'(?m)^run_dir = .*$', f'run_dir = "{run_dir}"', text)
+text = setkey(text, "optimizer", "lr_factor",
+              f'{{ schedule = "cosine", start = 1.0, end = 0.01, steps = {steps} }}')
+for key, value in [("epochs", epochs), ("shards", shards), ("eval_samples", 0),
+                   ("images", "false")]:
+    text = setkey(text, "training", key, value)
+if lm:
+    text = setkey(text, "model", "decoder_from", f'"{lm}"')
+    text = setkey(text, "model", "freeze_decoder_steps", freeze)
+open(dst, "w").write(text)
+PY
 }
-keep() { # NAME RUN_DIR CKPT
-  mkdir -p "$out/$1"
-  cp "$2/config.toml" "$2/eval.csv" "$2/valid.csv" "$out/$1/"
-  cp "$3/eval-k$samples-seed0.json" "$out/$1/eval-k$samples.json"
-  [ -f "$2.eval.txt" ] && cp "$2.eval.txt" "$out/$1/eval-k$samples.txt"
-  cp "$2.summary.json" "$out/$1/summary.json"
+
+# row ROW: train it under the schedule, evaluate its best checkpoint, keep its records.
+row() {
+  local spec=$1 cfg name lm="" dir ckpt
+  name=${spec%+lm}
+  cfg=configs/$name.toml
+  [ -f "$cfg" ] || { echo "no config $cfg for row $spec" >&2; exit 2; }
+  if [ "$spec" != "$name" ]; then
+    [ -f "$runs/ptb-lm.summary.json" ] || { echo "row $spec needs ptb-lm first" >&2; exit 2; }
+    lm=$(best "$runs/ptb-lm.summary.json")
+    name=$name-from-lm
+  fi
+  dir=$runs/$name
+  config "$cfg" "$runs/$name.toml" "$dir" "$lm"
+  echo "$(date -u +%T) training $name ($epochs epochs, $shards shards) ..." >&2
+  "$bin/train" --config "$runs/$name.toml" --run-dir "$dir" --resume auto \
+    > "$runs/$name.summary.json" 2>> "$runs/$name.log"
+  ckpt=$(best "$runs/$name.summary.json")
+  echo "$(date -u +%T) evaluating $ckpt with K = $samples ..." >&2
+  [ -f "$ckpt/eval-k$samples-seed0.json" ] ||
+    "$bin/eval" --checkpoint "$ckpt" --samples "$samples" --seed 0 > "$dir.eval.txt" 2>> "$runs/$name.log"
+  mkdir -p "$out/$name"
+  cp "$dir/config.toml" "$dir/eval.csv" "$dir/valid.csv" "$out/$name/"
+  cp "$ckpt/eval-k$samples-seed0.json" "$out/$name/eval-k$samples.json"
+  cp "$dir.eval.txt" "$out/$name/eval-k$samples.txt"
+  cp "$runs/$name.summary.json" "$out/$name/summary.json"
   {
+    echo "command scripts/ptb_converge.sh (EPOCHS=$epochs SHARDS=$shards K=$samples) row $spec"
     echo "commit $(git rev-parse --short HEAD)"
     echo "cpu $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
-    echo "date $(date -u +%FT%TZ)"
-  } > "$out/$1/machine.txt"
+    echo "finished $(date -u +%FT%TZ)"
+  } > "$out/$name/machine.txt"
+  echo "$(date -u +%T) done: $out/$name" >&2
 }
 
-echo "training the language model to its early stop ..." >&2
-"$bin/train" --config "$lm_config" --run-dir "$runs/ptb-lm" --resume auto \
-  > "$runs/ptb-lm.summary.json" 2>> "$runs/ptb-lm.log"
-lm=$(evaluate "$runs/ptb-lm" "$runs/ptb-lm.summary.json")
-keep ptb-lm "$runs/ptb-lm" "$lm"
-
-echo "training $name from $lm ..." >&2
-cfg="$runs/$name.toml"
-python3 - "$config" "$lm" "$freeze" > "$cfg" <<'PY'
-import sys
-text, lm, freeze = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
-head, model, rest = text.partition("[model]\n")
-print(head + model + f'decoder_from = "{lm}"\nfreeze_decoder_steps = {freeze}\n' + rest, end="")
-PY
-"$bin/train" --config "$cfg" --run-dir "$runs/$name" --resume auto \
-  > "$runs/$name.summary.json" 2>> "$runs/$name.log"
-vae=$(evaluate "$runs/$name" "$runs/$name.summary.json")
-keep "$name" "$runs/$name" "$vae"
-echo "done: $out/ptb-lm and $out/$name" >&2
+for spec in "$@"; do
+  row "$spec"
+done

@@ -292,6 +292,10 @@ pub struct OptimizerConfig {
     /// Epochs without a better validation ELBO before each decay (default 1).
     #[serde(skip_serializing_if = "is_one_usize")]
     pub lr_patience: usize,
+    /// A schedule of factors on `lr` by step (PyTorch's `LambdaLR`), e.g. a cosine
+    /// from 1 to 0.01 over the run; plateau decays multiply it further. Absent: 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_factor: Option<Schedule>,
     /// Clip the global L2 norm of all gradients to this value before each update
     /// (PyTorch's `clip_grad_norm_`; absent: no clipping). `metrics.csv` then logs
     /// the norm before clipping (`grad_norm`, the window's mean).
@@ -316,15 +320,20 @@ impl Default for OptimizerConfig {
             eps: 1e-8,
             lr_decay: 1.0,
             lr_patience: 1,
+            lr_factor: None,
             clip_norm: None,
         }
     }
 }
 
 impl OptimizerConfig {
-    /// The learning rate after `decays` plateau decays.
-    pub fn lr_after(&self, decays: u32) -> f64 {
-        self.lr * self.lr_decay.powi(decays as i32)
+    /// The learning rate at `step` after `decays` plateau decays.
+    pub fn lr_at(&self, step: u64, decays: u32) -> f64 {
+        let factor = match &self.lr_factor {
+            Some(s) => s.plain_at(step).expect("validated: a plain schedule"),
+            None => 1.0,
+        };
+        self.lr * factor * self.lr_decay.powi(decays as i32)
     }
 
     /// Whether a validation that leaves `epochs_since_best` epochs without a better
@@ -547,6 +556,9 @@ impl TrainConfig {
                 "optimizer.lr_decay = {}: must be in (0, 1] (1: no decay)",
                 o.lr_decay
             ));
+        }
+        if let Some(f) = &o.lr_factor {
+            f.validate_factor("optimizer.lr_factor")?;
         }
         if o.lr_patience == 0 {
             return Err("optimizer.lr_patience = 0: must be at least 1 epoch".into());

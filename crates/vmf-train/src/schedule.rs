@@ -127,6 +127,19 @@ impl Schedule {
     /// The scheduled value at `step` (for `kl_target`, the KL budget is converted; a
     /// learned kappa gives its initial value).
     pub fn value_at(&self, step: u64, family: Family, dim: usize) -> vmf_core::Result<f64> {
+        Ok(match self {
+            Self::KlTarget { kl } => family.kappa_for_kl(dim, kl.value_at(step, family, dim)?)?,
+            Self::Learned(k) | Self::PerExample(k) => k.init,
+            plain => plain
+                .plain_at(step)
+                .expect("every other schedule is a plain one"),
+        })
+    }
+
+    /// The value at `step` of a plain schedule of numbers (`constant`, `linear`,
+    /// `cosine`, `exponential`, `piecewise`); `None` for `kl_target` and a learned
+    /// kappa, which mean something only for kappa.
+    pub fn plain_at(&self, step: u64) -> Option<f64> {
         let ramp = |steps: u64| {
             if steps == 0 {
                 1.0
@@ -134,7 +147,7 @@ impl Schedule {
                 (step as f64 / steps as f64).min(1.0)
             }
         };
-        Ok(match self {
+        Some(match self {
             Self::Constant { value } => *value,
             Self::Linear { start, end, steps } => start + (end - start) * ramp(*steps),
             Self::Cosine { start, end, steps } => {
@@ -148,9 +161,38 @@ impl Schedule {
                 let i = steps.partition_point(|&s| s <= step).max(1) - 1;
                 values[i]
             }
-            Self::KlTarget { kl } => family.kappa_for_kl(dim, kl.value_at(step, family, dim)?)?,
-            Self::Learned(k) | Self::PerExample(k) => k.init,
+            Self::KlTarget { .. } | Self::Learned(_) | Self::PerExample(_) => return None,
         })
+    }
+
+    /// Checks a plain schedule of positive factors (`optimizer.lr_factor`); `key`
+    /// prefixes messages.
+    pub fn validate_factor(&self, key: &str) -> Result<(), String> {
+        let values: Vec<(String, f64)> = match self {
+            Self::Constant { value } => vec![("value".into(), *value)],
+            Self::Linear { start, end, .. }
+            | Self::Cosine { start, end, .. }
+            | Self::Exponential { start, end, .. } => {
+                vec![("start".into(), *start), ("end".into(), *end)]
+            }
+            Self::Piecewise { steps, values } => {
+                check_piecewise(key, steps, values)?;
+                let named = values.iter().enumerate();
+                named.map(|(i, v)| (format!("values[{i}]"), *v)).collect()
+            }
+            Self::KlTarget { .. } | Self::Learned(_) | Self::PerExample(_) => {
+                return Err(format!(
+                    "{key}: a factor takes a plain schedule (constant, linear, cosine, \
+                     exponential or piecewise), not kl_target or a learned value"
+                ));
+            }
+        };
+        for (name, v) in values {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{key}.{name} = {v}: must be a positive number"));
+            }
+        }
+        Ok(())
     }
 
     /// [`Schedule::value_at`] for the training loop: a `kl_target` reuses the last
@@ -221,18 +263,7 @@ impl Schedule {
                 Ok(())
             }
             Self::Piecewise { steps, values } => {
-                if steps.is_empty() || steps.len() != values.len() {
-                    return Err(format!(
-                        "{key}: piecewise needs as many steps as values, at least one (got {} and {})",
-                        steps.len(),
-                        values.len()
-                    ));
-                }
-                if steps[0] != 0 || steps.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(format!(
-                        "{key}.steps = {steps:?}: must start at 0 and increase"
-                    ));
-                }
+                check_piecewise(key, steps, values)?;
                 for (i, v) in values.iter().enumerate() {
                     check(&format!("values[{i}]"), *v)?;
                 }
@@ -265,6 +296,23 @@ impl Schedule {
             }
         }
     }
+}
+
+/// A piecewise schedule's steps: one per value, from 0, increasing.
+fn check_piecewise(key: &str, steps: &[u64], values: &[f64]) -> Result<(), String> {
+    if steps.is_empty() || steps.len() != values.len() {
+        return Err(format!(
+            "{key}: piecewise needs as many steps as values, at least one (got {} and {})",
+            steps.len(),
+            values.len()
+        ));
+    }
+    if steps[0] != 0 || steps.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!(
+            "{key}.steps = {steps:?}: must start at 0 and increase"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

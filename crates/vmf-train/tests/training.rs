@@ -542,6 +542,16 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
         ),
         (
             "lr = 1e-3",
+            "lr = 1e-3\nlr_factor = { schedule = \"cosine\", start = 1.0, end = 0.0, steps = 9 }",
+            &["optimizer.lr_factor.end = 0", "positive"],
+        ),
+        (
+            "lr = 1e-3",
+            "lr = 1e-3\nlr_factor = { schedule = \"learned\" }",
+            &["optimizer.lr_factor", "plain schedule"],
+        ),
+        (
+            "lr = 1e-3",
             "lr = 1e-3\nclip_norm = 0.0",
             &["optimizer.clip_norm = 0", "positive"],
         ),
@@ -731,6 +741,48 @@ fn gradient_clipping_logs_the_norm_changes_nothing_below_it_and_acts_above() {
     let low = norms.iter().cloned().fold(f64::INFINITY, f64::min) / 10.0;
     let (_, clipped) = run("clip-low", Some(low));
     assert_ne!(clipped, plain, "clipping at {low} changed no weight");
+}
+
+#[test]
+fn a_learning_rate_factor_scales_the_rate_from_its_step_on() {
+    // Two oracles without the loop's bookkeeping: lr 2e-3 times a constant factor 0.5
+    // is lr 1e-3 exactly in f64, so the weights are bit for bit a plain 1e-3 run's;
+    // a piecewise factor of 1, then 1e-30 from step 4, leaves after 8 steps the weights
+    // of a plain 4-step run (Adam's steps of ~1e-33 vanish in f32), where a plain
+    // 8-step run has moved on.
+    use vmf_train::schedule::Schedule;
+    let run = |name: &str, lr: f64, factor: Option<Schedule>, steps: u64| {
+        let dir = tmp_dir(name);
+        let mut config = small_config(&dir, "");
+        config.training.epochs = 0;
+        config.training.max_steps = Some(steps);
+        config.optimizer.lr = lr;
+        config.optimizer.lr_factor = factor;
+        train(&config, &quiet()).unwrap();
+        fingerprint(&checkpoint::newest_valid(&dir).unwrap().0)
+    };
+    let halved = run("lr-half", 2e-3, Some(Schedule::Constant { value: 0.5 }), 6);
+    assert_eq!(halved, run("lr-plain", 1e-3, None, 6));
+    assert_ne!(
+        halved,
+        run("lr-double", 2e-3, None, 6),
+        "the factor did nothing"
+    );
+
+    let stop_at_4 = Schedule::Piecewise {
+        steps: vec![0, 4],
+        values: vec![1.0, 1e-30],
+    };
+    let stopped = run("lr-stop", 1e-3, Some(stop_at_4), 8);
+    let (four, eight) = (run("lr-4", 1e-3, None, 4), run("lr-8", 1e-3, None, 8));
+    let gap = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    assert!(gap(&stopped, &four) < 1e-6, "{}", gap(&stopped, &four));
+    assert!(gap(&eight, &four) > 1e-4, "{}", gap(&eight, &four));
 }
 
 #[test]

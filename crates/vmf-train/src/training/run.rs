@@ -340,7 +340,7 @@ impl<'a, K: DataKind> Run<'a, K> {
             }
             None => grads,
         };
-        let lr = config.optimizer.lr_after(st.lr_decays);
+        let lr = config.optimizer.lr_at(st.step, st.lr_decays);
         let model = self.optim.step(lr, model, grads);
         st.step += 1;
         st.batch_in_epoch += 1;
@@ -597,7 +597,7 @@ impl<'a, K: DataKind> Run<'a, K> {
                 eprintln!(
                     "  no better validation ELBO in {} epochs: learning rate now {:e}",
                     st.epochs_since_best,
-                    o.lr_after(st.lr_decays)
+                    o.lr_at(st.step, st.lr_decays)
                 );
             }
         }
