@@ -28,7 +28,9 @@ Run (d = the sphere's dimension S^d, as the paper's table; the vMF lives in R^(d
 
 It writes `epochs.csv` (one row per epoch), `result.json` (the final figures) and
 `best.pt` (the best weights) into --out. --deadline-min bounds the wall-clock time:
-training stops there and the best weights so far are evaluated (the result says so).
+training stops there and the best weights so far are evaluated (the result says so);
+SIGTERM (`kill PID`) does the same after the current epoch. best.pt is rewritten at
+every better validation ELBO, so a run killed outright can still be evaluated.
 --eval-only PATH evaluates saved weights (a best.pt) with this estimator and these
 test images (another --seed or --samples, for the estimator's spread).
 
@@ -52,6 +54,7 @@ import json
 import math
 import os
 import platform
+import signal
 import struct
 import sys
 import time
@@ -275,6 +278,14 @@ def main():
                           "se": float(ll.std(ddof=1) / math.sqrt(len(ll))),
                           "test": evaluate(model, test)}))
         return
+    # SIGTERM ends training after the current epoch, then evaluates as a deadline does.
+    stop_requested = False
+
+    def request_stop(*_):
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     best, best_epoch, best_state = -math.inf, -1, None
     epoch, stop = 0, "epoch budget"
@@ -305,6 +316,10 @@ def main():
             v = evaluate(model, valid)
             if v["elbo"] > best:
                 best, best_epoch, best_state = v["elbo"], epoch, copy.deepcopy(model.state_dict())
+                # Saved as it improves (renamed into place), so that a killed run can
+                # still be evaluated with --eval-only.
+                torch.save(best_state, os.path.join(args.out, "best.pt.tmp"))
+                os.replace(os.path.join(args.out, "best.pt.tmp"), os.path.join(args.out, "best.pt"))
             w.writerow([epoch, loss_sum / batches, kl_sum / batches, v["elbo"], v["kl"],
                         v.get("log_kappa_mean", ""), v.get("log_kappa_min", ""),
                         v.get("log_kappa_max", ""), round(time.time() - t0, 2)])
@@ -314,6 +329,9 @@ def main():
                 break
             if args.deadline_min and time.time() - started > 60 * args.deadline_min:
                 stop = "deadline"
+                break
+            if stop_requested:
+                stop = "SIGTERM"
                 break
     torch.save(best_state, os.path.join(args.out, "best.pt"))
     model.load_state_dict(best_state)
