@@ -9,10 +9,12 @@
 # (model.decoder_from, the LM's Adam moments carried over, model.freeze_decoder_steps =
 # FREEZE, default 1314: one epoch), so ptb-lm must come before it or be done in RUNS.
 # Every row gets the same schedule, written into its copy of the config: EPOCHS epochs
-# (default 12) with the learning rate annealed by a cosine factor from 1 to 0.01 over
-# them (optimizer.lr_factor), the config's plateau halving and early stop (patience 5)
-# kept as guards, SHARDS shards (default 2; 1 to run two rows side by side), and no
-# per-epoch importance sampling or sample sentences (the final evaluation does that).
+# (default 12) with the learning rate scaled by LR_FACTOR (optimizer.lr_factor, a TOML
+# inline table; default a cosine from 1 to 0.01 over the EPOCHS epochs, which
+# undertrained the LM at 12 epochs: docs/ptb.md), the config's plateau halving and
+# early stop (patience 5) kept as guards, SHARDS shards (default 2; 1 to run two rows
+# side by side), and no per-epoch importance sampling or sample sentences (the final
+# evaluation does that).
 # Then `eval --samples K` (default 500) on each row's best-validation checkpoint (the
 # importance-sampled NLL with the exact density, perplexity with end tokens, KL, MI,
 # active units), and its config, per-epoch CSVs (eval.csv: test, valid.csv:
@@ -24,13 +26,16 @@
 # eval binaries (e.g. target/debug); by default the release ones are built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -gt 0 ] || { sed -n 2,24p "$0" >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n 2,26p "$0" >&2; exit 2; }
 runs=${RUNS:-runs/conv}
 out=${OUT:-docs/ptb-converged}
 epochs=${EPOCHS:-12}
 shards=${SHARDS:-2}
 freeze=${FREEZE:-1314}
 samples=${K:-500}
+# 42,068 training sentences, batch 32, the last partial batch dropped.
+steps=$((epochs * (42068 / 32)))
+lr_factor=${LR_FACTOR:-"{ schedule = \"cosine\", start = 1.0, end = 0.01, steps = $steps }"}
 bin=${BIN:-target/release}
 [ -n "${BIN:-}" ] || cargo build --release -q --bin train --bin eval
 mkdir -p "$runs" "$out"
@@ -41,13 +46,11 @@ best() { # SUMMARY -> the best checkpoint
 
 # config ROW_CONFIG OUT_CONFIG RUN_DIR [LM_CHECKPOINT]: the row's config under the schedule.
 config() {
-  python3 - "$@" "$epochs" "$shards" "$freeze" <<'PY'
+  python3 - "$@" "$epochs" "$shards" "$freeze" "$lr_factor" <<'PY'
 import re, sys
-src, dst, run_dir, lm, epochs, shards, freeze = sys.argv[1:8]
+src, dst, run_dir, lm, epochs, shards, freeze, lr_factor = sys.argv[1:9]
 epochs, shards = int(epochs), int(shards)
 text = open(src).read()
-# 42,068 training sentences, batch 32, the last partial batch dropped.
-steps = epochs * (42068 // 32)
 def setkey(text, section, key, value):
     head, sec, rest = text.partition(f"[{section}]\n")
     assert sec, f"{src}: no [{section}]"
@@ -55,8 +58,7 @@ def setkey(text, section, key, value):
     body = re.sub(rf"(?m)^{key} = .*\n?", "", body + "\n").rstrip("\n") + "\n"
     return head + sec + body + f"{key} = {value}\n" + (nxt.lstrip("\n") and "\n[" + tail)
 text = re.sub(r'(?m)^run_dir = .*$', f'run_dir = "{run_dir}"', text)
-text = setkey(text, "optimizer", "lr_factor",
-              f'{{ schedule = "cosine", start = 1.0, end = 0.01, steps = {steps} }}')
+text = setkey(text, "optimizer", "lr_factor", lr_factor)
 for key, value in [("epochs", epochs), ("shards", shards), ("eval_samples", 0),
                    ("images", "false")]:
     text = setkey(text, "training", key, value)
@@ -93,7 +95,7 @@ row() {
   cp "$dir.eval.txt" "$out/$name/eval-k$samples.txt"
   cp "$runs/$name.summary.json" "$out/$name/summary.json"
   {
-    echo "command scripts/ptb_converge.sh (EPOCHS=$epochs SHARDS=$shards K=$samples) row $spec"
+    echo "command scripts/ptb_converge.sh (EPOCHS=$epochs SHARDS=$shards K=$samples LR_FACTOR='$lr_factor') row $spec"
     echo "commit $(git rev-parse --short HEAD)"
     echo "cpu $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
     echo "finished $(date -u +%FT%TZ)"
