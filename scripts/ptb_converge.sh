@@ -9,11 +9,12 @@
 # (model.decoder_from, the LM's Adam moments carried over, model.freeze_decoder_steps =
 # FREEZE, default 1314: one epoch), so ptb-lm must come before it or be done in RUNS.
 # Every row gets the same schedule, written into its copy of the config: EPOCHS epochs
-# (default 12) with the learning rate scaled by LR_FACTOR (optimizer.lr_factor, a TOML
-# inline table; default a cosine from 1 to 0.01 over the EPOCHS epochs, which
-# undertrained the LM at 12 epochs: docs/ptb.md), the config's plateau halving and
-# early stop (patience 5) kept as guards, SHARDS shards (default 2; 1 to run two rows
-# side by side), and no per-epoch importance sampling or sample sentences (the final
+# (default 20) with the learning rate scaled by LR_FACTOR (optimizer.lr_factor, a TOML
+# inline table; default: 1 until the last DECAY epochs (default 4), then halved at
+# the start of each of them, 1/2 to 1/16; a cosine from 1 to 0.01 over 12 epochs
+# undertrained the LM: docs/ptb.md), the config's plateau halving and early stop
+# (patience 5) kept as guards, SHARDS shards (default 2; 1 to run two rows side by
+# side), and no per-epoch importance sampling or sample sentences (the final
 # evaluation does that).
 # Then `eval --samples K` (default 500) on each row's best-validation checkpoint (the
 # importance-sampled NLL with the exact density, perplexity with end tokens, KL, MI,
@@ -29,13 +30,22 @@ cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || { sed -n 2,26p "$0" >&2; exit 2; }
 runs=${RUNS:-runs/conv}
 out=${OUT:-docs/ptb-converged}
-epochs=${EPOCHS:-12}
+epochs=${EPOCHS:-20}
+decay=${DECAY:-4}
 shards=${SHARDS:-2}
 freeze=${FREEZE:-1314}
 samples=${K:-500}
 # 42,068 training sentences, batch 32, the last partial batch dropped.
-steps=$((epochs * (42068 / 32)))
-lr_factor=${LR_FACTOR:-"{ schedule = \"cosine\", start = 1.0, end = 0.01, steps = $steps }"}
+epoch_steps=$((42068 / 32))
+[ "$decay" -lt "$epochs" ] || { echo "DECAY=$decay must be below EPOCHS=$epochs" >&2; exit 2; }
+default_factor=$(python3 -c '
+import sys
+epochs, decay, per = map(int, sys.argv[1:4])
+steps = [0] + [(epochs - decay + i) * per for i in range(decay)]
+values = [1.0] + [0.5 ** (i + 1) for i in range(decay)]
+print("{ schedule = %spiecewise%s, steps = %s, values = %s }" % (chr(34), chr(34), steps, values))
+' "$epochs" "$decay" "$epoch_steps")
+lr_factor=${LR_FACTOR:-$default_factor}
 bin=${BIN:-target/release}
 [ -n "${BIN:-}" ] || cargo build --release -q --bin train --bin eval
 mkdir -p "$runs" "$out"

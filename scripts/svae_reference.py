@@ -34,16 +34,23 @@ every better validation ELBO, so a run killed outright can still be evaluated.
 --eval-only PATH evaluates saved weights (a best.pt) with this estimator and these
 test images (another --seed or --samples, for the estimator's spread).
 
---sampler exact-b swaps one piece of theirs for the bisection: Wood's envelope parameter
-b, exact at every kappa (the package blends it into an approximation from kappa 10 on,
-which makes its draws wrong for kappa between 10 and ~100 in high dimension); with
---check-sampler it checks that swap.
+Pieces of theirs swapped for ours, one at a time, for the bisection:
+- --sampler exact-b: Wood's envelope parameter b, exact at every kappa (the package
+  blends it into an approximation from kappa 10 on, which makes its draws wrong for
+  kappa between 10 and ~100 in high dimension);
+- --direction projection: our map from w to z, z = w mu + sqrt(1 - w^2) nu, in place of
+  their Householder reflection (the same distribution; another gradient to mu);
+- --normal-scale logvar: the Normal's scale as ours, exp of half a log variance, in
+  place of their softplus.
 
---check-sampler checks their sampler against closed forms: for the dimensions of the
-protocol and a range of kappa it draws --draws values of w = <mu, z> from
-VonMisesFisher.rsample and prints their mean against the exact E[w] = A_m(kappa) (in
-standard errors) and the reparameterisation gradient d mean(w) / d kappa against the
-exact A_m'(kappa) = 1 - A^2 - (m - 1) A / kappa.
+--check-sampler checks their distributions against closed forms (with the swaps
+given): for the dimensions of the protocol and a range of kappa it draws --draws values
+of w = <mu, z> from VonMisesFisher.rsample and prints their mean against the exact
+E[w] = A_m(kappa) (in standard errors) and the reparameterisation gradient
+d mean(w) / d kappa against the exact A_m'(kappa) = 1 - A^2 - (m - 1) A / kappa; their
+KL to the uniform prior and its kappa gradient against float64 (dKL/dkappa = kappa
+A_m'(kappa)); and the gradient that reaches mu through the direction map (unbiased:
+its mean against the closed form; its variance).
 """
 
 import argparse
@@ -94,6 +101,34 @@ def use_exact_envelope():
     VonMisesFisher._VonMisesFisher__sample_w_rej = sample_w
 
 
+def use_projection_direction():
+    """Give their vMF our direction map (`--direction projection`).
+
+    Their rsample places x = (w, sqrt(1 - w^2) v) around e1 and reflects it onto mu with
+    the Householder map through e1 - mu; ours writes z = w mu + sqrt(1 - w^2) nu, nu the
+    unit part of a standard normal orthogonal to mu (crates/vmf-core, `rotate`). Both
+    draw the same distribution; they differ in how the gradient reaches mu (and theirs
+    adds 1e-5 to the reflection's norm). Their w, its sampler and its gradient in kappa
+    are kept: this swaps one piece for the bisection.
+    """
+
+    def rsample(self, shape=torch.Size()):
+        shape = shape if isinstance(shape, torch.Size) else torch.Size([shape])
+        m = self._VonMisesFisher__m
+        w = (self._VonMisesFisher__sample_w3(shape=shape) if m == 3
+             else self._VonMisesFisher__sample_w_rej(shape=shape))  # shape + [n, 1]
+        mu = self.loc.expand(shape + self.loc.shape)
+        e = torch.randn(shape + self.loc.shape, dtype=self.loc.dtype)
+        # Twice, as ours: one pass leaves a rounding residue along mu when e is nearly
+        # parallel to it.
+        perp = e - (e * mu).sum(-1, keepdim=True) * mu
+        perp = perp - (perp * mu).sum(-1, keepdim=True) * mu
+        nu = perp / perp.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return w * mu + torch.sqrt(torch.clamp(1 - w**2, 1e-10)) * nu
+
+    VonMisesFisher.rsample = rsample
+
+
 def read_idx_images(path):
     with gzip.open(path, "rb") as f:
         data = f.read()
@@ -108,11 +143,12 @@ def read_idx_images(path):
 
 class Vae(nn.Module):
     """MLP 784-256-128-z encoder and its mirror decoder; a kappa head (softplus + 1, as
-    the authors' example) for the vMF, a scale head (softplus) for the Normal."""
+    the authors' example) for the vMF, a scale head for the Normal: softplus (theirs) or
+    exp(h / 2), h a log variance (ours, `--normal-scale logvar`)."""
 
-    def __init__(self, dist, z_dim, hidden=(256, 128)):
+    def __init__(self, dist, z_dim, hidden=(256, 128), normal_scale="softplus"):
         super().__init__()
-        self.dist, self.z_dim = dist, z_dim
+        self.dist, self.z_dim, self.normal_scale = dist, z_dim, normal_scale
         h1, h2 = hidden
         self.enc1, self.enc2 = nn.Linear(784, h1), nn.Linear(h1, h2)
         self.mean = nn.Linear(h2, z_dim)
@@ -124,6 +160,8 @@ class Vae(nn.Module):
         mean = self.mean(h)
         if self.dist == "vmf":
             return mean / mean.norm(dim=-1, keepdim=True), F.softplus(self.spread(h)) + 1
+        if self.normal_scale == "logvar":  # ours: the head gives ln sigma^2
+            return mean, torch.exp(0.5 * self.spread(h))
         return mean, F.softplus(self.spread(h))
 
     def posterior(self, mean, spread):
@@ -226,6 +264,61 @@ def check_sampler(draws, seed):
                   f"  {kappa.grad.item():+.5f}  {da:+.5f}")
 
 
+def check_kl():
+    """Their KL(vMF || uniform) and its gradient in kappa (autograd through their
+    Bessel function's custom backward, float32) against float64 closed forms: the KL
+    from scipy's ive, and dKL/dkappa = kappa A_m'(kappa). Prints the relative errors."""
+    print("d  m  kappa  KL theirs  KL exact  rel. error  dKL/dkappa theirs  exact  rel. error")
+    for d in (5, 10, 20, 40):
+        m = d + 1
+        for k in (1.5, 5.0, 10.5, 50.0, 300.0, 3000.0):
+            kappa = torch.tensor([[k]], requires_grad=True)
+            mu = torch.zeros(1, m)
+            mu[0, 0] = 1.0
+            kl = torch.distributions.kl.kl_divergence(
+                VonMisesFisher(mu, kappa), HypersphericalUniform(m - 1)).sum()
+            kl.backward()
+            a = scipy.special.ive(m / 2, k) / scipy.special.ive(m / 2 - 1, k)
+            exact = k * a + log_vmf_normaliser(m, np.array(k)) + log_sphere_area(m)
+            dexact = k * (1 - a * a - (m - 1) * a / k)
+            print(f"{d:2d} {m:2d} {k:7.1f}  {kl.item():.6g}  {exact:.6g}  {abs(kl.item() / exact - 1):.1e}"
+                  f"  {kappa.grad.item():.6g}  {dexact:.6g}  {abs(kappa.grad.item() / dexact - 1):.1e}")
+
+
+def check_direction(draws, seed, pairs=4):
+    """The gradient that reaches mu through the direction map (`--direction`), against
+    the closed form: for f(z) = <a, z>, E f = A_m(kappa) <a, mu>, so the mean of the
+    per-draw gradients' tangent part must be A_m(kappa) (a - <a, mu> mu). Prints, per
+    (d, kappa), over `pairs` random (mu, a), the largest deviation of that mean in
+    standard errors and the gradient's variance (trace of its tangent part's covariance,
+    averaged over the pairs): two unbiased maps can differ in the second only."""
+    torch.manual_seed(seed)
+    gen = np.random.default_rng(seed)
+    print(f"d  m  kappa  max |mean - exact| (SE)  tangent-gradient variance ({pairs} random mu, a)")
+    for d in (5, 20, 40):
+        m = d + 1
+        cases = []
+        for _ in range(pairs):
+            mu0 = gen.standard_normal(m)
+            cases.append((mu0 / np.linalg.norm(mu0), gen.standard_normal(m)))
+        for k in (5.0, 50.0, 300.0):
+            worst, var = 0.0, 0.0
+            amk = scipy.special.ive(m / 2, k) / scipy.special.ive(m / 2 - 1, k)
+            for mu0, a0 in cases:
+                mu = torch.from_numpy(np.tile(mu0, (draws, 1))).float().requires_grad_(True)
+                a = torch.from_numpy(a0).float()
+                z = VonMisesFisher(mu, torch.full((draws, 1), k)).rsample()
+                (z @ a).sum().backward()
+                mu64, a64 = torch.from_numpy(mu0), torch.from_numpy(a0)
+                g = mu.grad.double()
+                g = g - (g @ mu64)[:, None] * mu64  # tangent part
+                exact = amk * (a64 - (a64 @ mu64) * mu64)
+                se = g.std(0) / math.sqrt(draws)
+                worst = max(worst, ((g.mean(0) - exact).abs() / se.clamp_min(1e-12)).max().item())
+                var += g.var(0).sum().item() / pairs
+            print(f"{d:2d} {m:2d} {k:6.1f}  {worst:6.2f}  {var:.5f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dist", choices=["vmf", "normal"])
@@ -243,12 +336,20 @@ def main():
     ap.add_argument("--draws", type=int, default=200000)
     ap.add_argument("--sampler", choices=["theirs", "exact-b"], default="theirs",
                     help="their rejection sampler as released, or with Wood's exact envelope b at every kappa")
+    ap.add_argument("--direction", choices=["householder", "projection"], default="householder",
+                    help="their Householder map onto mu, or our projection z = w mu + sqrt(1 - w^2) nu")
+    ap.add_argument("--normal-scale", choices=["softplus", "logvar"], default="softplus",
+                    help="the Normal's scale head: softplus (theirs) or exp of half a log variance (ours)")
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.sampler == "exact-b":
         use_exact_envelope()
+    if args.direction == "projection":
+        use_projection_direction()
     if args.check_sampler:
         check_sampler(args.draws, args.seed)
+        check_kl()
+        check_direction(args.draws // 4, args.seed)
         return
     if not (args.out and args.dist and args.d is not None):
         sys.exit("error: --dist, --d and --out DIR (where epochs.csv, result.json and best.pt go) "
@@ -270,7 +371,7 @@ def main():
     test = torch.from_numpy((fixed.random(test.shape, dtype=np.float32) < test).astype(np.float32))
 
     z_dim = args.d + 1 if args.dist == "vmf" else args.d
-    model = Vae(args.dist, z_dim)
+    model = Vae(args.dist, z_dim, normal_scale=args.normal_scale)
     if args.eval_only:
         model.load_state_dict(torch.load(args.eval_only))
         ll = log_likelihood(model.eval(), test, args.samples, 20)
@@ -341,7 +442,8 @@ def main():
     result = {
         "dist": args.dist, "d": args.d, "z_dim": z_dim, "seed": args.seed,
         "log_likelihood": float(ll.mean()), "se": float(ll.std(ddof=1) / math.sqrt(len(ll))),
-        "samples": args.samples, "sampler": args.sampler, "epochs": epoch, "best_epoch": best_epoch, "stopped_by": stop,
+        "samples": args.samples, "sampler": args.sampler, "direction": args.direction,
+        "normal_scale": args.normal_scale if args.dist == "normal" else None, "epochs": epoch, "best_epoch": best_epoch, "stopped_by": stop,
         "best_valid_elbo": best, "test": evaluate(model, test),
         "train_minutes": round((t0 - started) / 60, 1), "eval_minutes": round((time.time() - t0) / 60, 1),
         "torch": torch.__version__, "threads": args.threads, "cpu": platform.processor() or platform.machine(),
