@@ -192,6 +192,11 @@ def log_vmf_normaliser(m, kappa):
         kappa + np.log(scipy.special.ive(nu, kappa)))
 
 
+def mean_cosine(m, kappa):
+    """A_m(kappa) = E[<mu, z>] = I_{m/2}(kappa) / I_{m/2-1}(kappa) of the vMF on S^(m-1)."""
+    return scipy.special.ive(m / 2, kappa) / scipy.special.ive(m / 2 - 1, kappa)
+
+
 def log_sphere_area(m):
     """log of the surface area of S^(m-1)."""
     return math.log(2) + (m / 2) * math.log(math.pi) - math.lgamma(m / 2)
@@ -256,7 +261,7 @@ def check_sampler(draws, seed):
             mu[0, 0] = 1.0
             w = VonMisesFisher(mu, kappa).rsample(torch.Size([draws]))[..., 0]
             w.mean().backward()
-            a = scipy.special.ive(m / 2, k) / scipy.special.ive(m / 2 - 1, k)
+            a = mean_cosine(m, k)
             da = 1 - a * a - (m - 1) * a / k
             ws = w.detach().double().flatten()
             se = ws.std().item() / math.sqrt(draws)
@@ -278,7 +283,7 @@ def check_kl():
             kl = torch.distributions.kl.kl_divergence(
                 VonMisesFisher(mu, kappa), HypersphericalUniform(m - 1)).sum()
             kl.backward()
-            a = scipy.special.ive(m / 2, k) / scipy.special.ive(m / 2 - 1, k)
+            a = mean_cosine(m, k)
             exact = k * a + log_vmf_normaliser(m, np.array(k)) + log_sphere_area(m)
             dexact = k * (1 - a * a - (m - 1) * a / k)
             print(f"{d:2d} {m:2d} {k:7.1f}  {kl.item():.6g}  {exact:.6g}  {abs(kl.item() / exact - 1):.1e}"
@@ -303,7 +308,7 @@ def check_direction(draws, seed, pairs=4):
             cases.append((mu0 / np.linalg.norm(mu0), gen.standard_normal(m)))
         for k in (5.0, 50.0, 300.0):
             worst, var = 0.0, 0.0
-            amk = scipy.special.ive(m / 2, k) / scipy.special.ive(m / 2 - 1, k)
+            amk = mean_cosine(m, k)
             for mu0, a0 in cases:
                 mu = torch.from_numpy(np.tile(mu0, (draws, 1))).float().requires_grad_(True)
                 a = torch.from_numpy(a0).float()
