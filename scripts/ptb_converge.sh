@@ -4,7 +4,8 @@
 #
 #   scripts/ptb_converge.sh ROW...            e.g.  scripts/ptb_converge.sh ptb-lm ptb
 #
-# ROW is a config of configs/ without .toml (ptb-lm, ptb, ptb-gaussian-annealed, ...);
+# ROW is a config of configs/ without .toml (ptb-lm, ptb, ptb-gaussian-annealed, ...),
+# or the path of a .toml file (a probe's config; its name is the file's, without .toml);
 # ROW+lm starts that config from the language model's best checkpoint
 # (model.decoder_from, the LM's Adam moments carried over, model.freeze_decoder_steps =
 # FREEZE, default 1314: one epoch), so ptb-lm must come before it or be done in RUNS.
@@ -27,7 +28,7 @@
 # eval binaries (e.g. target/debug); by default the release ones are built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -gt 0 ] || { sed -n 2,26p "$0" >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n 2,27p "$0" >&2; exit 2; }
 runs=${RUNS:-runs/conv}
 out=${OUT:-docs/ptb-converged}
 epochs=${EPOCHS:-20}
@@ -83,7 +84,10 @@ PY
 row() {
   local spec=$1 cfg name lm="" dir ckpt
   name=${spec%+lm}
-  cfg=configs/$name.toml
+  case $name in
+    *.toml) cfg=$name; name=$(basename "$name" .toml) ;;
+    *) cfg=configs/$name.toml ;;
+  esac
   [ -f "$cfg" ] || { echo "no config $cfg for row $spec" >&2; exit 2; }
   if [ "$spec" != "$name" ]; then
     [ -f "$runs/ptb-lm.summary.json" ] || { echo "row $spec needs ptb-lm first" >&2; exit 2; }

@@ -320,6 +320,12 @@ pub struct CheckpointEval {
     /// counted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub perplexity: Option<f64>,
+    /// Each test example's importance-sampled log p(x), in the test file's order (the
+    /// evaluation's batches may sort them: text by length). Two checkpoints of the same
+    /// data compare example by example with these: the standard error of their paired
+    /// difference is far below either mean's, which the spread of lengths dominates.
+    #[serde(skip)]
+    pub per_example: Vec<f64>,
 }
 
 /// Evaluates the checkpoint folder `path` of a run on its test set: its config comes
@@ -388,6 +394,16 @@ impl WithKind for EvalCheckpoint<'_> {
         let n = ll.len() as f64;
         let mean = ll.iter().sum::<f64>() / n;
         let var = ll.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        let per_example = match kind.file_order(Split::Test) {
+            Some(order) => {
+                let mut out = vec![f64::NAN; ll.len()];
+                for (&i, &v) in order.iter().zip(&ll) {
+                    out[i] = v;
+                }
+                out
+            }
+            None => ll.clone(),
+        };
         Ok(CheckpointEval {
             step: state.step,
             kappa: family::has_kappa(model.kind()).then(|| {
@@ -402,6 +418,7 @@ impl WithKind for EvalCheckpoint<'_> {
             log_likelihood: mean,
             log_likelihood_se: (var / n).sqrt(),
             perplexity: K::PER_UNIT.then(|| (-mean / metrics.units_per_example).exp()),
+            per_example,
         })
     }
 }

@@ -26,6 +26,16 @@ fn tmp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Pearson's correlation of two equally long series.
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::File::create(path)
         .unwrap()
@@ -368,6 +378,28 @@ fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
         k1.log_likelihood
     );
     assert_eq!(k1.test_images, 60);
+    // Per example, in the test file's order although the evaluation sorts by length:
+    // the NLL of a sentence grows with its length, so it must follow the file's lengths
+    // line by line (the length-sorted order would not), and the values average to the
+    // reported mean.
+    let per = &k50.per_example;
+    assert_eq!(per.len(), 60);
+    let mean = per.iter().sum::<f64>() / 60.0;
+    assert!(
+        (mean - k50.log_likelihood).abs() < 1e-9,
+        "{mean} vs {}",
+        k50.log_likelihood
+    );
+    let lengths: Vec<f64> = std::fs::read_to_string(data.join("test.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().count() as f64)
+        .collect();
+    let r = correlation(&lengths, &per.iter().map(|v| -v).collect::<Vec<_>>());
+    assert!(
+        r > 0.8,
+        "per-example NLL against the file's sentence lengths: r = {r}"
+    );
 
     // Embeddings out, in the test file's order although the evaluation sorts the
     // sentences by length: each row is the mu of that sentence encoded alone.

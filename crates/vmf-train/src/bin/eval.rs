@@ -1,9 +1,13 @@
 //! `eval --checkpoint RUN/checkpoints/step-N [--samples 500] [--seed 0]`: test-set
 //! reconstruction, KL, ELBO and the importance-sampled log-likelihood of a checkpoint.
+//! Writes the figures to `eval-kK-seedS.json` in the checkpoint folder and each test
+//! example's log p(x), in the test file's order, to `eval-kK-seedS-examples.csv` beside
+//! it (`scripts/paired_nll.py` compares two checkpoints example by example).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use vmf_train::evaluation::evaluate_checkpoint;
 
@@ -37,7 +41,14 @@ fn main() -> ExitCode {
         let out = cli
             .checkpoint
             .join(format!("eval-k{}-seed{}.json", e.samples, e.seed));
-        std::fs::write(&out, serde_json::to_string_pretty(&e)? + "\n")?;
+        std::fs::write(&out, serde_json::to_string_pretty(&e)? + "\n")
+            .with_context(|| format!("writing {}", out.display()))?;
+        let rows = out.with_file_name(format!("eval-k{}-seed{}-examples.csv", e.samples, e.seed));
+        let mut csv = String::from("example,log_px\n");
+        for (i, v) in e.per_example.iter().enumerate() {
+            csv += &format!("{i},{v}\n");
+        }
+        std::fs::write(&rows, csv).with_context(|| format!("writing {}", rows.display()))?;
         println!(
             "| metric (nats per example, {} test examples) | value |",
             e.test_images
@@ -83,7 +94,7 @@ fn main() -> ExitCode {
                 l.active_units, l.components_90
             );
         }
-        eprintln!("wrote {}", out.display());
+        eprintln!("wrote {} and {}", out.display(), rows.display());
         Ok(())
     };
     vmf_train::error::exit_code(run())
