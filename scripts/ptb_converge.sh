@@ -20,15 +20,15 @@
 # Then `eval --samples K` (default 500) on each row's best-validation checkpoint (the
 # importance-sampled NLL with the exact density, perplexity with end tokens, KL, MI,
 # active units), and its config, per-epoch CSVs (eval.csv: test, valid.csv:
-# validation), summary, evaluation, commit and CPU into OUT/NAME (NAME: ROW, or
-# ROW-from-lm).
+# validation), summary, evaluation (with each sentence's log p(x) for
+# scripts/paired_nll.py), commit and CPU into OUT/NAME (NAME: ROW, or ROW-from-lm).
 #
 # Every training call is `--resume auto`: call the script again to continue after an
 # interruption (a finished run stays finished). BIN names a folder of built train and
 # eval binaries (e.g. target/debug); by default the release ones are built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -gt 0 ] || { sed -n 2,27p "$0" >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n 2,28p "$0" >&2; exit 2; }
 runs=${RUNS:-runs/conv}
 out=${OUT:-docs/ptb-converged}
 epochs=${EPOCHS:-20}
@@ -106,6 +106,7 @@ row() {
   mkdir -p "$out/$name"
   cp "$dir/config.toml" "$dir/eval.csv" "$dir/valid.csv" "$out/$name/"
   cp "$ckpt/eval-k$samples-seed0.json" "$out/$name/eval-k$samples.json"
+  cp "$ckpt/eval-k$samples-seed0-examples.csv" "$out/$name/eval-k$samples-examples.csv"
   cp "$dir.eval.txt" "$out/$name/eval-k$samples.txt"
   cp "$runs/$name.summary.json" "$out/$name/summary.json"
   {
