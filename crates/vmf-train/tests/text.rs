@@ -400,6 +400,34 @@ fn a_text_run_learns_writes_its_vocabulary_and_sentences() {
         r > 0.8,
         "per-example NLL against the file's sentence lengths: r = {r}"
     );
+    // The eval tool writes them beside its JSON; a partial evaluation under names of its
+    // own, which leave the full one's in place.
+    let eval = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_eval"))
+            .args(["--checkpoint", ckpt.to_str().unwrap(), "--samples", "3"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    eval(&[]);
+    eval(&["--test-limit", "7"]);
+    for (stem, n) in [("eval-k3-seed0", 60), ("eval-k3-seed0-first7", 7)] {
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(ckpt.join(format!("{stem}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["test_images"], n);
+        let rows = column(&ckpt.join(format!("{stem}-examples.csv")), "log_px");
+        assert_eq!(rows.len(), n);
+        let mean = rows.iter().sum::<f64>() / n as f64;
+        let want = json["log_likelihood"].as_f64().unwrap();
+        assert!((mean - want).abs() < 1e-9, "{stem}: {mean} vs {want}");
+    }
 
     // Embeddings out, in the test file's order although the evaluation sorts the
     // sentences by length: each row is the mu of that sentence encoded alone.

@@ -2,7 +2,8 @@
 //! reconstruction, KL, ELBO and the importance-sampled log-likelihood of a checkpoint.
 //! Writes the figures to `eval-kK-seedS.json` in the checkpoint folder and each test
 //! example's log p(x), in the test file's order, to `eval-kK-seedS-examples.csv` beside
-//! it (`scripts/paired_nll.py` compares two checkpoints example by example).
+//! it (`scripts/paired_nll.py` compares two checkpoints example by example); with
+//! `--test-limit N` the names end in `-firstN`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,7 +28,7 @@ struct Cli {
     /// Seed of the evaluation's random draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Evaluate only the first N test images.
+    /// Evaluate only the first N test images (files named `...-firstN`).
     #[arg(long)]
     test_limit: Option<usize>,
 }
@@ -38,12 +39,15 @@ fn main() -> ExitCode {
     vmf_train::cpu::flush_denormals();
     let run = || -> anyhow::Result<()> {
         let e = evaluate_checkpoint(&cli.checkpoint, cli.samples, cli.seed, cli.test_limit)?;
-        let out = cli
-            .checkpoint
-            .join(format!("eval-k{}-seed{}.json", e.samples, e.seed));
+        // A partial evaluation is named as such, so that it never replaces the full one.
+        let stem = match cli.test_limit {
+            Some(n) => format!("eval-k{}-seed{}-first{n}", e.samples, e.seed),
+            None => format!("eval-k{}-seed{}", e.samples, e.seed),
+        };
+        let out = cli.checkpoint.join(format!("{stem}.json"));
         std::fs::write(&out, serde_json::to_string_pretty(&e)? + "\n")
             .with_context(|| format!("writing {}", out.display()))?;
-        let rows = out.with_file_name(format!("eval-k{}-seed{}-examples.csv", e.samples, e.seed));
+        let rows = cli.checkpoint.join(format!("{stem}-examples.csv"));
         let mut csv = String::from("example,log_px\n");
         for (i, v) in e.per_example.iter().enumerate() {
             csv += &format!("{i},{v}\n");
