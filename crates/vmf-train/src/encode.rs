@@ -202,17 +202,13 @@ pub fn encode<K: DataKind>(
         }
     }
     // Back to file order.
-    if let Some(order) = kind.file_order(split) {
-        let mut loc = vec![0.0; location.len()];
-        let mut lk = vec![0.0; log_kappa.len()];
-        for (row, &i) in order.iter().enumerate() {
-            loc[i * d..(i + 1) * d].copy_from_slice(&location[row * d..(row + 1) * d]);
-            if !lk.is_empty() {
-                lk[i] = log_kappa[row];
-            }
-        }
-        (location, log_kappa) = (loc, lk);
-    }
+    let order = kind.file_order(split);
+    let location = modality::to_file_order(location, d, order.as_deref());
+    let log_kappa = if log_kappa.is_empty() {
+        log_kappa
+    } else {
+        modality::to_file_order(log_kappa, 1, order.as_deref())
+    };
     let n = location.len() / d.max(1);
     let texts: Option<Vec<String>> = (0..n).map(|i| kind.example_text(split, i)).collect();
     Ok(Embeddings {

@@ -394,16 +394,7 @@ impl WithKind for EvalCheckpoint<'_> {
         let n = ll.len() as f64;
         let mean = ll.iter().sum::<f64>() / n;
         let var = ll.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-        let per_example = match kind.file_order(Split::Test) {
-            Some(order) => {
-                let mut out = vec![f64::NAN; ll.len()];
-                for (&i, &v) in order.iter().zip(&ll) {
-                    out[i] = v;
-                }
-                out
-            }
-            None => ll.clone(),
-        };
+        let per_example = modality::to_file_order(ll, 1, kind.file_order(Split::Test).as_deref());
         Ok(CheckpointEval {
             step: state.step,
             kappa: family::has_kappa(model.kind()).then(|| {
@@ -411,7 +402,7 @@ impl WithKind for EvalCheckpoint<'_> {
                     .log_kappa
                     .map_or(state.kappa, |spread| spread.mean.exp())
             }),
-            test_images: ll.len(),
+            test_images: per_example.len(),
             metrics,
             samples,
             seed,

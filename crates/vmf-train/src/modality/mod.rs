@@ -238,6 +238,23 @@ pub trait WithKind {
     fn run<K: DataKind>(self) -> Self::Output;
 }
 
+/// Rows of `width` values each, read in the evaluation's order, put back in file order:
+/// row r goes to position `order[r]` ([`DataKind::file_order`]); `None` leaves them as
+/// they are. Used wherever per-example results leave the library (embeddings,
+/// per-example likelihoods).
+pub fn to_file_order<T: Copy + Default>(
+    rows: Vec<T>,
+    width: usize,
+    order: Option<&[usize]>,
+) -> Vec<T> {
+    let Some(order) = order else { return rows };
+    let mut out = vec![T::default(); rows.len()];
+    for (row, &i) in order.iter().enumerate() {
+        out[i * width..(i + 1) * width].copy_from_slice(&rows[row * width..(row + 1) * width]);
+    }
+    out
+}
+
 /// Runs `work` with the data kind of `config`: the only place that lists the kinds.
 pub fn dispatch<W: WithKind>(config: &TrainConfig, work: W) -> W::Output {
     match config.data.dataset.modality() {
