@@ -11,6 +11,8 @@
 #   scripts/bench.sh --text     # only the text model's section, replaced in BENCHMARKS.md
 #   scripts/bench.sh --mpi      # only 2 MPI ranks against 2 shards (scripts/bench_mpi.sh),
 #                               # its section replaced (a full run carries it over)
+#   scripts/bench.sh --ratio    # only the default model against PyTorch on this CPU
+#                               # (scripts/bench_ratio.sh): a row added to its by-CPU table
 #
 # STEPS (default 1800: three epochs, past the ~1.3 epochs after which denormals used
 # to slow Intel cores) sets the steps of a batch-100 run; batch 1024 runs the same
@@ -46,6 +48,34 @@ if head in old:
 else:
     gpu = old.find("## GPU")
     start = end = len(old) if gpu < 0 else gpu
+open("BENCHMARKS.md", "w").write(old[:start] + section + old[end:])
+EOF
+  cat BENCHMARKS.md
+  exit 0
+fi
+if [ "${1:-}" = "--ratio" ]; then
+  row=$(PYTHON="$python" scripts/bench_ratio.sh)
+  python3 - "$row" <<'EOF'
+import sys
+head = "## The default model against PyTorch, CPU by CPU"
+intro = (head + "\n\nMade by `scripts/bench.sh --ratio` (scripts/bench_ratio.sh), a row per machine and\n"
+         "day: flex (release) against scripts/bench_pytorch.py on the default MNIST model at\n"
+         "batch 100, both on all cores, images/s in interleaved pairs; target: 1.5x.\n\n"
+         "| date | CPU | commit | PyTorch | pairs (flex / PyTorch) | median |\n"
+         "|---|---|---|---|---|---|\n")
+old = open("BENCHMARKS.md").read()
+if head in old:
+    start = old.index(head)
+    nxt = old.find("\n## ", start + len(head))
+    end = len(old) if nxt < 0 else nxt + 1
+    # The new row goes under the table's last row; text after the table stays.
+    lines = old[start:end].rstrip("\n").split("\n")
+    last = max(i for i, l in enumerate(lines) if l.startswith("| "))
+    section = "\n".join(lines[: last + 1] + [sys.argv[1]] + lines[last + 1 :]) + "\n\n"
+else:
+    gpu = old.find("## GPU")
+    start = end = len(old) if gpu < 0 else gpu
+    section = intro + sys.argv[1] + "\n\n"
 open("BENCHMARKS.md", "w").write(old[:start] + section + old[end:])
 EOF
   cat BENCHMARKS.md
@@ -272,11 +302,15 @@ fi
   cargo bench -q -p vmf-core --bench sampler 2>/dev/null | sed "s/^## /### /"
 } >> "$report"
 
-# The MPI section (`--mpi`) and the GPU section (from scripts/gpu_bench.sh on a lent
-# machine, which this suite cannot rerun here) are carried over from the old report.
+# The MPI section (`--mpi`), the by-CPU table (`--ratio`: its rows are other machines')
+# and the GPU section (from scripts/gpu_bench.sh on a lent machine, which this suite
+# cannot rerun here) are carried over from the old report.
 if [ -f BENCHMARKS.md ]; then
   awk '/^## / { keep = /^## Training on 2 MPI ranks/ } keep' BENCHMARKS.md > "$work/mpi.md"
   if [ -s "$work/mpi.md" ]; then { echo; cat "$work/mpi.md"; } >> "$report"; fi
+  awk '/^## / { keep = /^## The default model against PyTorch, CPU by CPU/ } keep' \
+    BENCHMARKS.md > "$work/ratio.md"
+  if [ -s "$work/ratio.md" ]; then { echo; cat "$work/ratio.md"; } >> "$report"; fi
   awk '/^## GPU/ { keep = 1 } keep' BENCHMARKS.md > "$work/gpu.md"
   if [ -s "$work/gpu.md" ]; then { echo; cat "$work/gpu.md"; } >> "$report"; fi
 fi
