@@ -26,13 +26,15 @@ Run (d = the sphere's dimension S^d, as the paper's table; the vMF lives in R^(d
 
     /tmp/torchvenv/bin/python scripts/svae_reference.py --dist vmf --d 20 --out runs/ref/vmf-d20
 
-It writes `epochs.csv` (one row per epoch), `result.json` (the final figures) and
-`best.pt` (the best weights) into --out. --deadline-min bounds the wall-clock time:
+It writes `epochs.csv` (one row per epoch), `result.json` (the final figures),
+`examples.csv` (each test image's log p(x), for scripts/paired_nll.py) and `best.pt`
+(the best weights) into --out. --deadline-min bounds the wall-clock time:
 training stops there and the best weights so far are evaluated (the result says so);
 SIGTERM (`kill PID`) does the same after the current epoch. best.pt is rewritten at
 every better validation ELBO, so a run killed outright can still be evaluated.
 --eval-only PATH evaluates saved weights (a best.pt) with this estimator and these
-test images (another --seed or --samples, for the estimator's spread).
+test images (another --seed or --samples, for the estimator's spread); with --out it
+writes that folder's examples.csv too.
 
 Pieces of theirs swapped for ours, one at a time, for the bisection:
 - --sampler exact-b: Wood's envelope parameter b, exact at every kappa (the package
@@ -75,30 +77,31 @@ import torch.nn.functional as F
 from hyperspherical_vae.distributions import HypersphericalUniform, VonMisesFisher
 
 
-def use_exact_envelope():
-    """Make their rejection sampler draw from the vMF at every kappa (`--sampler exact-b`).
+def exact_sample_w(self, shape):
+    """Their rejection sampler's w with Wood's envelope parameter b exact at every kappa.
 
-    Wood's algorithm needs the envelope parameter b = (-2 kappa + sqrt(4 kappa^2 +
-    (m - 1)^2)) / (m - 1); the package blends b, from kappa 10 to 11, into its large-kappa
-    approximation (m - 1) / (4 kappa), to avoid the cancellation in that difference, while
-    its acceptance test assumes the exact b (docs/svae-reference.md). The same b written
-    as (m - 1) / (2 kappa + sqrt(4 kappa^2 + (m - 1)^2)) has no cancellation, so here it
-    is exact at every kappa. Everything else (the envelope's a and d as the package forms
-    them, its batched acceptance loop, the gradient through w alone, the Householder map)
-    stays theirs: this swaps one piece for the bisection.
+    Wood's algorithm needs b = (-2 kappa + sqrt(4 kappa^2 + (m - 1)^2)) / (m - 1); the
+    package blends b, from kappa 10 to 11, into its large-kappa approximation (m - 1) /
+    (4 kappa), to avoid the cancellation in that difference, while its acceptance test
+    assumes the exact b (docs/svae-reference.md). The same b written as (m - 1) / (2 kappa
+    + sqrt(4 kappa^2 + (m - 1)^2)) has no cancellation, so here it is exact at every
+    kappa. Everything else (the envelope's a and d as the package forms them, its batched
+    acceptance loop, the gradient through w alone) stays theirs.
     """
+    m, kappa = self._VonMisesFisher__m, self.scale
+    c = torch.sqrt(4 * kappa**2 + (m - 1) ** 2)
+    b = (m - 1) / (2 * kappa + c)
+    a = (m - 1 + 2 * kappa + c) / 4
+    d = 4 * a * b / (1 + b) - (m - 1) * math.log(m - 1)
+    e, w = self._VonMisesFisher__while_loop(b, a, d, shape, k=self.k)
+    self._VonMisesFisher__b, self._VonMisesFisher__e, self._VonMisesFisher__w = b, e, w
+    return w
 
-    def sample_w(self, shape):
-        m, kappa = self._VonMisesFisher__m, self.scale
-        c = torch.sqrt(4 * kappa**2 + (m - 1) ** 2)
-        b = (m - 1) / (2 * kappa + c)
-        a = (m - 1 + 2 * kappa + c) / 4
-        d = 4 * a * b / (1 + b) - (m - 1) * math.log(m - 1)
-        e, w = self._VonMisesFisher__while_loop(b, a, d, shape, k=self.k)
-        self._VonMisesFisher__b, self._VonMisesFisher__e, self._VonMisesFisher__w = b, e, w
-        return w
 
-    VonMisesFisher._VonMisesFisher__sample_w_rej = sample_w
+def use_exact_envelope():
+    """Make their rejection sampler draw from the vMF at every kappa (`--sampler exact-b`):
+    `exact_sample_w` in place of theirs, one piece swapped for the bisection."""
+    VonMisesFisher._VonMisesFisher__sample_w_rej = exact_sample_w
 
 
 def use_projection_direction():
@@ -205,6 +208,20 @@ def log_sphere_area(m):
 @torch.no_grad()
 def log_likelihood(model, x, samples, chunk):
     """Per-image importance-sampled log p(x) (K = samples), float64."""
+    # The proposal must be the density the weights divide by, the exact vMF: the
+    # released sampler (the package's blended b) draws another distribution for kappa
+    # between 10 and ~100, and weighing its draws by the vMF's density would bias the
+    # estimate. So every model is evaluated with the exact b, whatever it trained with
+    # (the direction map does not change the distribution, only its gradient).
+    trained_with = VonMisesFisher._VonMisesFisher__sample_w_rej
+    VonMisesFisher._VonMisesFisher__sample_w_rej = exact_sample_w
+    try:
+        return _log_likelihood(model, x, samples, chunk)
+    finally:
+        VonMisesFisher._VonMisesFisher__sample_w_rej = trained_with
+
+
+def _log_likelihood(model, x, samples, chunk):
     out = []
     for i in range(0, x.shape[0], chunk):
         xb = x[i:i + chunk]
@@ -230,6 +247,15 @@ def log_likelihood(model, x, samples, chunk):
         w = log_px + log_p - log_q  # [K, n]
         out.append(torch.logsumexp(w, 0) - math.log(samples))
     return torch.cat(out).numpy()
+
+
+def write_examples(path, ll):
+    """Each test image's log p(x) as `eval`'s per-example file (example,log_px)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["example", "log_px"])
+        for i, v in enumerate(ll):
+            w.writerow([i, repr(float(v))])
 
 
 @torch.no_grad()
@@ -380,6 +406,8 @@ def main():
     if args.eval_only:
         model.load_state_dict(torch.load(args.eval_only))
         ll = log_likelihood(model.eval(), test, args.samples, 20)
+        if args.out:
+            write_examples(os.path.join(args.out, "examples.csv"), ll)
         print(json.dumps({"log_likelihood": float(ll.mean()),
                           "se": float(ll.std(ddof=1) / math.sqrt(len(ll))),
                           "test": evaluate(model, test)}))
@@ -455,6 +483,9 @@ def main():
     }
     with open(os.path.join(args.out, "result.json"), "w") as f:
         json.dump(result, f, indent=1)
+    # Each test image's log p(x), in the test file's order, as `eval` writes it: two
+    # reference runs binarise the test set alike, so scripts/paired_nll.py can pair them.
+    write_examples(os.path.join(args.out, "examples.csv"), ll)
     print(json.dumps(result))
 
 
