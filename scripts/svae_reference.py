@@ -152,6 +152,7 @@ class Vae(nn.Module):
     def __init__(self, dist, z_dim, hidden=(256, 128), normal_scale="softplus"):
         super().__init__()
         self.dist, self.z_dim, self.normal_scale = dist, z_dim, normal_scale
+        self.kappa_map = None  # (a0, min, max) for our head (`load_ours`); None: theirs
         h1, h2 = hidden
         self.enc1, self.enc2 = nn.Linear(784, h1), nn.Linear(h1, h2)
         self.mean = nn.Linear(h2, z_dim)
@@ -162,7 +163,14 @@ class Vae(nn.Module):
         h = F.relu(self.enc2(F.relu(self.enc1(x))))
         mean = self.mean(h)
         if self.dist == "vmf":
-            return mean / mean.norm(dim=-1, keepdim=True), F.softplus(self.spread(h)) + 1
+            a = self.spread(h)
+            if self.kappa_map is None:
+                kappa = F.softplus(a) + 1
+            else:  # ours (crates/vmf-model/src/kappa.rs): min + softplus(a + a0), capped at max
+                a0, lo, hi = self.kappa_map
+                s = (F.softplus(a + a0) + lo).log()
+                kappa = torch.exp(math.log(hi) - F.softplus(math.log(hi) - s, beta=4.0))
+            return mean / mean.norm(dim=-1, keepdim=True), kappa
         if self.normal_scale == "logvar":  # ours: the head gives ln sigma^2
             return mean, torch.exp(0.5 * self.spread(h))
         return mean, F.softplus(self.spread(h))
@@ -188,6 +196,62 @@ class Vae(nn.Module):
         return recon, self.kl(q, p), spread
 
 
+def load_ours(weights, config_path):
+    """One of our MLP models as a `Vae` here: the safetensors file that our `export` wrote
+    and the run's config.toml (for the family, the latent size and the kappa head's map).
+    Burn stores a linear layer's weight as [in, out]; the encoder's last layer gives the
+    mean's d columns, then the kappa column (vMF) or the d log variances (Gaussian)."""
+    import tomllib
+    with open(config_path, "rb") as f:
+        cfg = tomllib.load(f)
+    m = cfg.get("model", {})
+    kind = m.get("kind", "vmf")
+    if kind not in ("vmf", "gaussian") or m.get("hidden") != [256, 128] or m.get("loss") != "bernoulli":
+        sys.exit(f"error: {config_path}: only the S-VAE protocol's MLP (model.kind vmf or gaussian, "
+                 f"hidden = [256, 128], loss = \"bernoulli\") can be loaded here")
+    with open(weights, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    tensors = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        if t["dtype"] != "F32":
+            sys.exit(f"error: {weights}: tensor {name} is {t['dtype']}, expected F32")
+        lo, hi = t["data_offsets"]
+        tensors[name] = torch.from_numpy(
+            np.frombuffer(raw, dtype="<f4", count=(hi - lo) // 4, offset=8 + n + lo).reshape(t["shape"]).copy())
+    d = m["latent_dim"]
+    dist = "vmf" if kind == "vmf" else "normal"
+    model = Vae(dist, d, normal_scale="logvar")
+    head_w, head_b = tensors["encoder.layers.2.weight"].T, tensors["encoder.layers.2.bias"]
+    if head_w.shape[0] != (d + 1 if dist == "vmf" else 2 * d):
+        sys.exit(f"error: {weights}: the encoder's output has {head_w.shape[0]} columns, not what "
+                 f"{config_path} says (latent_dim = {d}, {kind}; a kappa per example for the vMF)")
+    state = {
+        "enc1.weight": tensors["encoder.layers.0.weight"].T, "enc1.bias": tensors["encoder.layers.0.bias"],
+        "enc2.weight": tensors["encoder.layers.1.weight"].T, "enc2.bias": tensors["encoder.layers.1.bias"],
+        "mean.weight": head_w[:d], "mean.bias": head_b[:d],
+        "spread.weight": head_w[d:], "spread.bias": head_b[d:],
+        "dec1.weight": tensors["decoder.layers.0.weight"].T, "dec1.bias": tensors["decoder.layers.0.bias"],
+        "dec2.weight": tensors["decoder.layers.1.weight"].T, "dec2.bias": tensors["decoder.layers.1.bias"],
+        "out.weight": tensors["decoder.layers.2.weight"].T, "out.bias": tensors["decoder.layers.2.bias"],
+    }
+    model.load_state_dict({k: v.contiguous() for k, v in state.items()})
+    if dist == "vmf":
+        k = cfg.get("kappa", {})
+        if k.get("schedule") != "per_example":
+            sys.exit(f"error: {config_path}: only a kappa per example ([kappa] schedule = \"per_example\") "
+                     "can be loaded here")
+        if not all(key in k for key in ("init", "min", "max")):
+            sys.exit(f"error: {config_path}: [kappa] needs init, min and max written out to be loaded here")
+        init, lo, hi = k["init"], k["min"], k["max"]
+        a0 = math.log(math.expm1(init - lo))
+        model.kappa_map = (a0, lo, hi)
+    return model
+
+
 def log_vmf_normaliser(m, kappa):
     """log C_m(kappa) of the vMF on S^(m-1), float64 (kappa: float64 array)."""
     nu = m / 2 - 1
@@ -206,8 +270,16 @@ def log_sphere_area(m):
 
 
 @torch.no_grad()
-def log_likelihood(model, x, samples, chunk):
-    """Per-image importance-sampled log p(x) (K = samples), float64."""
+def log_likelihood(model, x, samples, chunk, one_reconstruction=False):
+    """Per-image importance-sampled log p(x) (K = samples), float64.
+
+    one_reconstruction=True is the estimator of the example shipped with the paper's
+    TensorFlow code (`examples/mnist.py` of nicola-decao/s-vae-tf, `log_likelihood`),
+    for measuring what it reports, not for results: it scores every sample with the
+    reconstruction log p(x | z0) of one draw z0 instead of each sample's own, i.e.
+    log p(x | z0) + log mean_k p(z_k) / q(z_k | x). That is not a bound on log p(x):
+    as K grows it tends to log p(x | z0), the reconstruction term alone.
+    `--estimator tf-example`."""
     # The proposal must be the density the weights divide by, the exact vMF: the
     # released sampler (the package's blended b) draws another distribution for kappa
     # between 10 and ~100, and weighing its draws by the vMF's density would bias the
@@ -216,12 +288,12 @@ def log_likelihood(model, x, samples, chunk):
     trained_with = VonMisesFisher._VonMisesFisher__sample_w_rej
     VonMisesFisher._VonMisesFisher__sample_w_rej = exact_sample_w
     try:
-        return _log_likelihood(model, x, samples, chunk)
+        return _log_likelihood(model, x, samples, chunk, one_reconstruction)
     finally:
         VonMisesFisher._VonMisesFisher__sample_w_rej = trained_with
 
 
-def _log_likelihood(model, x, samples, chunk):
+def _log_likelihood(model, x, samples, chunk, one_reconstruction):
     out = []
     for i in range(0, x.shape[0], chunk):
         xb = x[i:i + chunk]
@@ -231,6 +303,8 @@ def _log_likelihood(model, x, samples, chunk):
         logits = model.decode(z)
         log_px = -F.binary_cross_entropy_with_logits(
             logits, xb.expand(samples, -1, -1), reduction="none").sum(-1).double()
+        if one_reconstruction:  # every sample gets the first draw's reconstruction
+            log_px = log_px[:1].expand(samples, -1)
         z64, mu64 = z.double(), mean.double()
         if model.dist == "vmf":
             m = model.z_dim
@@ -362,7 +436,14 @@ def main():
     ap.add_argument("--samples", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--validation", type=int, default=10000)
-    ap.add_argument("--eval-only", default=None)
+    ap.add_argument("--eval-only", default=None,
+                    help="evaluate saved weights: a best.pt of this script's, or a .safetensors "
+                         "file of ours (`export`) with --ours-config")
+    ap.add_argument("--ours-config", default=None,
+                    help="with --eval-only FILE.safetensors: the config.toml of our run that made it")
+    ap.add_argument("--estimator", choices=["iw", "tf-example"], default="iw",
+                    help="with --eval-only: tf-example scores every sample with one draw's "
+                         "reconstruction, as the TF code's example does (not a bound; to measure it)")
     ap.add_argument("--check-sampler", action="store_true")
     ap.add_argument("--draws", type=int, default=200000)
     ap.add_argument("--sampler", choices=["theirs", "exact-b"], default="theirs",
@@ -382,16 +463,19 @@ def main():
         check_kl()
         check_direction(args.draws // 4, args.seed)
         return
-    if not (args.out and args.dist and args.d is not None):
+    if not (args.dist and args.d is not None and (args.out or args.eval_only)):
         sys.exit("error: --dist, --d and --out DIR (where epochs.csv, result.json and best.pt go) "
-                 "are required, unless --check-sampler")
+                 "are required, unless --check-sampler (--out is optional with --eval-only)")
+    if args.estimator != "iw" and not args.eval_only:
+        sys.exit("error: --estimator tf-example measures saved weights: use it with --eval-only PATH")
     if args.d < 1:
         sys.exit(f"error: --d {args.d}: the sphere's dimension must be at least 1")
     started = time.time()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    os.makedirs(args.out, exist_ok=True)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
 
     train = read_idx_images(os.path.join(args.mnist, "train-images-idx3-ubyte.gz"))
     test = read_idx_images(os.path.join(args.mnist, "t10k-images-idx3-ubyte.gz"))
@@ -404,12 +488,20 @@ def main():
     z_dim = args.d + 1 if args.dist == "vmf" else args.d
     model = Vae(args.dist, z_dim, normal_scale=args.normal_scale)
     if args.eval_only:
-        model.load_state_dict(torch.load(args.eval_only))
-        ll = log_likelihood(model.eval(), test, args.samples, 20)
+        if args.ours_config:
+            model = load_ours(args.eval_only, args.ours_config)
+            if model.dist != args.dist or model.z_dim != z_dim:
+                sys.exit(f"error: {args.ours_config} is a {model.dist} model in R^{model.z_dim}, "
+                         f"not --dist {args.dist} --d {args.d}")
+        else:
+            model.load_state_dict(torch.load(args.eval_only))
+        ll = log_likelihood(model.eval(), test, args.samples, 20,
+                            one_reconstruction=args.estimator == "tf-example")
         if args.out:
             write_examples(os.path.join(args.out, "examples.csv"), ll)
         print(json.dumps({"log_likelihood": float(ll.mean()),
                           "se": float(ll.std(ddof=1) / math.sqrt(len(ll))),
+                          "samples": args.samples, "seed": args.seed, "estimator": args.estimator,
                           "test": evaluate(model, test)}))
         return
     # SIGTERM ends training after the current epoch, then evaluates as a deadline does.
