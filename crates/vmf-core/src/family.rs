@@ -77,6 +77,22 @@ impl Family {
         }
     }
 
+    /// ln of the exact density of theta = arccos <mu, z> on [0, pi] at `theta`, in f64,
+    /// given `log_normaliser` = ln C at (dim, kappa): ln C + kernel + ln |S^(d-2)| +
+    /// (d - 2) ln sin theta (z's density times the area of the directions at that
+    /// angle; |S^0| = 2 points on the circle). A table sampler's draws are compared
+    /// with it ([`crate::QuantileTable::log_sampler_density`]).
+    pub fn log_theta_density(self, dim: usize, kappa: f64, log_normaliser: f64, theta: f64) -> f64 {
+        let ring = if dim <= 2 {
+            std::f64::consts::LN_2
+        } else {
+            // ln |S^(d-2)| = -ln C_(d-1)(0); dim - 1 >= 2 is in range.
+            -crate::stats::log_normaliser_uniform(dim - 1).unwrap_or(f64::NAN)
+                + (dim - 2) as f64 * theta.sin().ln()
+        };
+        log_normaliser + self.log_kernel(kappa, theta.cos()) + ring
+    }
+
     /// E\[t\] = E\[<mu, z>\] at kappa: A_d(kappa) for the vMF, kappa / (d - 1 + kappa) for
     /// the Power Spherical.
     pub fn mean_w(self, dim: usize, kappa: f64) -> Result<f64> {

@@ -199,6 +199,35 @@ impl KappaQuantileTable {
         let ((v0, d0), (v1, d1)) = (at(i), at(i + 1));
         (v0 + f * (v1 - v0), (d0 + f * (d1 - d0)) / kappa)
     }
+
+    /// The angle drawn for `u` at `kappa` and ln of the density of theta that the
+    /// table draws from there (u's cell: probability 1/(M - 1) spread evenly between
+    /// its two interpolated angles), as [`crate::QuantileTable::log_sampler_density`].
+    pub fn log_sampler_density(&self, u: f64, kappa: f64) -> (f64, f64) {
+        let m = self.probabilities;
+        let (j, t) = self.grid.locate(kappa);
+        let pos = u.clamp(0.0, 1.0) * (m - 1) as f64;
+        let i = (pos.floor() as usize).min(m - 2);
+        let h = self.grid.step;
+        let at = |ii: usize| {
+            let (a, b) = (j * m + ii, (j + 1) * m + ii);
+            hermite(
+                self.theta[a],
+                self.slope[a],
+                self.theta[b],
+                self.slope[b],
+                t,
+                h,
+            )
+            .0
+        };
+        let (v0, v1) = (at(i), at(i + 1));
+        let width = v1 - v0;
+        (
+            v0 + (pos - i as f64) * width,
+            -((m - 1) as f64 * width).ln(),
+        )
+    }
 }
 
 /// KL(q(., kappa) || uniform) of a family over a [`LogKappaGrid`] with its exact s-derivative,

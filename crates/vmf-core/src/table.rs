@@ -134,6 +134,22 @@ impl QuantileTable {
         self.theta[i] + frac * (self.theta[i + 1] - self.theta[i])
     }
 
+    /// The angle drawn for a uniform `u` and ln of the density of theta that the table
+    /// draws from there: u's cell holds probability 1/(M - 1), spread evenly over the
+    /// cell's angles. In the bulk that matches the family's density to the table's
+    /// accuracy; the two end cells reach out to where the density is e^-60 of its peak
+    /// and spread their mass evenly up to there, so far in them the two differ by many
+    /// orders of magnitude. An importance weight over the table's draws must divide by
+    /// this density, not the family's ([`crate::Family::log_theta_density`]).
+    pub fn log_sampler_density(&self, u: f64) -> (f64, f64) {
+        let n = self.theta.len();
+        let pos = u.clamp(0.0, 1.0) * (n - 1) as f64;
+        let i = (pos.floor() as usize).min(n - 2);
+        let width = self.theta[i + 1] - self.theta[i];
+        let theta = self.theta[i] + (pos - i as f64) * width;
+        (theta, -((n - 1) as f64 * width).ln())
+    }
+
     /// The sampled w = <mu, z> for a uniform `u` (decreasing in u).
     pub fn w_at(&self, u: f64) -> f64 {
         self.theta_at(u).cos()

@@ -515,3 +515,96 @@ fn log_kernel_and_log_normaliser_make_a_density() {
         }
     }
 }
+
+/// ln Q of the exact density of theta integrates to 1 over [0, pi] (Simpson's rule),
+/// for both families, on the circle and in higher dimension: the ring factor
+/// |S^(d-2)| sin^(d-2) theta belongs with ln C and the kernel.
+#[test]
+fn log_theta_density_integrates_to_one() {
+    for family in [Family::Vmf, Family::PowerSpherical] {
+        for dim in [2usize, 3, 21, 50] {
+            for kappa in [0.5, 28.0, 800.0] {
+                let log_c = family.log_normaliser(dim, kappa).unwrap();
+                let n = 400_000;
+                let h = std::f64::consts::PI / n as f64;
+                let total: f64 = (0..=n)
+                    .map(|i| {
+                        let w = match i {
+                            0 => 1.0,
+                            i if i == n => 1.0,
+                            i if i % 2 == 1 => 4.0,
+                            _ => 2.0,
+                        };
+                        let f = family
+                            .log_theta_density(dim, kappa, log_c, i as f64 * h)
+                            .exp();
+                        w * if f.is_finite() { f } else { 0.0 }
+                    })
+                    .sum::<f64>()
+                    * h
+                    / 3.0;
+                assert!(
+                    (total - 1.0).abs() < 1e-8,
+                    "{family:?} d = {dim} kappa = {kappa}: {total}"
+                );
+            }
+        }
+    }
+}
+
+/// Importance sampling a closed-form integral with the table's draws: I = E_uniform\[
+/// e^(lambda kappa <mu, z>)\] = C_d(0) / C_d(lambda kappa), from draws of the vMF
+/// table at kappa, on a stratified grid of u (every cell, the end cells included, gets
+/// its share of points, so the estimate is a deterministic quadrature). Weighed by the
+/// sampler's own density r (ln q - ln r from `log_sampler_density`) the estimate is
+/// exact; weighed by the family's q it is not, by orders of magnitude: the end cells
+/// spread their probability evenly out to where q is e^-60 of its peak, so there
+/// p f / q is e^tens too large. (The importance-sampled log-likelihood made that
+/// error until the weights used r.)
+#[test]
+fn importance_weights_over_table_draws_need_the_sampler_density() {
+    // (d, kappa, table entries, lambda): lambda < 1 makes p f / q grow into the tail as
+    // a decoder's likelihood, flatter than q, does (a per-example kappa's table has 2049
+    // entries, a scheduled one's 16385; d = 50 and kappa 28.2 are the text model's).
+    let cases = [
+        (21usize, 800.0, 2049usize, 0.8),
+        (21, 800.0, DEFAULT_TABLE_SIZE, 0.8),
+        (50, 28.2, DEFAULT_TABLE_SIZE, 0.5),
+    ];
+    for (dim, kappa, size, lambda) in cases {
+        let table = QuantileTable::with_size(dim, kappa, size).unwrap();
+        let log_c = stats::log_normaliser(dim, kappa).unwrap();
+        let log_c0 = stats::log_normaliser_uniform(dim).unwrap();
+        let want = log_c0 - stats::log_normaliser(dim, lambda * kappa).unwrap();
+        let per_cell = 64;
+        let n = (size - 1) * per_cell;
+        let (mut with_r, mut with_q) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+        let lse = |a: f64, b: f64| a.max(b) + (-(a - b).abs()).exp().ln_1p();
+        for i in 0..n {
+            let u = (i as f64 + 0.5) / n as f64;
+            let (theta, log_r) = table.log_sampler_density(u);
+            assert!(
+                (theta - table.theta_at(u)).abs() < 1e-12,
+                "the same draw as theta_at"
+            );
+            let log_q_theta = Family::Vmf.log_theta_density(dim, kappa, log_c, theta);
+            // ln p f / q at z: ln C(0) + lambda kappa w - ln C(kappa) - kappa w.
+            let log_w = log_c0 - log_c - (1.0 - lambda) * kappa * theta.cos();
+            with_r = lse(with_r, log_w + log_q_theta - log_r);
+            with_q = lse(with_q, log_w);
+        }
+        let (with_r, with_q) = (with_r - (n as f64).ln(), with_q - (n as f64).ln());
+        assert!(
+            (with_r - want).abs() < 2e-4,
+            "d = {dim} kappa = {kappa} M = {size}: ln I {with_r} with r against {want}"
+        );
+        assert!(
+            with_q - want > 1.0,
+            "d = {dim} kappa = {kappa} M = {size}: with q {with_q} against {want}: the end \
+             cells should show"
+        );
+        eprintln!(
+            "d = {dim} kappa = {kappa} M = {size}: ln I = {want:.6}, with r {with_r:.6}, with q {with_q:.3}"
+        );
+    }
+}

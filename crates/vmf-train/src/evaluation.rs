@@ -144,9 +144,11 @@ pub fn evaluate<M: VaeModel>(
 }
 
 /// Importance-sampled log p(x) per example of `batches` (nats, in order), with
-/// `samples` draws z_k ~ q(z|x) per example: logsumexp_k [log p(x|z_k) + log p(z_k) -
-/// log q(z_k|x)] - log K, the density ratio from [`vmf_model::PosteriorDraw`] (for
-/// vMF: vmf-core's log C_d).
+/// `samples` draws z_k ~ r(z|x) per example: logsumexp_k [log p(x|z_k) + log p(z_k) -
+/// log r(z_k|x)] - log K. r is the posterior q as drawn: the Gaussian's exactly, a
+/// sphere's through its quantile table, whose density differs from q's in the table's
+/// end cells; the ratio is [`vmf_model::PosteriorDraw`]'s log p(z) - log q(z|x) (for
+/// vMF: vmf-core's log C_d) plus [`VmfReparam::log_exact_over_sampler`]'s log q - log r.
 ///
 /// Deterministic for a given (seed, samples, batches). For a model without z (the
 /// LM) it is exact and takes one draw whatever `samples` says. With the Gaussian pixel loss,
@@ -190,13 +192,30 @@ pub fn log_likelihood<M: VaeModel>(
                 let x_rep = xb.repeat_rows(k);
                 let noise =
                     HostNoise::new(seed, "log-likelihood", counter).latent(b * k, d, device);
+                let u = match &reparam {
+                    Some(_) => crate::output::read_back(noise.u.clone())?,
+                    None => Vec::new(),
+                };
                 let draw = posterior.repeat_rows(k).draw(noise, reparam.as_ref()); // [b * k, d]
+                // The table sampler draws from r, which is not q in the table's end
+                // cells: weigh by p(x, z) / r(z), the draws' own density (see
+                // VmfReparam::log_exact_over_sampler), so the estimate is unbiased.
+                let correction = match &reparam {
+                    Some(layer) => {
+                        let s = match &draw.log_kappa {
+                            Some(s) => Some(crate::output::read_back(s.clone())?),
+                            None => None,
+                        };
+                        layer.log_exact_over_sampler(&u, s.as_deref())?
+                    }
+                    None => vec![0.0; b * k],
+                };
                 let log_ratio = draw.log_ratio();
                 let log_px = model.neg_log_likelihood(&x_rep, draw.z).neg();
                 let log_w = crate::output::read_back(log_px + log_ratio)?;
-                for (i, row) in log_w.chunks(k).enumerate() {
-                    for &lw in row {
-                        acc[i] = log_add_exp(acc[i], f64::from(lw));
+                for (i, (row, fix)) in log_w.chunks(k).zip(correction.chunks(k)).enumerate() {
+                    for (&lw, &c) in row.iter().zip(fix) {
+                        acc[i] = log_add_exp(acc[i], f64::from(lw) + c);
                     }
                 }
                 done += k;
