@@ -323,6 +323,22 @@ def _log_likelihood(model, x, samples, chunk, one_reconstruction):
     return torch.cat(out).numpy()
 
 
+def write_binarised_idx(mnist, out, test):
+    """A copy of the MNIST folder whose test images are this script's binarisation
+    (pixels 0 or 255), so that our `eval` (`data.dir`, or datasets/mnist in its working
+    directory) scores the very images this script does and the two can be paired."""
+    os.makedirs(out, exist_ok=True)
+    for name in os.listdir(mnist):
+        if name.endswith(".gz") and name != "t10k-images-idx3-ubyte.gz":
+            with open(os.path.join(mnist, name), "rb") as src, open(os.path.join(out, name), "wb") as dst:
+                dst.write(src.read())
+    n = test.shape[0]
+    with gzip.open(os.path.join(out, "t10k-images-idx3-ubyte.gz"), "wb") as f:
+        f.write(struct.pack(">IIII", 2051, n, 28, 28))
+        f.write((test.numpy() * 255).astype(np.uint8).tobytes())
+    print(f"wrote {out}: the test images as this script binarises them")
+
+
 def write_examples(path, ll):
     """Each test image's log p(x) as `eval`'s per-example file (example,log_px)."""
     with open(path, "w", newline="") as f:
@@ -439,6 +455,9 @@ def main():
     ap.add_argument("--eval-only", default=None,
                     help="evaluate saved weights: a best.pt of this script's, or a .safetensors "
                          "file of ours (`export`) with --ours-config")
+    ap.add_argument("--write-test-idx", default=None, metavar="DIR",
+                    help="write a copy of the MNIST folder with this script's binarised test images "
+                         "into DIR (for pairing our eval with this script's estimator) and stop")
     ap.add_argument("--ours-config", default=None,
                     help="with --eval-only FILE.safetensors: the config.toml of our run that made it")
     ap.add_argument("--estimator", choices=["iw", "tf-example"], default="iw",
@@ -463,12 +482,12 @@ def main():
         check_kl()
         check_direction(args.draws // 4, args.seed)
         return
-    if not (args.dist and args.d is not None and (args.out or args.eval_only)):
+    if not (args.write_test_idx or (args.dist and args.d is not None and (args.out or args.eval_only))):
         sys.exit("error: --dist, --d and --out DIR (where epochs.csv, result.json and best.pt go) "
                  "are required, unless --check-sampler (--out is optional with --eval-only)")
     if args.estimator != "iw" and not args.eval_only:
         sys.exit("error: --estimator tf-example measures saved weights: use it with --eval-only PATH")
-    if args.d < 1:
+    if args.d is not None and args.d < 1:
         sys.exit(f"error: --d {args.d}: the sphere's dimension must be at least 1")
     started = time.time()
     torch.set_num_threads(args.threads)
@@ -485,6 +504,9 @@ def main():
     valid = torch.from_numpy((fixed.random(valid.shape, dtype=np.float32) < valid).astype(np.float32))
     test = torch.from_numpy((fixed.random(test.shape, dtype=np.float32) < test).astype(np.float32))
 
+    if args.write_test_idx:
+        write_binarised_idx(args.mnist, args.write_test_idx, test)
+        return
     z_dim = args.d + 1 if args.dist == "vmf" else args.d
     model = Vae(args.dist, z_dim, normal_scale=args.normal_scale)
     if args.eval_only:
