@@ -469,6 +469,15 @@ fn sampler_table(d: usize, k: f64) -> QuantileTable {
     QuantileTable::of(Family::PowerSpherical, d, k, DEFAULT_TABLE_SIZE).unwrap()
 }
 
+/// Simpson's rule for the integral of `f` over [a, b] with `n` (even) intervals.
+fn simpson(f: impl Fn(f64) -> f64, a: f64, b: f64, n: usize) -> f64 {
+    let h = (b - a) / n as f64;
+    let inner: f64 = (1..n)
+        .map(|i| if i % 2 == 1 { 4.0 } else { 2.0 } * f(a + i as f64 * h))
+        .sum();
+    (f(a) + inner + f(b)) * h / 3.0
+}
+
 /// The density ln C + log_kernel of either family integrates to 1 over the sphere
 /// (Simpson's rule over t = <mu, z>, whose surface measure on S^(d-1) is
 /// |S^(d-2)| (1 - t^2)^((d-3)/2) dt): the kernel and the normaliser belong together.
@@ -487,26 +496,12 @@ fn log_kernel_and_log_normaliser_make_a_density() {
             for kappa in [0.0, 0.7, 10.0, 60.0] {
                 let log_c = family.log_normaliser(dim, kappa).unwrap();
                 let n = 200_000;
-                let h = 2.0 / n as f64;
                 let f = |t: f64| {
                     (log_c + family.log_kernel(kappa, t)).exp()
                         * area(dim - 1)
                         * (1.0 - t * t).powf((dim as f64 - 3.0) / 2.0)
                 };
-                let total: f64 = (0..=n)
-                    .map(|i| {
-                        let w = if i == 0 || i == n {
-                            1.0
-                        } else if i % 2 == 1 {
-                            4.0
-                        } else {
-                            2.0
-                        };
-                        w * f(-1.0 + i as f64 * h)
-                    })
-                    .sum::<f64>()
-                    * h
-                    / 3.0;
+                let total = simpson(f, -1.0, 1.0, n);
                 assert!(
                     (total - 1.0).abs() < 1e-9,
                     "{family:?} d = {dim} kappa = {kappa}: {total}"
@@ -525,24 +520,11 @@ fn log_theta_density_integrates_to_one() {
         for dim in [2usize, 3, 21, 50] {
             for kappa in [0.5, 28.0, 800.0] {
                 let log_c = family.log_normaliser(dim, kappa).unwrap();
-                let n = 400_000;
-                let h = std::f64::consts::PI / n as f64;
-                let total: f64 = (0..=n)
-                    .map(|i| {
-                        let w = match i {
-                            0 => 1.0,
-                            i if i == n => 1.0,
-                            i if i % 2 == 1 => 4.0,
-                            _ => 2.0,
-                        };
-                        let f = family
-                            .log_theta_density(dim, kappa, log_c, i as f64 * h)
-                            .exp();
-                        w * if f.is_finite() { f } else { 0.0 }
-                    })
-                    .sum::<f64>()
-                    * h
-                    / 3.0;
+                let density = |t: f64| {
+                    let f = family.log_theta_density(dim, kappa, log_c, t).exp();
+                    if f.is_finite() { f } else { 0.0 }
+                };
+                let total = simpson(density, 0.0, std::f64::consts::PI, 400_000);
                 assert!(
                     (total - 1.0).abs() < 1e-8,
                     "{family:?} d = {dim} kappa = {kappa}: {total}"
