@@ -2,6 +2,8 @@
 //! constant, uploaded once per kappa, and each call is a handful of element-wise
 //! kernels plus two gathers.
 
+use std::sync::Arc;
+
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 use crate::error::Result;
@@ -146,6 +148,9 @@ pub fn rotate(mu: Tensor<2>, theta: Tensor<2>, e: Tensor<2>) -> Tensor<2> {
 pub struct DeviceSampler {
     table_size: usize,
     device: Device,
+    /// The host table the device one was uploaded from: what the sampler draws, for
+    /// its density ([`QuantileTable::log_sampler_density`]) without a rebuild.
+    host: Arc<QuantileTable>,
     table: DeviceTable,
     rebuilds: usize,
 }
@@ -179,6 +184,7 @@ impl DeviceSampler {
             table_size,
             device: device.clone(),
             table: DeviceTable::new(&host, device),
+            host: Arc::new(host),
             rebuilds: 1,
         })
     }
@@ -191,6 +197,7 @@ impl DeviceSampler {
         let t = &self.table;
         let host = QuantileTable::of(t.family(), t.dim(), kappa, self.table_size)?;
         self.table = DeviceTable::new(&host, &self.device);
+        self.host = Arc::new(host);
         self.rebuilds += 1;
         Ok(true)
     }
@@ -198,6 +205,11 @@ impl DeviceSampler {
     /// The current table.
     pub fn table(&self) -> &DeviceTable {
         &self.table
+    }
+
+    /// The host table the current device table was uploaded from.
+    pub fn host(&self) -> &QuantileTable {
+        &self.host
     }
 
     /// How many tables were built so far (1 after construction).

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use vmf_core::kappa_table::{DEFAULT_LOG_KAPPA_STEP, DEFAULT_PROBABILITIES};
 use vmf_core::{
     DEFAULT_TABLE_SIZE, DeviceKappaTable, DeviceKlTable, DeviceSampler, Family, KappaQuantileTable,
-    KlTable, QuantileTable, Result,
+    KlTable, Result,
 };
 
 use crate::kappa::{KappaMode, KappaRange};
@@ -257,8 +257,8 @@ impl VmfReparam {
     pub fn log_exact_over_sampler(&self, u: &[f32], log_kappa: Option<&[f32]>) -> Result<Vec<f64>> {
         let (family, dim) = (self.family, self.dim);
         match (&self.sampling, log_kappa) {
-            (Sampling::Fixed { stats, .. }, None) => {
-                let table = QuantileTable::of(family, dim, stats.kappa, DEFAULT_TABLE_SIZE)?;
+            (Sampling::Fixed { sampler, stats }, None) => {
+                let table = sampler.host();
                 Ok(u.iter()
                     .map(|&ui| {
                         let (theta, log_r) = table.log_sampler_density(f64::from(ui));

@@ -277,3 +277,54 @@ fn power_spherical_density_ratio_and_kl_match_the_closed_forms() {
         );
     }
 }
+
+/// ln q - ln r over the table's own draws is an importance weight from the sampler's
+/// density r to the exact q, so over stratified uniforms exp of it averages to
+/// the integral of q, 1. In the bulk the table draws q (weights near 1); deep in the
+/// two end cells r spreads its mass evenly where q has almost none (weights far below
+/// 1): the defect the weights correct in `eval`. Scheduled and learned layers.
+#[test]
+fn exact_over_sampler_weights_integrate_to_one_and_correct_the_end_cells() {
+    let device = Device::flex();
+    let (d, kappa) = (21, 300.0);
+    let range = KappaRange {
+        init: 10.0,
+        min: 1.0,
+        max: 1e4,
+    };
+    let n = 1 << 18;
+    let u: Vec<f32> = (0..n)
+        .map(|i| ((i as f64 + 0.5) / n as f64) as f32)
+        .collect();
+    let s = vec![(kappa as f32).ln(); n];
+    let ends = [2f32.powi(-22), 1.0 - 2f32.powi(-22)];
+    for (layer, log_kappa, bulk_tol) in [
+        (VmfReparam::new(d, kappa, &device).unwrap(), None, 1e-2),
+        (
+            VmfReparam::learned(d, range, &device).unwrap(),
+            Some(&s[..]),
+            5e-2,
+        ),
+    ] {
+        let learned = log_kappa.is_some();
+        let w = layer.log_exact_over_sampler(&u, log_kappa).unwrap();
+        let mean = w.iter().map(|w| w.exp()).sum::<f64>() / n as f64;
+        assert!(
+            (mean - 1.0).abs() < 2e-3,
+            "learned {learned}: E_r[q / r] = {mean}"
+        );
+        let bulk = u.iter().zip(&w).filter(|(u, _)| (0.01..0.99).contains(*u));
+        let worst = bulk.map(|(_, w)| w.abs()).fold(0.0, f64::max);
+        assert!(
+            worst < bulk_tol,
+            "learned {learned}: |ln q/r| up to {worst} in the bulk"
+        );
+        let w_ends = layer
+            .log_exact_over_sampler(&ends, log_kappa.map(|s| &s[..2]))
+            .unwrap();
+        assert!(
+            w_ends.iter().all(|&w| w < -20.0),
+            "learned {learned}: ln q/r deep in the end cells {w_ends:?}"
+        );
+    }
+}
