@@ -46,7 +46,9 @@ Pieces of theirs swapped for ours, one at a time, for the bisection:
   place of their softplus.
 
 --check-sampler checks their distributions against closed forms (with the swaps
-given): for the dimensions of the protocol and a range of kappa it draws --draws values
+given): for d = 2 the package's float32 closed form (whose uniform can be exactly 0,
+which puts a draw at the antipode of mu) against the float64 one the estimator uses;
+for the other dimensions of the protocol and a range of kappa it draws --draws values
 of w = <mu, z> from VonMisesFisher.rsample and prints their mean against the exact
 E[w] = A_m(kappa) (in standard errors) and the reparameterisation gradient
 d mean(w) / d kappa against the exact A_m'(kappa) = 1 - A^2 - (m - 1) A / kappa; their
@@ -96,6 +98,28 @@ def exact_sample_w(self, shape):
     e, w = self._VonMisesFisher__while_loop(b, a, d, shape, k=self.k)
     self._VonMisesFisher__b, self._VonMisesFisher__e, self._VonMisesFisher__w = b, e, w
     return w
+
+
+def exact_sample_w3(self, shape):
+    """w of the vMF on S^2 by its exact inverse CDF, in float64, for the estimator's
+    proposal (`log_likelihood`).
+
+    The package's closed form for m = 3, w = 1 + log(u + (1 - u) e^(-2 kappa)) / kappa,
+    takes u from a float32 Uniform(0, 1), which returns exactly 0 once in 2^24 draws;
+    there w = -1, the antipode of mu, where the vMF's density is e^(-2 kappa) of its
+    peak. Weighed by that density, such a draw's importance weight is off by about
+    2 kappa nats: at K = 5000 on the 10,000 test images (5e7 draws, 3 such draws
+    expected) two images came out at log p(x) = +3500 and +4242
+    (docs/svae-reference/estimator-check.md). Here u = 1 - U with U uniform on [0, 1)
+    in float64 lies in (0, 1], so the log never meets 0, and the inverse CDF is taken
+    in float64 before rounding to the model's dtype.
+    """
+    shape = shape + torch.Size(self.scale.shape)
+    kappa = self.scale.double().expand(shape)
+    u = 1 - torch.rand(shape, dtype=torch.float64)
+    w = 1 + torch.logaddexp(u.log(), torch.log1p(-u) - 2 * kappa) / kappa
+    self._VonMisesFisher__w = w.to(self.dtype)
+    return self._VonMisesFisher__w
 
 
 def use_exact_envelope():
@@ -285,12 +309,17 @@ def log_likelihood(model, x, samples, chunk, one_reconstruction=False):
     # between 10 and ~100, and weighing its draws by the vMF's density would bias the
     # estimate. So every model is evaluated with the exact b, whatever it trained with
     # (the direction map does not change the distribution, only its gradient).
-    trained_with = VonMisesFisher._VonMisesFisher__sample_w_rej
+    # On S^2 (d = 2) the package draws w in closed form from a float32 uniform that can
+    # be exactly 0, which puts z at the antipode of mu: `exact_sample_w3`.
+    trained_with = (VonMisesFisher._VonMisesFisher__sample_w_rej,
+                    VonMisesFisher._VonMisesFisher__sample_w3)
     VonMisesFisher._VonMisesFisher__sample_w_rej = exact_sample_w
+    VonMisesFisher._VonMisesFisher__sample_w3 = exact_sample_w3
     try:
         return _log_likelihood(model, x, samples, chunk, one_reconstruction)
     finally:
-        VonMisesFisher._VonMisesFisher__sample_w_rej = trained_with
+        (VonMisesFisher._VonMisesFisher__sample_w_rej,
+         VonMisesFisher._VonMisesFisher__sample_w3) = trained_with
 
 
 def _log_likelihood(model, x, samples, chunk, one_reconstruction):
@@ -383,6 +412,39 @@ def check_sampler(draws, seed):
             se = ws.std().item() / math.sqrt(draws)
             print(f"{d:2d} {m:2d} {k:6.1f}  {ws.mean().item():.5f}  {a:.5f}  ({(ws.mean().item() - a) / se:+8.1f})"
                   f"  {kappa.grad.item():+.5f}  {da:+.5f}")
+
+
+def check_sphere2(seed, uniforms=2**27):
+    """d = 2 (m = 3): the package's closed-form w against the estimator's `exact_sample_w3`.
+
+    Counts the exact zeros among `uniforms` float32 draws of the Uniform(0, 1) that the
+    package's m = 3 sampler uses (expected: uniforms / 2^24), prints the package's w at
+    u = 0 (the antipode, -1) and the log density ratio it then carries, and checks the
+    float64 inverse CDF: E[w] against A_3(kappa) = coth(kappa) - 1/kappa, its smallest
+    draw against -1."""
+    torch.manual_seed(seed)
+    zeros, chunk = 0, 2**24
+    for _ in range(uniforms // chunk):
+        zeros += int((torch.distributions.Uniform(0.0, 1.0).sample((chunk,)) == 0).sum())
+    print(f"float32 Uniform(0, 1): {zeros} exact zeros in {uniforms} draws "
+          f"(expected {uniforms / 2**24:.1f})")
+    mu = torch.tensor([[1.0, 0.0, 0.0]])
+    for k in (100.0, 2000.0, 9300.0):
+        kappa = torch.tensor([[k]])
+        # The package's own m = 3 sampler, its uniform held at the value it returns once
+        # in 2^24 draws.
+        draw = torch.distributions.Uniform.sample
+        torch.distributions.Uniform.sample = lambda self, shape=torch.Size(): torch.zeros(shape)
+        try:
+            w0 = VonMisesFisher(mu, kappa)._VonMisesFisher__sample_w3(torch.Size([1]))
+        finally:
+            torch.distributions.Uniform.sample = draw
+        w = exact_sample_w3(VonMisesFisher(mu, kappa), torch.Size([200000])).double().flatten()
+        a = 1 / math.tanh(k) - 1 / k
+        se = w.std().item() / math.sqrt(w.numel())
+        print(f"kappa {k:7.1f}: package w at u = 0: {w0.item():+.3f} (log q there - log q at mu: "
+              f"{-2 * k:.0f}); float64 inverse CDF: E[w] {w.mean().item():.7f} against "
+              f"{a:.7f} ({(w.mean().item() - a) / se:+.1f} SE), min w {w.min().item():.5f}")
 
 
 def check_kl():
@@ -479,6 +541,7 @@ def main():
         use_projection_direction()
     if args.check_sampler:
         check_sampler(args.draws, args.seed)
+        check_sphere2(args.seed)
         check_kl()
         check_direction(args.draws // 4, args.seed)
         return
