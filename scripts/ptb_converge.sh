@@ -23,12 +23,16 @@
 # validation), summary, evaluation (with each sentence's log p(x) for
 # scripts/paired_nll.py), commit and CPU into OUT/NAME (NAME: ROW, or ROW-from-lm).
 #
+# PRIOR=A evaluates with `--prior-share A` (A of the K draws from the prior, the
+# mixture proposal that text needs: docs/ptb.md), its files named as eval names them
+# (`eval-kK-seed0-priorN`); the LM, without z, is exact either way.
+#
 # Every training call is `--resume auto`: call the script again to continue after an
 # interruption (a finished run stays finished). BIN names a folder of built train and
 # eval binaries (e.g. target/debug); by default the release ones are built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -gt 0 ] || { sed -n 2,28p "$0" >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n 2,32p "$0" >&2; exit 2; }
 runs=${RUNS:-runs/conv}
 out=${OUT:-docs/ptb-converged}
 epochs=${EPOCHS:-20}
@@ -36,6 +40,7 @@ decay=${DECAY:-4}
 shards=${SHARDS:-2}
 freeze=${FREEZE:-1314}
 samples=${K:-500}
+prior=${PRIOR:-0}
 # 42,068 training sentences, batch 32, the last partial batch dropped.
 epoch_steps=$((42068 / 32))
 [ "$decay" -lt "$epochs" ] || { echo "DECAY=$decay must be below EPOCHS=$epochs" >&2; exit 2; }
@@ -100,17 +105,25 @@ row() {
   "$bin/train" --config "$runs/$name.toml" --run-dir "$dir" --resume auto \
     > "$runs/$name.summary.json" 2>> "$runs/$name.log"
   ckpt=$(best "$runs/$name.summary.json")
-  echo "$(date -u +%T) evaluating $ckpt with K = $samples ..." >&2
-  [ -f "$ckpt/eval-k$samples-seed0.json" ] ||
-    "$bin/eval" --checkpoint "$ckpt" --samples "$samples" --seed 0 > "$dir.eval.txt" 2>> "$runs/$name.log"
+  # eval's file stem: the prior's draws are named, except for the LM (no z, none drawn).
+  local stem=eval-k$samples-seed0 tag=k$samples
+  if ! grep -q '^kind = "lm"' "$runs/$name.toml"; then
+    local n
+    n=$(python3 -c 'import sys; print(round(float(sys.argv[1]) * int(sys.argv[2])))' "$prior" "$samples")
+    [ "$n" = 0 ] || { stem=$stem-prior$n; tag=$tag-prior$n; }
+  fi
+  echo "$(date -u +%T) evaluating $ckpt with K = $samples (prior share $prior) ..." >&2
+  [ -f "$ckpt/$stem.json" ] ||
+    "$bin/eval" --checkpoint "$ckpt" --samples "$samples" --prior-share "$prior" --seed 0 \
+      > "$dir.$tag.txt" 2>> "$runs/$name.log"
   mkdir -p "$out/$name"
   cp "$dir/config.toml" "$dir/eval.csv" "$dir/valid.csv" "$out/$name/"
-  cp "$ckpt/eval-k$samples-seed0.json" "$out/$name/eval-k$samples.json"
-  cp "$ckpt/eval-k$samples-seed0-examples.csv" "$out/$name/eval-k$samples-examples.csv"
-  cp "$dir.eval.txt" "$out/$name/eval-k$samples.txt"
+  cp "$ckpt/$stem.json" "$out/$name/eval-$tag.json"
+  cp "$ckpt/$stem-examples.csv" "$out/$name/eval-$tag-examples.csv"
+  cp "$dir.$tag.txt" "$out/$name/eval-$tag.txt"
   cp "$runs/$name.summary.json" "$out/$name/summary.json"
   {
-    echo "command scripts/ptb_converge.sh (EPOCHS=$epochs SHARDS=$shards K=$samples LR_FACTOR='$lr_factor') row $spec"
+    echo "command scripts/ptb_converge.sh (EPOCHS=$epochs SHARDS=$shards K=$samples PRIOR=$prior LR_FACTOR='$lr_factor') row $spec"
     echo "commit $(git rev-parse --short HEAD)"
     echo "cpu $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
     echo "finished $(date -u +%FT%TZ)"

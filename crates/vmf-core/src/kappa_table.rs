@@ -228,6 +228,29 @@ impl KappaQuantileTable {
             -((m - 1) as f64 * width).ln(),
         )
     }
+
+    /// ln of the density of theta that the table draws from at `kappa`, at an angle
+    /// `theta` that it need not have drawn (the inverse of
+    /// [`KappaQuantileTable::log_sampler_density`]); -inf outside the angles it draws
+    /// at that kappa. The entries at `kappa` are interpolated in s as the device does.
+    pub fn log_sampler_density_at(&self, theta: f64, kappa: f64) -> f64 {
+        let m = self.probabilities;
+        let (j, t) = self.grid.locate(kappa);
+        let h = self.grid.step;
+        let at = |i: usize| {
+            let (a, b) = (j * m + i, (j + 1) * m + i);
+            hermite(
+                self.theta[a],
+                self.slope[a],
+                self.theta[b],
+                self.slope[b],
+                t,
+                h,
+            )
+            .0
+        };
+        crate::table::log_cell_density(m, theta, at)
+    }
 }
 
 /// KL(q(., kappa) || uniform) of a family over a [`LogKappaGrid`] with its exact s-derivative,

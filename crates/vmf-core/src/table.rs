@@ -150,6 +150,16 @@ impl QuantileTable {
         (theta, -((n - 1) as f64 * width).ln())
     }
 
+    /// ln of the density of theta that the table draws from, at an angle `theta` that
+    /// it need not have drawn (the inverse of [`QuantileTable::log_sampler_density`]:
+    /// the cell holding `theta`, whose probability 1/(M - 1) is spread evenly over its
+    /// angles); -inf outside [theta_0, theta_(M-1)], where the table never draws. An
+    /// importance weight under a mixture proposal needs the table's density at the
+    /// other component's draws.
+    pub fn log_sampler_density_at(&self, theta: f64) -> f64 {
+        log_cell_density(self.theta.len(), theta, |i| self.theta[i])
+    }
+
     /// The sampled w = <mu, z> for a uniform `u` (decreasing in u).
     pub fn w_at(&self, u: f64) -> f64 {
         self.theta_at(u).cos()
@@ -194,6 +204,27 @@ impl QuantileTable {
             .map(|(&t, c)| (self.cdf_theta(t) - c).abs())
             .fold(0.0, f64::max))
     }
+}
+
+/// ln of the density of a table's draws at `theta`, the table having `m` increasing
+/// entries `entry(i)` at probabilities i / (m - 1) and interpolating linearly between
+/// them: -ln((m - 1) width) of the cell holding `theta`, -inf outside the entries.
+pub(crate) fn log_cell_density(m: usize, theta: f64, entry: impl Fn(usize) -> f64) -> f64 {
+    if !(theta >= entry(0) && theta <= entry(m - 1)) {
+        return f64::NEG_INFINITY;
+    }
+    // The last i with entry(i) <= theta, kept below m - 1 (theta at the top entry is in
+    // the last cell).
+    let (mut lo, mut hi) = (0, m - 1);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if entry(mid) <= theta {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    -((m - 1) as f64 * (entry(lo + 1) - entry(lo))).ln()
 }
 
 /// Solves H(t) = p on [0, 1] for the cubic Hermite H with H(0) = f0, H(1) = f1,

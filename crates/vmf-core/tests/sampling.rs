@@ -590,3 +590,85 @@ fn importance_weights_over_table_draws_need_the_sampler_density() {
         );
     }
 }
+
+/// The table's density at an angle it need not have drawn (`log_sampler_density_at`,
+/// for a mixture proposal's weights): at the table's own draws it is the density the
+/// forward map reports (`log_sampler_density`), it is -inf outside the angles drawn,
+/// and it integrates to 1 over theta (a midpoint rule on a grid that ignores the
+/// cells), for both families, a small table and the default one.
+#[test]
+fn the_table_density_at_any_angle_inverts_the_draws_and_integrates_to_one() {
+    let cases = [
+        (Family::Vmf, 50usize, 28.2, DEFAULT_TABLE_SIZE),
+        (Family::Vmf, 3, 2.0, 2049),
+        (Family::Vmf, 21, 800.0, 2049),
+        (Family::PowerSpherical, 11, 40.0, 2049),
+    ];
+    for (family, dim, kappa, size) in cases {
+        let table = QuantileTable::of(family, dim, kappa, size).unwrap();
+        // Off the cells' ends: u in the interior of its cell.
+        for i in 0..997 {
+            let u = (i as f64 + 0.37) / 997.0;
+            let (theta, log_r) = table.log_sampler_density(u);
+            let at = table.log_sampler_density_at(theta);
+            assert!(
+                (at - log_r).abs() < 1e-9 * log_r.abs().max(1.0),
+                "{family:?} d = {dim} kappa = {kappa}: u = {u}, theta = {theta}: {at} vs {log_r}"
+            );
+        }
+        let (lo, hi) = (table.theta()[0], table.theta()[size - 1]);
+        assert_eq!(table.log_sampler_density_at(lo - 1e-9), f64::NEG_INFINITY);
+        if hi < std::f64::consts::PI {
+            assert_eq!(table.log_sampler_density_at(hi + 1e-9), f64::NEG_INFINITY);
+        }
+        assert!(table.log_sampler_density_at(lo).is_finite());
+        assert!(table.log_sampler_density_at(hi).is_finite());
+        let n = 2_000_000;
+        let h = (hi - lo) / n as f64;
+        let total: f64 = (0..n)
+            .map(|j| {
+                table
+                    .log_sampler_density_at(lo + (j as f64 + 0.5) * h)
+                    .exp()
+                    * h
+            })
+            .sum();
+        assert!(
+            (total - 1.0).abs() < 1e-3,
+            "{family:?} d = {dim} kappa = {kappa}: integral {total}"
+        );
+    }
+}
+
+/// The same for the tables over a kappa range (a kappa per example): at each row's
+/// own draws, off the grid's kappas, the density at the angle is the forward map's.
+#[test]
+fn the_kappa_table_density_at_any_angle_inverts_the_draws() {
+    for family in [Family::Vmf, Family::PowerSpherical] {
+        let table = KappaQuantileTable::of(
+            family,
+            21,
+            1.0,
+            1e4,
+            kappa_table::DEFAULT_LOG_KAPPA_STEP,
+            kappa_table::DEFAULT_PROBABILITIES,
+        )
+        .unwrap();
+        for kappa in [1.0, 3.7, 61.3, 950.0, 1e4] {
+            for i in 0..301 {
+                let u = (i as f64 + 0.41) / 301.0;
+                let (theta, log_r) = table.log_sampler_density(u, kappa);
+                let at = table.log_sampler_density_at(theta, kappa);
+                assert!(
+                    (at - log_r).abs() < 1e-8 * log_r.abs().max(1.0),
+                    "{family:?} kappa = {kappa}: u = {u}: {at} vs {log_r}"
+                );
+            }
+            let (lo, _) = table.log_sampler_density(0.0, kappa);
+            assert_eq!(
+                table.log_sampler_density_at(lo - 1e-9, kappa),
+                f64::NEG_INFINITY
+            );
+        }
+    }
+}

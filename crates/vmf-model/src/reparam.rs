@@ -299,6 +299,60 @@ impl VmfReparam {
         }
     }
 
+    /// ln r(z | x) - ln p(z) at points z that this layer need not have drawn, given by
+    /// their angles `theta` = arccos <mu, z> to the row's mean direction: the density of
+    /// the table sampler (the one it draws from, see
+    /// [`VmfReparam::log_exact_over_sampler`]) over the uniform prior's, both as
+    /// densities of theta (the directions at one angle carry the same area under
+    /// both). -inf where the table never draws. A mixture proposal of r and the prior
+    /// needs it at the prior's draws. Kappa per row from `log_kappa` for a learned
+    /// kappa (clamped into the range), `None` for a scheduled one.
+    ///
+    /// # Errors
+    /// If a kappa is out of range.
+    ///
+    /// # Panics
+    /// As [`VmfReparam::log_exact_over_sampler`].
+    pub fn log_sampler_over_prior_at(
+        &self,
+        theta: &[f64],
+        log_kappa: Option<&[f32]>,
+    ) -> Result<Vec<f64>> {
+        let dim = self.dim;
+        let log_uniform = vmf_core::stats::log_normaliser_uniform(dim)?;
+        let prior = |t: f64| Family::Vmf.log_theta_density(dim, 0.0, log_uniform, t);
+        match (&self.sampling, log_kappa) {
+            (Sampling::Fixed { sampler, .. }, None) => {
+                let table = sampler.host();
+                Ok(theta
+                    .iter()
+                    .map(|&t| table.log_sampler_density_at(t) - prior(t))
+                    .collect())
+            }
+            (Sampling::Learned { range, .. }, Some(s)) if s.len() == theta.len() => {
+                let tables = host_tables(self.family, dim, *range)?;
+                Ok(theta
+                    .iter()
+                    .zip(s)
+                    .map(|(&t, &si)| {
+                        let kappa = range.kappa_at(f64::from(si));
+                        tables.0.log_sampler_density_at(t, kappa) - prior(t)
+                    })
+                    .collect())
+            }
+            _ => panic!(
+                "log_sampler_over_prior_at: {} angles with {} ln kappa values for a {} layer",
+                theta.len(),
+                log_kappa.map_or("no".to_string(), |s| s.len().to_string()),
+                if self.range().is_some() {
+                    "learned-kappa"
+                } else {
+                    "scheduled"
+                }
+            ),
+        }
+    }
+
     /// z ~ q(mu, kappa) of the family at the scheduled kappa, with the noise given (see
     /// [`LatentNoise`]).
     ///

@@ -328,3 +328,82 @@ fn exact_over_sampler_weights_integrate_to_one_and_correct_the_end_cells() {
         );
     }
 }
+
+/// ln r - ln p at any point (`log_sampler_over_prior_at`, for a mixture proposal of
+/// the table sampler r and the uniform prior p) against the draw path: at the layer's
+/// own draws, their angle taken from the f32 z as the evaluation takes it, it is
+/// -(log p - log q) - (log q - log r), the draw's `log_ratio` and
+/// `log_exact_over_sampler`, in the bulk and deep in an end cell; scheduled and
+/// learned kappas, both families.
+#[test]
+fn sampler_over_prior_at_an_angle_matches_the_draw_path() {
+    let device = Device::flex();
+    let d = 11;
+    let range = KappaRange {
+        init: 10.0,
+        min: 1.0,
+        max: 1e4,
+    };
+    let mu_row = {
+        let v = [0.3, -0.1, 0.5, 0.2, -0.4, 0.1, 0.6, -0.2, 0.1, 0.05, 0.15];
+        let n = v.iter().map(|x: &f64| x * x).sum::<f64>().sqrt();
+        v.iter().map(|x| x / n).collect::<Vec<f64>>()
+    };
+    let us: Vec<f32> = vec![
+        2f32.powi(-22),
+        0.013,
+        0.2,
+        0.5,
+        0.77,
+        0.99,
+        1.0 - 2f32.powi(-22),
+    ];
+    let n = us.len();
+    let e: Vec<f64> = (0..n * d)
+        .map(|i| ((i * 7919 % 113) as f64 / 56.5) - 1.0)
+        .collect();
+    for family in [vmf_core::Family::Vmf, vmf_core::Family::PowerSpherical] {
+        for kappa in [3.0f64, 150.0] {
+            let fixed = VmfReparam::of(family, d, kappa, &device).unwrap();
+            let learned = VmfReparam::learned_of(family, d, range, &device).unwrap();
+            let s = vec![(kappa as f32).ln(); n];
+            for (layer, log_kappa) in [(fixed, None), (learned, Some(&s[..]))] {
+                let posterior = Posterior::Sphere {
+                    mu: tensor2(&mu_row.repeat(n), n, d, &device),
+                    log_kappa: log_kappa
+                        .map(|s| Tensor::from_data(TensorData::new(s.to_vec(), [n]), &device)),
+                };
+                let noise = LatentNoise {
+                    u: Tensor::from_data(TensorData::new(us.clone(), [n]), &device),
+                    e: tensor2(&e, n, d, &device),
+                };
+                let draw = posterior.draw(noise, Some(&layer));
+                let ratio = to_vec(draw.log_ratio());
+                let z = to_vec(draw.z);
+                let fix = layer.log_exact_over_sampler(&us, log_kappa).unwrap();
+                let theta: Vec<f64> = z
+                    .chunks(d)
+                    .map(|zr| {
+                        let norm = zr.iter().map(|v| v * v).sum::<f64>().sqrt();
+                        let dot = zr.iter().zip(&mu_row).map(|(a, b)| a * b).sum::<f64>();
+                        (dot / norm).clamp(-1.0, 1.0).acos()
+                    })
+                    .collect();
+                let at = layer.log_sampler_over_prior_at(&theta, log_kappa).unwrap();
+                for r in 0..n {
+                    let want = -(ratio[r] + fix[r]);
+                    // The angle from f32 z may cross into a neighbouring cell, whose
+                    // density differs by a fraction of a percent in the bulk.
+                    assert!(
+                        (at[r] - want).abs() < 1e-2,
+                        "{family:?} kappa {kappa} learned {}: u = {}: {} vs {want} (ln q/r {})",
+                        log_kappa.is_some(),
+                        us[r],
+                        at[r],
+                        fix[r]
+                    );
+                }
+            }
+        }
+    }
+}

@@ -143,22 +143,62 @@ pub fn evaluate<M: VaeModel>(
     })
 }
 
-/// Importance-sampled log p(x) per example of `batches` (nats, in order), with
-/// `samples` draws z_k ~ r(z|x) per example: logsumexp_k [log p(x|z_k) + log p(z_k) -
-/// log r(z_k|x)] - log K. r is the posterior q as drawn: the Gaussian's exactly, a
-/// sphere's through its quantile table, whose density differs from q's in the table's
+/// How [`log_likelihood`] draws its importance samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportanceSampling {
+    /// Draws per example, K.
+    pub samples: usize,
+    /// How many of the K are drawn from the prior p(z) instead of the posterior: the
+    /// proposal is then the mixture a p(z) + (1 - a) r(z|x) with a = prior_draws / K,
+    /// each draw weighed by the mixture's density (a stratified mixture, unbiased as the
+    /// plain estimator is). 0 (the literature's estimator) draws every z from r.
+    pub prior_draws: usize,
+}
+
+impl ImportanceSampling {
+    /// K draws from the posterior, none from the prior: the usual estimator.
+    pub fn posterior(samples: usize) -> Self {
+        Self {
+            samples,
+            prior_draws: 0,
+        }
+    }
+
+    /// K draws of which the share `prior_share` (in [0, 1], rounded to a whole number
+    /// of draws) come from the prior.
+    pub fn with_prior_share(samples: usize, prior_share: f64) -> Self {
+        let prior_draws = (prior_share.clamp(0.0, 1.0) * samples as f64).round() as usize;
+        Self {
+            samples,
+            prior_draws,
+        }
+    }
+}
+
+/// Importance-sampled log p(x) per example of `batches` (nats, in order), with K =
+/// `sampling.samples` draws z_k ~ r(z|x) per example: logsumexp_k [log p(x|z_k) + log
+/// p(z_k) - log r(z_k|x)] - log K. r is the posterior q as drawn: the Gaussian's exactly,
+/// a sphere's through its quantile table, whose density differs from q's in the table's
 /// end cells; the ratio is [`vmf_model::PosteriorDraw`]'s log p(z) - log q(z|x) (for
 /// vMF: vmf-core's log C_d) plus [`VmfReparam::log_exact_over_sampler`]'s log q - log r.
 ///
-/// Deterministic for a given (seed, samples, batches). For a model without z (the
-/// LM) it is exact and takes one draw whatever `samples` says. With the Gaussian pixel loss,
-/// log p(x|z) omits its constant -D/2 log(2 pi), so the figure is up to that constant.
+/// With `sampling.prior_draws` > 0 that many of the K draws come from the prior and
+/// every draw is weighed by the mixture a p(z) + (1 - a) r(z|x) instead of r
+/// ([`ImportanceSampling`]): the weight p(x|z) / (a + (1 - a) r(z|x) / p(z)) is at most
+/// p(x|z) / a, so the estimate no longer waits for r's far tail to be drawn where the
+/// decoder barely depends on z (text: a sharp posterior in many dimensions draws
+/// <mu, z> near 0, where the prior's mass is, once in thousands of draws; the plain
+/// estimate then rises with K long after it looks settled).
+///
+/// Deterministic for a given (seed, sampling, batches). For a model without z (the
+/// LM) it is exact and takes one draw whatever `sampling` says. With the Gaussian pixel
+/// loss, log p(x|z) omits its constant -D/2 log(2 pi), so the figure is up to that constant.
 pub fn log_likelihood<M: VaeModel>(
     model: &M,
     batches: &[M::Batch],
     rows_per_call: impl Fn(&M::Batch) -> usize,
     kappa: f64,
-    samples: usize,
+    sampling: ImportanceSampling,
     seed: u64,
     device: &Device,
 ) -> Result<Vec<f64>, TrainError> {
@@ -166,11 +206,15 @@ pub fn log_likelihood<M: VaeModel>(
     let reparam = sampling_layer(model, kappa, device)?;
     // Without a latent (the LM) every importance weight is p(x): one draw is exact,
     // and K would decode each sentence K times for the same figure.
-    let samples = if model.kind().has_latent() {
-        samples.max(1)
+    let (samples, prior_draws) = if model.kind().has_latent() {
+        let k = sampling.samples.max(1);
+        (k, sampling.prior_draws.min(k))
     } else {
-        1
+        (1, 0)
     };
+    // ln of the mixture's weights a and 1 - a on the prior and on r.
+    let share = prior_draws as f64 / samples as f64;
+    let (ln_prior, ln_post) = (share.ln(), (1.0 - share).ln());
     let mut out = Vec::new();
     let mut call = 0u64;
     for batch in batches {
@@ -186,8 +230,8 @@ pub fn log_likelihood<M: VaeModel>(
             let mut acc = vec![f64::NEG_INFINITY; b];
             let mut done = 0;
             let mut part = 0u64;
-            while done < samples {
-                let k = chunk.min(samples - done);
+            while done < samples - prior_draws {
+                let k = chunk.min(samples - prior_draws - done);
                 let counter = (call << 32) | part;
                 let x_rep = xb.repeat_rows(k);
                 let noise =
@@ -212,20 +256,138 @@ pub fn log_likelihood<M: VaeModel>(
                 };
                 let log_ratio = draw.log_ratio();
                 let log_px = model.neg_log_likelihood(&x_rep, draw.z).neg();
-                let log_w = crate::output::read_back(log_px + log_ratio)?;
-                for (i, (row, fix)) in log_w.chunks(k).zip(correction.chunks(k)).enumerate() {
-                    for (&lw, &c) in row.iter().zip(fix) {
-                        acc[i] = log_add_exp(acc[i], f64::from(lw) + c);
+                if prior_draws == 0 {
+                    let log_w = crate::output::read_back(log_px + log_ratio)?;
+                    for (i, (row, fix)) in log_w.chunks(k).zip(correction.chunks(k)).enumerate() {
+                        for (&lw, &c) in row.iter().zip(fix) {
+                            acc[i] = log_add_exp(acc[i], f64::from(lw) + c);
+                        }
+                    }
+                } else {
+                    // ln r - ln p of each draw is -(log_ratio + correction).
+                    let log_px = crate::output::read_back(log_px)?;
+                    let log_ratio = crate::output::read_back(log_ratio)?;
+                    for (j, ((&lp, &lr), &c)) in
+                        log_px.iter().zip(&log_ratio).zip(&correction).enumerate()
+                    {
+                        let ell = -(f64::from(lr) + c);
+                        let lw = f64::from(lp) - log_add_exp(ln_prior, ln_post + ell);
+                        acc[j / k] = log_add_exp(acc[j / k], lw);
                     }
                 }
                 done += k;
                 part += 1;
+            }
+            if prior_draws > 0 {
+                let at = PosteriorOnHost::read(&posterior, b, d)?;
+                let mut done = 0;
+                let mut part = 0u64;
+                while done < prior_draws {
+                    let k = chunk.min(prior_draws - done);
+                    let counter = (call << 32) | part;
+                    let mut noise = HostNoise::new(seed, "log-likelihood-prior", counter);
+                    let z: Vec<f32> = (0..b * k)
+                        .flat_map(|_| model.kind().prior_sample(noise.rng(), d))
+                        .map(|v| v as f32)
+                        .collect();
+                    let ell = at.log_proposal_over_prior(model.kind(), reparam.as_ref(), &z, k)?;
+                    let z = Tensor::from_data(burn::tensor::TensorData::new(z, [b * k, d]), device);
+                    let log_px = model.neg_log_likelihood(&xb.repeat_rows(k), z).neg();
+                    let log_px = crate::output::read_back(log_px)?;
+                    for (j, (&lp, &e)) in log_px.iter().zip(&ell).enumerate() {
+                        let lw = f64::from(lp) - log_add_exp(ln_prior, ln_post + e);
+                        acc[j / k] = log_add_exp(acc[j / k], lw);
+                    }
+                    done += k;
+                    part += 1;
+                }
             }
             out.extend(acc.into_iter().map(|a| a - (samples as f64).ln()));
             call += 1;
         }
     }
     Ok(out)
+}
+
+/// One call's posterior parameters on the host (f64), for the proposal's density at
+/// the prior's draws.
+struct PosteriorOnHost {
+    d: usize,
+    /// mu or the mean, `[b * d]`.
+    location: Vec<f64>,
+    /// The Gaussian's log-variances, `[b * d]` (empty on the sphere).
+    logvar: Vec<f64>,
+    /// ln kappa per row where it is learned per example.
+    log_kappa: Option<Vec<f32>>,
+}
+
+impl PosteriorOnHost {
+    fn read(posterior: &vmf_model::Posterior, b: usize, d: usize) -> Result<Self, TrainError> {
+        let wide = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+        let location = wide(crate::output::read_back(posterior.location())?);
+        let logvar = match posterior.log_variance() {
+            Some(t) => wide(crate::output::read_back(t)?),
+            None => Vec::new(),
+        };
+        let log_kappa = match posterior.log_kappa_per_row() {
+            Some(t) => Some(crate::output::read_back(t)?),
+            None => None,
+        };
+        debug_assert_eq!(location.len(), b * d);
+        Ok(Self {
+            d,
+            location,
+            logvar,
+            log_kappa,
+        })
+    }
+
+    /// ln r(z|x) - ln p(z) at the points `z` (`[b * k, d]`, row i k + j the j-th of
+    /// example i), r the proposal the posterior draws from: on the sphere the table
+    /// sampler's density (at the angle to mu), for the Gaussian its exact density.
+    fn log_proposal_over_prior(
+        &self,
+        kind: vmf_model::ModelKind,
+        reparam: Option<&VmfReparam>,
+        z: &[f32],
+        k: usize,
+    ) -> Result<Vec<f64>, TrainError> {
+        let d = self.d;
+        let rows = z.chunks(d).enumerate().map(|(r, zr)| {
+            let i = r / k;
+            (i, zr.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>())
+        });
+        match reparam {
+            Some(layer) => {
+                // The angle of each draw to its example's mu, from the f32 z the decoder
+                // is given (its norm differs from 1 by rounding).
+                let theta: Vec<f64> = rows
+                    .map(|(i, zr)| {
+                        let mu = &self.location[i * d..(i + 1) * d];
+                        let norm = zr.iter().map(|v| v * v).sum::<f64>().sqrt();
+                        let dot = mu.iter().zip(&zr).map(|(m, v)| m * v).sum::<f64>() / norm;
+                        dot.clamp(-1.0, 1.0).acos()
+                    })
+                    .collect();
+                let log_kappa = self
+                    .log_kappa
+                    .as_ref()
+                    .map(|s| (0..theta.len()).map(|r| s[r / k]).collect::<Vec<f32>>());
+                Ok(layer.log_sampler_over_prior_at(&theta, log_kappa.as_deref())?)
+            }
+            // The Gaussian: ln N(z; m, s^2) - ln N(z; 0, I), whose 2 pi terms cancel.
+            None => Ok(rows
+                .map(|(i, zr)| {
+                    let (m, lv) = (
+                        &self.location[i * d..(i + 1) * d],
+                        &self.logvar[i * d..(i + 1) * d],
+                    );
+                    kind.host_log_q(m, 0.0, 0.0, lv, &zr)
+                        + 0.5 * zr.iter().map(|v| v * v).sum::<f64>()
+                })
+                .collect()),
+        }
+    }
 }
 
 /// Seeds of the draws of one [`test_report`]: the ELBO's, the latent statistics' and the
@@ -260,7 +422,7 @@ impl TestReport {
 
 /// Evaluates `model` on the test batches `x` of data kind `kind`: the ELBO's terms, the
 /// latent statistics where the kind reports them ([`DataKind::LATENT_STATS`]), the
-/// greedy reconstruction's accuracy, and with `samples` > 0 the importance-sampled
+/// greedy reconstruction's accuracy, and with `sampling.samples` > 0 the importance-sampled
 /// log-likelihood. One code path for the loop's evaluation after each epoch and for the
 /// `eval` tool; `kappa` is that of a scheduled vMF (others ignore it).
 #[allow(clippy::too_many_arguments)]
@@ -270,7 +432,7 @@ pub fn test_report<K: DataKind>(
     x: &[Batch<K>],
     max_rows: usize,
     kappa: f64,
-    samples: usize,
+    sampling: ImportanceSampling,
     seeds: ReportSeeds,
     device: &Device,
 ) -> Result<TestReport, TrainError> {
@@ -286,13 +448,13 @@ pub fn test_report<K: DataKind>(
         metrics.latent = Some(latent_stats(model.kind(), &codes));
     }
     metrics.recon_accuracy = kind.recon_accuracy(model, Split::Test, device)?;
-    let log_likelihood = if samples > 0 {
+    let log_likelihood = if sampling.samples > 0 {
         Some(log_likelihood(
             model,
             x,
             per_call,
             kappa,
-            samples,
+            sampling,
             seeds.sampled,
             device,
         )?)
@@ -303,6 +465,11 @@ pub fn test_report<K: DataKind>(
         metrics,
         log_likelihood,
     })
+}
+
+/// For serde: leave a count of 0 out.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// log(e^a + e^b) without overflow.
@@ -329,6 +496,10 @@ pub struct CheckpointEval {
     pub metrics: EvalMetrics,
     /// Importance samples per image.
     pub samples: usize,
+    /// How many of them came from the prior ([`ImportanceSampling::prior_draws`]; 0:
+    /// all from the posterior, the usual estimator).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub prior_draws: usize,
     /// Seed of the evaluation.
     pub seed: u64,
     /// Mean importance-sampled log p(x) (nats per image).
@@ -355,13 +526,29 @@ pub fn evaluate_checkpoint(
     seed: u64,
     test_limit: Option<usize>,
 ) -> Result<CheckpointEval, TrainError> {
+    evaluate_checkpoint_with(
+        path,
+        ImportanceSampling::posterior(samples),
+        seed,
+        test_limit,
+    )
+}
+
+/// [`evaluate_checkpoint`] with the importance samples drawn as `sampling` says (some
+/// of them from the prior: [`ImportanceSampling`]).
+pub fn evaluate_checkpoint_with(
+    path: &Path,
+    sampling: ImportanceSampling,
+    seed: u64,
+    test_limit: Option<usize>,
+) -> Result<CheckpointEval, TrainError> {
     let opened = checkpoint::open(path)?;
     let mut config = opened.config.clone();
     config.data.test_limit = test_limit.or(config.data.test_limit);
     let work = EvalCheckpoint {
         opened: &opened,
         config: &config,
-        samples,
+        sampling,
         seed,
     };
     modality::dispatch(&config, work)
@@ -370,7 +557,7 @@ pub fn evaluate_checkpoint(
 struct EvalCheckpoint<'a> {
     opened: &'a Opened,
     config: &'a crate::config::TrainConfig,
-    samples: usize,
+    sampling: ImportanceSampling,
     seed: u64,
 }
 
@@ -381,7 +568,7 @@ impl WithKind for EvalCheckpoint<'_> {
         let Self {
             opened,
             config,
-            samples,
+            sampling,
             seed,
         } = self;
         let device = Backend::default_compiled().device()?;
@@ -402,7 +589,10 @@ impl WithKind for EvalCheckpoint<'_> {
             &x,
             max_rows,
             state.kappa,
-            samples.max(1),
+            ImportanceSampling {
+                samples: sampling.samples.max(1),
+                ..sampling
+            },
             seeds,
             &device,
         )?;
@@ -423,7 +613,12 @@ impl WithKind for EvalCheckpoint<'_> {
             }),
             test_images: per_example.len(),
             metrics,
-            samples,
+            samples: sampling.samples.max(1),
+            prior_draws: if model.kind().has_latent() {
+                sampling.prior_draws.min(sampling.samples.max(1))
+            } else {
+                0
+            },
             seed,
             log_likelihood: mean,
             log_likelihood_se: (var / n).sqrt(),

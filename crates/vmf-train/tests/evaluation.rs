@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use vmf_train::evaluation::evaluate_checkpoint;
+use vmf_train::evaluation::{ImportanceSampling, evaluate_checkpoint, evaluate_checkpoint_with};
 use vmf_train::{TrainConfig, TrainOptions, checkpoint, train};
 
 #[test]
@@ -64,6 +64,41 @@ fn check(name: &str, model: &str) {
     assert!(k100.log_likelihood > elbo + 1.0);
     assert!(k1.log_likelihood < k10.log_likelihood && k10.log_likelihood < k100.log_likelihood);
     assert!(k100.log_likelihood - k10.log_likelihood < k10.log_likelihood - k1.log_likelihood);
+    // A mixture proposal (half the draws from the prior) is unbiased too: it lies with
+    // the estimates of the posterior alone, about at K = 50's (the prior's draws add
+    // little where the decoder depends on z, as here), not above the limit; its
+    // prior draws are counted. All from the prior is the plain Monte Carlo average of
+    // p(x|z): finite, and not above the limit either.
+    let mix = |share| {
+        evaluate_checkpoint_with(
+            &ckpt,
+            ImportanceSampling::with_prior_share(100, share),
+            7,
+            None,
+        )
+        .unwrap()
+    };
+    let (half, prior) = (mix(0.5), mix(1.0));
+    eprintln!(
+        "LL_100 with half the draws from the prior {}, all {}",
+        half.log_likelihood, prior.log_likelihood
+    );
+    assert_eq!((half.prior_draws, prior.prior_draws), (50, 100));
+    assert!(
+        half.log_likelihood > k10.log_likelihood
+            && half.log_likelihood < k100.log_likelihood + 4.0 * k1.log_likelihood_se,
+        "mixture {} against LL_10 {} and LL_100 {}",
+        half.log_likelihood,
+        k10.log_likelihood,
+        k100.log_likelihood
+    );
+    assert!(
+        prior.log_likelihood.is_finite()
+            && prior.log_likelihood < k100.log_likelihood + 4.0 * k1.log_likelihood_se,
+        "all from the prior {} against LL_100 {}",
+        prior.log_likelihood,
+        k100.log_likelihood
+    );
     // Same K and seed, same number; another seed, a different one.
     assert_eq!(
         evaluate_checkpoint(&ckpt, 10, 7, None)

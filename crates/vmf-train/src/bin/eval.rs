@@ -3,14 +3,17 @@
 //! Writes the figures to `eval-kK-seedS.json` in the checkpoint folder and each test
 //! example's log p(x), in the test file's order, to `eval-kK-seedS-examples.csv` beside
 //! it (`scripts/paired_nll.py` compares two checkpoints example by example); with
-//! `--test-limit N` the names end in `-firstN`.
+//! `--test-limit N` the names end in `-firstN`. `--prior-share A` draws that share of
+//! the K importance samples from the prior (a mixture proposal, see
+//! `vmf_train::evaluation::ImportanceSampling`): the names carry `-priorP`, P the
+//! number of prior draws.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use vmf_train::evaluation::evaluate_checkpoint;
+use vmf_train::evaluation::{ImportanceSampling, evaluate_checkpoint_with};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +34,21 @@ struct Cli {
     /// Evaluate only the first N test images (files named `...-firstN`).
     #[arg(long)]
     test_limit: Option<usize>,
+    /// Share of the importance samples drawn from the prior p(z) instead of the
+    /// posterior, in [0, 1] (0: the usual estimator). Each draw is then weighed by the
+    /// mixture of the two, which bounds the weights: for a posterior much sharper than
+    /// what the decoder needs (text), the plain estimate rises with K for long.
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
+    prior_share: f64,
+}
+
+/// A share in [0, 1], for `--prior-share`.
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is not a share: give a number from 0 to 1")),
+        Err(e) => Err(format!("{s:?} is not a number ({e})")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -38,12 +56,17 @@ fn main() -> ExitCode {
     vmf_train::keep_freed_memory();
     vmf_train::cpu::flush_denormals();
     let run = || -> anyhow::Result<()> {
-        let e = evaluate_checkpoint(&cli.checkpoint, cli.samples, cli.seed, cli.test_limit)?;
-        // A partial evaluation is named as such, so that it never replaces the full one.
-        let stem = match cli.test_limit {
-            Some(n) => format!("eval-k{}-seed{}-first{n}", e.samples, e.seed),
-            None => format!("eval-k{}-seed{}", e.samples, e.seed),
-        };
+        let sampling = ImportanceSampling::with_prior_share(cli.samples, cli.prior_share);
+        let e = evaluate_checkpoint_with(&cli.checkpoint, sampling, cli.seed, cli.test_limit)?;
+        // A partial evaluation, or one of another estimator, is named as such, so that
+        // it never replaces the full one.
+        let mut stem = format!("eval-k{}-seed{}", e.samples, e.seed);
+        if e.prior_draws > 0 {
+            stem += &format!("-prior{}", e.prior_draws);
+        }
+        if let Some(n) = cli.test_limit {
+            stem += &format!("-first{n}");
+        }
         let out = cli.checkpoint.join(format!("{stem}.json"));
         std::fs::write(&out, serde_json::to_string_pretty(&e)? + "\n")
             .with_context(|| format!("writing {}", out.display()))?;
@@ -78,8 +101,12 @@ fn main() -> ExitCode {
             (None, _) => println!("| KL | {:.3} |", e.metrics.kl),
         }
         println!("| ELBO | {:.3} |", e.metrics.elbo);
+        let prior = match e.prior_draws {
+            0 => String::new(),
+            n => format!(" ({n} from the prior)"),
+        };
         println!(
-            "| log p(x), K = {} | {:.3} +- {:.3} |",
+            "| log p(x), K = {}{prior} | {:.3} +- {:.3} |",
             e.samples, e.log_likelihood, e.log_likelihood_se
         );
         if let Some(ppl) = e.perplexity {

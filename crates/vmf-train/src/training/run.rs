@@ -17,7 +17,9 @@ use crate::checkpoint::{self, MODEL_FILE, OPTIM_FILE, TrainState};
 use crate::config::TrainConfig;
 use crate::durable;
 use crate::error::TrainError;
-use crate::evaluation::{EvalCuts, EvalMetrics, ReportSeeds, evaluate, test_report};
+use crate::evaluation::{
+    EvalCuts, EvalMetrics, ImportanceSampling, ReportSeeds, evaluate, test_report,
+};
 use crate::family::{self, StepLatent};
 use crate::modality::{Batch, DataKind, Split};
 use crate::optim;
@@ -508,7 +510,7 @@ impl<'a, K: DataKind> Run<'a, K> {
             &self.test_x,
             max_rows,
             kappa,
-            samples,
+            ImportanceSampling::posterior(samples),
             seeds,
             device,
         )?;
