@@ -190,12 +190,7 @@ impl KappaQuantileTable {
         let pos = u.clamp(0.0, 1.0) * (m - 1) as f64;
         let i = (pos.floor() as usize).min(m - 2);
         let f = pos - i as f64;
-        let h = self.grid.step;
-        let at = |ii: usize| {
-            let (a, b) = (j * m + ii, (j + 1) * m + ii);
-            let (th, sl) = (&self.theta, &self.slope);
-            hermite(th[a], sl[a], th[b], sl[b], t, h)
-        };
+        let at = |ii: usize| self.entry(j, t, ii);
         let ((v0, d0), (v1, d1)) = (at(i), at(i + 1));
         (v0 + f * (v1 - v0), (d0 + f * (d1 - d0)) / kappa)
     }
@@ -208,20 +203,7 @@ impl KappaQuantileTable {
         let (j, t) = self.grid.locate(kappa);
         let pos = u.clamp(0.0, 1.0) * (m - 1) as f64;
         let i = (pos.floor() as usize).min(m - 2);
-        let h = self.grid.step;
-        let at = |ii: usize| {
-            let (a, b) = (j * m + ii, (j + 1) * m + ii);
-            hermite(
-                self.theta[a],
-                self.slope[a],
-                self.theta[b],
-                self.slope[b],
-                t,
-                h,
-            )
-            .0
-        };
-        let (v0, v1) = (at(i), at(i + 1));
+        let (v0, v1) = (self.entry(j, t, i).0, self.entry(j, t, i + 1).0);
         let width = v1 - v0;
         (
             v0 + (pos - i as f64) * width,
@@ -234,22 +216,18 @@ impl KappaQuantileTable {
     /// [`KappaQuantileTable::log_sampler_density`]); -inf outside the angles it draws
     /// at that kappa. The entries at `kappa` are interpolated in s as the device does.
     pub fn log_sampler_density_at(&self, theta: f64, kappa: f64) -> f64 {
-        let m = self.probabilities;
         let (j, t) = self.grid.locate(kappa);
-        let h = self.grid.step;
-        let at = |i: usize| {
-            let (a, b) = (j * m + i, (j + 1) * m + i);
-            hermite(
-                self.theta[a],
-                self.slope[a],
-                self.theta[b],
-                self.slope[b],
-                t,
-                h,
-            )
-            .0
-        };
-        crate::table::log_cell_density(m, theta, at)
+        crate::table::log_cell_density(self.probabilities, theta, |i| self.entry(j, t, i).0)
+    }
+
+    /// Probability entry `i` at position `t` of the s-cell `j` (from `grid.locate`): its
+    /// angle, the Hermite interpolant in s of the two grid kappas' entries, and its
+    /// s-derivative.
+    fn entry(&self, j: usize, t: f64, i: usize) -> (f64, f64) {
+        let m = self.probabilities;
+        let (a, b) = (j * m + i, (j + 1) * m + i);
+        let (th, sl) = (&self.theta, &self.slope);
+        hermite(th[a], sl[a], th[b], sl[b], t, self.grid.step)
     }
 }
 

@@ -286,16 +286,7 @@ impl VmfReparam {
                 }
                 Ok(out)
             }
-            _ => panic!(
-                "log_exact_over_sampler: {} uniforms with {} ln kappa values for a {} layer",
-                u.len(),
-                log_kappa.map_or("no".to_string(), |s| s.len().to_string()),
-                if self.range().is_some() {
-                    "learned-kappa"
-                } else {
-                    "scheduled"
-                }
-            ),
+            _ => self.misuse("log_exact_over_sampler", "uniforms", u.len(), log_kappa),
         }
     }
 
@@ -340,17 +331,28 @@ impl VmfReparam {
                     })
                     .collect())
             }
-            _ => panic!(
-                "log_sampler_over_prior_at: {} angles with {} ln kappa values for a {} layer",
+            _ => self.misuse(
+                "log_sampler_over_prior_at",
+                "angles",
                 theta.len(),
-                log_kappa.map_or("no".to_string(), |s| s.len().to_string()),
-                if self.range().is_some() {
-                    "learned-kappa"
-                } else {
-                    "scheduled"
-                }
+                log_kappa,
             ),
         }
+    }
+
+    /// The panic of a host-side density call whose ln kappa values do not fit the
+    /// layer (given for a scheduled one, missing for a learned one, or of another
+    /// length than the `n` rows): a programming error.
+    fn misuse(&self, call: &str, rows: &str, n: usize, log_kappa: Option<&[f32]>) -> ! {
+        panic!(
+            "{call}: {n} {rows} with {} ln kappa values for a {} layer",
+            log_kappa.map_or("no".to_string(), |s| s.len().to_string()),
+            if self.range().is_some() {
+                "learned-kappa"
+            } else {
+                "scheduled"
+            }
+        )
     }
 
     /// z ~ q(mu, kappa) of the family at the scheduled kappa, with the noise given (see
