@@ -109,7 +109,8 @@ row() {
   local stem=eval-k$samples-seed0 tag=k$samples
   if ! grep -q '^kind = "lm"' "$runs/$name.toml"; then
     local n
-    n=$(python3 -c 'import sys; print(round(float(sys.argv[1]) * int(sys.argv[2])))' "$prior" "$samples")
+    # Rounded half up, as eval rounds (Python's round() would go to even).
+    n=$(python3 -c 'import sys; print(int(float(sys.argv[1]) * int(sys.argv[2]) + 0.5))' "$prior" "$samples")
     [ "$n" = 0 ] || { stem=$stem-prior$n; tag=$tag-prior$n; }
   fi
   echo "$(date -u +%T) evaluating $ckpt with K = $samples (prior share $prior) ..." >&2
