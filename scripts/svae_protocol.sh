@@ -3,7 +3,7 @@
 # {2, 5, 10, 20, 40}, train the Gaussian VAE (configs/svae-gaussian.toml, z in R^d) and
 # the vMF VAE (configs/svae-vmf.toml, z on S^d, ambient d + 1), each early-stopped on
 # the validation ELBO within an epoch budget; evaluate the best checkpoint's test
-# log-likelihood with K importance samples; write the table to docs/svae-protocol.md.
+# log-likelihood with K importance samples; write the table (OUT, below).
 # Two more vMF kinds learn kappa instead of fixing it: vmf-learned (one kappa,
 # configs/svae-vmf-learned.toml) and vmf-per-example (kappa(x), as S-VAE,
 # configs/svae-vmf-per-example.toml); KINDS="gaussian vmf vmf-learned vmf-per-example"
@@ -19,11 +19,13 @@
 # FROM names the RUNS of an earlier, shorter budget: then each run is a copy of that
 # one, resumed from its last checkpoint up to the new budget, which gives the same run
 # as training from scratch since the epoch budget is no part of a run's identity and
-# resume is exact; an early-stopped run stays stopped); OUT
-# (default docs/svae-protocol.md) the table. JOBS=2 trains two runs at a time, each on one
-# shard (training.shards = 1): at batch 64 a step is too small for two shards to pay, and
-# two one-shard processes train ~2x the images per second of one two-shard process on
-# a 2-core machine (measured: 2 x 10.5k vs 9.4k images/s, d = 10). SEED (default 0, the
+# resume is exact; an early-stopped run stays stopped); OUT the table (default
+# docs/svae-protocol.md when RUNS is the default, else RUNS/table.md, so that a piece of
+# work in its own RUNS, a seed or a resumed run, never overwrites the committed table).
+# JOBS=2 trains two runs at a time, each on one shard (training.shards = 1): at batch
+# 64 a step is too small for two shards to pay, and two one-shard processes train ~2x
+# the images per second of one two-shard process on a 2-core machine (measured: 2 x
+# 10.5k vs 9.4k images/s, d = 10). SEED (default 0, the
 # configs' seed) seeds the trainings, for the run-to-run spread; PATIENCE (default 50,
 # the S-VAE authors' look-ahead) is the early stopping's patience in epochs (with FROM,
 # a larger one restarts runs that stopped: patience does not change the training
@@ -51,7 +53,8 @@ read -r -a budgets <<< "${BUDGETS:-}"
 declare -A searched=([2]=6.3 [5]=12 [10]=19 [20]=30 [40]=30)
 jobs=${JOBS:-1}
 runs=${RUNS:-runs/svae}
-out=${OUT:-docs/svae-protocol.md}
+if [ -n "${RUNS:-}" ]; then default_out=$runs/table.md; else default_out=docs/svae-protocol.md; fi
+out=${OUT:-$default_out}
 mkdir -p "$runs/configs" docs
 
 bin=${BIN:-target/release}
