@@ -35,6 +35,10 @@
 # the same settings; runs that stopped stay stopped and keep their evaluation. BIN
 # names a folder of already built train and eval binaries (e.g. target/debug, whose
 # dev profile optimises as release does here); by default the release ones are built.
+# LR_DECAY (default 1: none) and LR_PATIENCE (default 10) add a plateau schedule to every
+# run: the learning rate is multiplied by LR_DECAY each time LR_PATIENCE epochs pass
+# without a better validation ELBO (optimizer.lr_decay and lr_patience); the early stop
+# still waits PATIENCE epochs.
 #
 # The vMF model's kappa follows a constant KL budget (kl_target) from the first step:
 # BUDGETS="6 12 19 20 21" gives one per entry of DIMS, else the best budget of the
@@ -79,6 +83,9 @@ run() {
     -e "s|^epochs = .*|epochs = $epochs|" \
     -e "s|value = 8.0 }|value = $budget }|" \
     "configs/svae-$kind.toml" > "$cfg"
+  if [ "${LR_DECAY:-1}" != 1 ]; then
+    sed -i -e "s|^eps = .*|&\nlr_decay = $LR_DECAY\nlr_patience = ${LR_PATIENCE:-10}|" "$cfg"
+  fi
   if [ "$jobs" -gt 1 ]; then sed -i -e "s|^shards = .*|shards = 1|" "$cfg"; fi
   local resume=() from=""
   if [ -n "${RESUME:-}" ] && [ -d "$dir/checkpoints" ]; then
@@ -166,6 +173,7 @@ for d in $dims; do
   for kind in $kinds; do line+=" $(row "$kind" "$d") |"; done
   echo "$line" >> "$runs/table.md"
 done
-cp "$runs/table.md" "$out"
+# With RUNS set the table is written where it is built: nothing to copy.
+[ "$out" -ef "$runs/table.md" ] || cp "$runs/table.md" "$out"
 cat "$out"
 if grep -q '| failed, see' "$out"; then echo "some runs failed: see the logs named in the table" >&2; exit 1; fi
