@@ -149,11 +149,15 @@ row() {
 {
   echo "# The S-VAE MNIST protocol"
   echo
-  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
+  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
   echo "ELBO with patience ${PATIENCE:-50} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
-  echo "Dynamically binarised MNIST, MLP 784-256-128-d, batch 64, Adam 1e-3. The vMF model"
+  lr_note=""
+  if [ "${LR_DECAY:-1}" != 1 ]; then
+    lr_note=", times $LR_DECAY after every ${LR_PATIENCE:-10} epochs without a better validation ELBO"
+  fi
+  echo "Dynamically binarised MNIST, MLP 784-256-128-d, batch 64, Adam 1e-3$lr_note. The vMF model"
   echo "schedules kappa by a KL budget (nats, in the KL column; ${BUDGETS:+BUDGETS=\"$BUDGETS\", otherwise }the best of a 20-epoch search); S-VAE learns kappa per example."
   echo
   if [[ " $kinds " == *" vmf-"* || " $kinds " == *" ps-"* ]]; then
