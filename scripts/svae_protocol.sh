@@ -85,6 +85,9 @@ run() {
     "configs/svae-$kind.toml" > "$cfg"
   if [ "${LR_DECAY:-1}" != 1 ]; then
     sed -i -e "s|^eps = .*|&\nlr_decay = $LR_DECAY\nlr_patience = ${LR_PATIENCE:-10}|" "$cfg"
+    # The keys go after [optimizer]'s eps line; a config without one would train undecayed.
+    grep -q '^lr_decay' "$cfg" ||
+      { echo "LR_DECAY: configs/svae-$kind.toml has no eps line in [optimizer] to add it after" >&2; return 1; }
   fi
   if [ "$jobs" -gt 1 ]; then sed -i -e "s|^shards = .*|shards = 1|" "$cfg"; fi
   local resume=() from=""
