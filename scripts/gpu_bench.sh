@@ -11,7 +11,11 @@
 # BIN is a `train` built with the wgpu feature (default target/release/train). The
 # Vulkan loader comes from the system, or from Debian packages unpacked from .gl/ (see
 # the GPU section of BENCHMARKS.md for how they were fetched). STEPS100 and STEPS1024
-# set the steps.
+# set the steps. TESTBIN, when set, is the test binary of crates/vmf-train/tests/backends.rs
+# built with the wgpu feature (`cargo test --release -p vmf-train --features wgpu --test
+# backends --no-run` prints its path): it runs first, with CI=1 so that a wgpu device
+# that does not open fails it rather than skipping, and the report gets its summary:
+# every backend test trained on the GPU against flex on the CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-target/release/train}
@@ -25,7 +29,10 @@ report="$out/gpu-report.md"
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 chmod 0700 "$XDG_RUNTIME_DIR"
 
-if ! ldconfig -p | grep -q libvulkan.so.1 && ls .gl/*.deb >/dev/null 2>&1; then
+# Unpacked even where the system has a Vulkan loader: NVIDIA's Vulkan driver
+# (libGLX_nvidia.so.0) needs libglvnd's libraries, which a bare CUDA image may lack
+# (on the H200 of 2026-12-04 the loader found the ICD manifest and then "no drivers").
+if ls .gl/*.deb >/dev/null 2>&1; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
@@ -84,6 +91,17 @@ fi
 ok=$?
 grep -iE "backend: wgpu|driver|nvidia|error" "$out/train-wgpu-100.log" | grep -v "^$" | head -20 >> "$report"
 echo '```' >> "$report"
+
+if [ -n "${TESTBIN:-}" ]; then
+  {
+    echo
+    echo "## The backend tests on this GPU (wgpu) against flex on the CPU"
+    echo
+    echo '```'
+    CI=1 "$TESTBIN" --test-threads 1 2>&1 | tee "$out/backends-tests.log" | grep -E '^test |^test result' || echo "the test binary did not run: see $out/backends-tests.log"
+    echo '```'
+  } >> "$report"
+fi
 
 row() { # label json [key per-epoch-units]
   python3 - "$1" "$2" "${3:-images_per_sec}" "${4:-60000}" <<'EOF'
