@@ -533,8 +533,15 @@ def main():
                     help="their Householder map onto mu, or our projection z = w mu + sqrt(1 - w^2) nu")
     ap.add_argument("--normal-scale", choices=["softplus", "logvar"], default="softplus",
                     help="the Normal's scale head: softplus (theirs) or exp of half a log variance (ours)")
+    ap.add_argument("--units", action="store_true",
+                    help="with --eval-only and --dist normal: print each latent dimension's mean KL "
+                         "over the test images and the active units (Var_x E[z_i | x] > 0.01, "
+                         "Burda et al. 2016) instead of the log-likelihood")
     ap.add_argument("--out")
     args = ap.parse_args()
+    if args.units and not (args.eval_only and args.dist == "normal"):
+        sys.exit("error: --units reads a Normal posterior's saved weights: use it with "
+                 "--dist normal --eval-only PATH")
     if args.sampler == "exact-b":
         use_exact_envelope()
     if args.direction == "projection":
@@ -580,6 +587,14 @@ def main():
                          f"not --dist {args.dist} --d {args.d}")
         else:
             model.load_state_dict(torch.load(args.eval_only))
+        if args.units:
+            with torch.no_grad():
+                mean, sd = model.eval().encode(test)
+            kl = 0.5 * (mean ** 2 + sd ** 2 - 1) - sd.log()  # KL(N(mean, sd^2) || N(0, 1)) per dimension
+            print(json.dumps({"kl_per_dim": [round(v, 3) for v in kl.mean(0).tolist()],
+                              "var_of_mean_per_dim": [round(v, 4) for v in mean.var(0).tolist()],
+                              "active_units": int((mean.var(0) > 0.01).sum())}))
+            return
         ll = log_likelihood(model.eval(), test, args.samples, 20,
                             one_reconstruction=args.estimator == "tf-example")
         if args.out:
