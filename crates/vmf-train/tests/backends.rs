@@ -98,16 +98,41 @@ fn the_sampler_gives_the_same_points_on_every_backend() {
     }
 }
 
-fn short_run(backend: Backend) -> (Vec<f64>, vmf_train::EvalMetrics) {
-    let dir = std::env::temp_dir().join(format!("vmf-backends-{}-{backend}", std::process::id()));
+/// An empty folder of this process for one test run on `backend`.
+fn fresh_dir(tag: &str, backend: Backend) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "vmf-backends-{tag}-{}-{backend}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// One epoch of 500 MNIST images (10 steps of 50) with the given `[model]` and `[kappa]`
+/// sections, on `backend`.
+fn short_mnist_run(
+    tag: &str,
+    seed: u64,
+    model_and_kappa: &str,
+    backend: Backend,
+) -> (Vec<f64>, vmf_train::EvalMetrics) {
     let text = format!(
-        "seed = 5\nrun_dir = \"{}\"\n[data]\ndataset = \"mnist\"\npixels = \"dynamic_binary\"\ntrain_limit = 500\ntest_limit = 200\n\
-         [model]\nlatent_dim = 8\nhidden = [64]\n[kappa]\nschedule = \"linear\"\nstart = 5.0\nend = 30.0\nsteps = 10\n\
+        "seed = {seed}\nrun_dir = \"{}\"\n[data]\ndataset = \"mnist\"\npixels = \"dynamic_binary\"\ntrain_limit = 500\ntest_limit = 200\n\
+         {model_and_kappa}\
          [training]\nepochs = 1\nbatch_size = 50\nlog_every = 1\nimages = false\n",
-        dir.display()
+        fresh_dir(tag, backend).display()
     );
     run_losses(&text, backend)
+}
+
+fn short_run(backend: Backend) -> (Vec<f64>, vmf_train::EvalMetrics) {
+    short_mnist_run(
+        "mnist",
+        5,
+        "[model]\nlatent_dim = 8\nhidden = [64]\n\
+         [kappa]\nschedule = \"linear\"\nstart = 5.0\nend = 30.0\nsteps = 10\n",
+        backend,
+    )
 }
 
 /// Trains the config `text` on `backend`: the loss of every logged step and the last
@@ -170,19 +195,15 @@ fn a_short_training_follows_the_same_losses_on_every_backend() {
 /// tables' lookups in ln kappa and the exact kappa gradient, on both spherical
 /// families. With the same weights, data and noise only kernel rounding differs.
 fn short_per_example_run(kind: &str, backend: Backend) -> (Vec<f64>, vmf_train::EvalMetrics) {
-    let dir = std::env::temp_dir().join(format!(
-        "vmf-backends-{kind}-{}-{backend}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = format!(
-        "seed = 7\nrun_dir = \"{}\"\n[data]\ndataset = \"mnist\"\npixels = \"dynamic_binary\"\ntrain_limit = 500\ntest_limit = 200\n\
-         [model]\nkind = \"{kind}\"\nlatent_dim = 8\nhidden = [64]\nloss = \"bernoulli\"\n\
-         [kappa]\nschedule = \"per_example\"\ninit = 10.0\nmin = 1.0\nmax = 10000.0\n\
-         [training]\nepochs = 1\nbatch_size = 50\nlog_every = 1\nimages = false\n",
-        dir.display()
-    );
-    run_losses(&text, backend)
+    short_mnist_run(
+        kind,
+        7,
+        &format!(
+            "[model]\nkind = \"{kind}\"\nlatent_dim = 8\nhidden = [64]\nloss = \"bernoulli\"\n\
+             [kappa]\nschedule = \"per_example\"\ninit = 10.0\nmin = 1.0\nmax = 10000.0\n"
+        ),
+        backend,
+    )
 }
 
 #[test]
@@ -203,11 +224,7 @@ fn a_kappa_per_example_trains_the_same_on_every_backend() {
 /// 3); Adam's normalised first steps hide a gradient off by 1%, which the fused ops'
 /// own tests (gradients against Burn's autodiff) catch.
 fn short_text_run(backend: Backend) -> (Vec<f64>, vmf_train::EvalMetrics) {
-    let dir = std::env::temp_dir().join(format!(
-        "vmf-backends-text-{}-{backend}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = fresh_dir("text", backend);
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     // Sentences of two topics, 4 or 5 words: few distinct shapes, as wgpu compiles a
