@@ -38,7 +38,8 @@
 # LR_DECAY (default 1: none) and LR_PATIENCE (default 10) add a plateau schedule to every
 # run: the learning rate is multiplied by LR_DECAY each time LR_PATIENCE epochs pass
 # without a better validation ELBO (optimizer.lr_decay and lr_patience); the early stop
-# still waits PATIENCE epochs.
+# still waits PATIENCE epochs. KAPPA_INIT (default: the config's, 10) starts a learned
+# kappa there (kappa.init; the per-example head's start).
 #
 # The vMF model's kappa follows a constant KL budget (kl_target) from the first step:
 # BUDGETS="6 12 19 20 21" gives one per entry of DIMS, else the best budget of the
@@ -88,6 +89,11 @@ run() {
     # The keys go after [optimizer]'s eps line; a config without one would train undecayed.
     grep -q '^lr_decay' "$cfg" ||
       { echo "LR_DECAY: configs/svae-$kind.toml has no eps line in [optimizer] to add it after" >&2; return 1; }
+  fi
+  if [ -n "${KAPPA_INIT:-}" ]; then
+    sed -i -e "s|^init = .*|init = $KAPPA_INIT|" "$cfg"
+    grep -q "^init = $KAPPA_INIT\$" "$cfg" ||
+      { echo "KAPPA_INIT: configs/svae-$kind.toml has no init line in [kappa]" >&2; return 1; }
   fi
   if [ "$jobs" -gt 1 ]; then sed -i -e "s|^shards = .*|shards = 1|" "$cfg"; fi
   local resume=() from=""
