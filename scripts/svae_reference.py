@@ -340,7 +340,7 @@ def _log_likelihood(model, x, samples, chunk, one_reconstruction):
             kappa = spread.double().squeeze(-1)  # [n]
             # Renormalised: the sampler's float32 z is unit only to ~1e-7.
             z64 = z64 / z64.norm(dim=-1, keepdim=True)
-            log_c = torch.from_numpy(log_vmf_normaliser(m, kappa.numpy()))
+            log_c = torch.from_numpy(log_vmf_normaliser(m, kappa.cpu().numpy())).to(kappa.device)
             log_q = kappa * (z64 * mu64).sum(-1) + log_c
             log_p = torch.full_like(log_q, -log_sphere_area(m))
         else:
@@ -349,7 +349,7 @@ def _log_likelihood(model, x, samples, chunk, one_reconstruction):
             log_p = (-0.5 * z64 ** 2 - 0.5 * math.log(2 * math.pi)).sum(-1)
         w = log_px + log_p - log_q  # [K, n]
         out.append(torch.logsumexp(w, 0) - math.log(samples))
-    return torch.cat(out).numpy()
+    return torch.cat(out).cpu().numpy()
 
 
 def write_binarised_idx(mnist, out, test):
@@ -366,6 +366,32 @@ def write_binarised_idx(mnist, out, test):
         f.write(struct.pack(">IIII", 2051, n, 28, 28))
         f.write((test.numpy() * 255).astype(np.uint8).tobytes())
     print(f"wrote {out}: the test images as this script binarises them")
+
+
+def protocol_data(mnist, validation):
+    """The protocol's images: the training images but the last `validation` (float pixel
+    probabilities, numpy, binarised anew for every batch), and the held-out validation
+    and the test images binarised once, seeded (as ours: another generator, so other
+    draws of the same pixels' probabilities), as float32 tensors."""
+    train = read_idx_images(os.path.join(mnist, "train-images-idx3-ubyte.gz"))
+    test = read_idx_images(os.path.join(mnist, "t10k-images-idx3-ubyte.gz"))
+    train, valid = train[:-validation], train[-validation:]
+    fixed = np.random.default_rng(12345)
+    valid = torch.from_numpy((fixed.random(valid.shape, dtype=np.float32) < valid).astype(np.float32))
+    test = torch.from_numpy((fixed.random(test.shape, dtype=np.float32) < test).astype(np.float32))
+    return train, valid, test
+
+
+@torch.no_grad()
+def units(model, x):
+    """A Normal posterior's use of its dimensions over the images x: each dimension's
+    mean KL to the prior, the variance of its mean over the images, and the active
+    units (Var_x E[z_i | x] > 0.01, Burda et al. 2016)."""
+    mean, sd = model.eval().encode(x)
+    kl = 0.5 * (mean ** 2 + sd ** 2 - 1) - sd.log()  # KL(N(mean, sd^2) || N(0, 1)) per dimension
+    return {"kl_per_dim": [round(v, 3) for v in kl.mean(0).tolist()],
+            "var_of_mean_per_dim": [round(v, 4) for v in mean.var(0).tolist()],
+            "active_units": int((mean.var(0) > 0.01).sum())}
 
 
 def write_examples(path, ll):
@@ -566,13 +592,7 @@ def main():
     if args.out:
         os.makedirs(args.out, exist_ok=True)
 
-    train = read_idx_images(os.path.join(args.mnist, "train-images-idx3-ubyte.gz"))
-    test = read_idx_images(os.path.join(args.mnist, "t10k-images-idx3-ubyte.gz"))
-    train, valid = train[:-args.validation], train[-args.validation:]
-    # One fixed binarisation of the validation and test images (as ours: seeded, once).
-    fixed = np.random.default_rng(12345)
-    valid = torch.from_numpy((fixed.random(valid.shape, dtype=np.float32) < valid).astype(np.float32))
-    test = torch.from_numpy((fixed.random(test.shape, dtype=np.float32) < test).astype(np.float32))
+    train, valid, test = protocol_data(args.mnist, args.validation)
 
     if args.write_test_idx:
         write_binarised_idx(args.mnist, args.write_test_idx, test)
@@ -588,12 +608,7 @@ def main():
         else:
             model.load_state_dict(torch.load(args.eval_only))
         if args.units:
-            with torch.no_grad():
-                mean, sd = model.eval().encode(test)
-            kl = 0.5 * (mean ** 2 + sd ** 2 - 1) - sd.log()  # KL(N(mean, sd^2) || N(0, 1)) per dimension
-            print(json.dumps({"kl_per_dim": [round(v, 3) for v in kl.mean(0).tolist()],
-                              "var_of_mean_per_dim": [round(v, 4) for v in mean.var(0).tolist()],
-                              "active_units": int((mean.var(0) > 0.01).sum())}))
+            print(json.dumps(units(model, test)))
             return
         ll = log_likelihood(model.eval(), test, args.samples, 20,
                             one_reconstruction=args.estimator == "tf-example")
