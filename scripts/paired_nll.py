@@ -4,7 +4,7 @@
     scripts/paired_nll.py A-examples.csv B-examples.csv [--by-length TEST_TEXT]
 
 Each file is what `eval` writes beside its JSON (eval-kK-seedS-examples.csv: each test
-example's log p(x) in the test file's order). Prints both mean NLLs and the mean of
+example's log p(x) in the test file's order; gzipped too). Prints both mean NLLs and the mean of
 NLL(B) - NLL(A) with its paired standard error. Why paired: on the Penn Treebank a
 sentence's NLL spreads with its length (the mean's standard error is ~0.9 nats), but
 two models see the same sentences, so their difference per sentence varies far less.
@@ -19,7 +19,8 @@ import sys
 
 
 def read(path):
-    with open(path) as f:
+    opener = gzip.open if path.endswith(".gz") else open  # docs/ keeps them gzipped
+    with opener(path, "rt") as f:
         rows = list(csv.DictReader(f))
     if not rows or "log_px" not in rows[0]:
         sys.exit(f"{path}: not an eval examples file (needs a log_px column)")
