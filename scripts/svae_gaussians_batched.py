@@ -105,16 +105,23 @@ class Stack:
         kl = (0.5 * (var + mean.pow(2) - 1 - var.log()) * self.mask).sum(-1)
         return recon, kl
 
-    def model(self, r, like):
-        """Run r's weights (unpadded) in a copy of `like`, svae_reference's Vae."""
-        state = {}
-        for name in LAYERS:
-            w, b = (t[r].detach() for t in self.params[name])
-            out_dim, in_dim = getattr(like, name).weight.shape
-            state[f"{name}.weight"] = w[:in_dim, :out_dim].T.contiguous()
-            state[f"{name}.bias"] = b[0, :out_dim].contiguous()
-        like.load_state_dict(state)
-        return like
+    def slot(self, r):
+        """Run r's weights as they are now: {layer: (weight [in, out], bias [1, out])},
+        still padded."""
+        return {name: tuple(t[r].detach().clone() for t in self.params[name]) for name in LAYERS}
+
+
+def unstacked(slot, like):
+    """A stack slot's weights (`Stack.slot`), unpadded, loaded into `like`, a Vae of
+    svae_reference's of that run's d and head."""
+    state = {}
+    for name in LAYERS:
+        w, b = slot[name]
+        out_dim, in_dim = getattr(like, name).weight.shape
+        state[f"{name}.weight"] = w[:in_dim, :out_dim].T.contiguous()
+        state[f"{name}.bias"] = b[0, :out_dim].contiguous()
+    like.load_state_dict(state)
+    return like
 
 
 def check_stack(stack, models, dev, batch=8):
@@ -210,14 +217,12 @@ def main():
     signal.signal(signal.SIGTERM, request_stop)
     dirs = [os.path.join(args.out, name) for name in names]
     files, writers = [], []
-    columns = ["epoch", "train_loss", "train_kl", "valid_elbo", "valid_kl", "log_kappa_mean",
-               "log_kappa_min", "log_kappa_max", "seconds"]
     for dname in dirs:
         os.makedirs(dname, exist_ok=True)
         f = open(os.path.join(dname, "epochs.csv"), "w", newline="")
         files.append(f)
         writers.append(csv.writer(f))
-        writers[-1].writerow(columns)
+        writers[-1].writerow(ref.EPOCH_COLUMNS)
     best = [-math.inf] * r_all
     best_epoch = [-1] * r_all
     best_state = [None] * r_all
@@ -253,8 +258,7 @@ def main():
                 continue
             if v_elbo[r] > best[r]:
                 best[r], best_epoch[r] = v_elbo[r], epoch
-                best_state[r] = {name: tuple(t[r].detach().clone() for t in stack.params[name])
-                                 for name in LAYERS}
+                best_state[r] = stack.slot(r)
             writers[r].writerow([epoch, losses[r], kls[r], v_elbo[r], v_kl[r], "", "", "", seconds])
             files[r].flush()
             if epoch - best_epoch[r] >= args.patience:
@@ -273,11 +277,7 @@ def main():
 
     # Each run's best weights back into svae_reference's model: its estimator and units.
     for r, (d, head, seed) in enumerate(args.runs):
-        for name in LAYERS:  # the best weights into the stack's slot r, then out as a Vae
-            for t, b in zip(stack.params[name], best_state[r][name]):
-                with torch.no_grad():
-                    t[r].copy_(b)
-        model = stack.model(r, ref.Vae("normal", d, normal_scale=head).to(dev)).eval()
+        model = unstacked(best_state[r], ref.Vae("normal", d, normal_scale=head).to(dev)).eval()
         t0 = time.time()
         ll = ref.log_likelihood(model, test, args.samples, args.chunk)
         why, at = stopped[r] if stopped[r] else ("epoch budget", epoch)

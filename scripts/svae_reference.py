@@ -368,6 +368,11 @@ def write_binarised_idx(mnist, out, test):
     print(f"wrote {out}: the test images as this script binarises them")
 
 
+# The columns of epochs.csv, one row per epoch (this script's and svae_gaussians_batched.py's).
+EPOCH_COLUMNS = ["epoch", "train_loss", "train_kl", "valid_elbo", "valid_kl", "log_kappa_mean",
+                 "log_kappa_min", "log_kappa_max", "seconds"]
+
+
 def protocol_data(mnist, validation):
     """The protocol's images: the training images but the last `validation` (float pixel
     probabilities, numpy, binarised anew for every batch), and the held-out validation
@@ -630,11 +635,9 @@ def main():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     best, best_epoch, best_state = -math.inf, -1, None
     epoch, stop = 0, "epoch budget"
-    columns = ["epoch", "train_loss", "train_kl", "valid_elbo", "valid_kl", "log_kappa_mean",
-               "log_kappa_min", "log_kappa_max", "seconds"]
     with open(os.path.join(args.out, "epochs.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(columns)
+        w.writerow(EPOCH_COLUMNS)
         while epoch < args.max_epochs:
             t0 = time.time()
             model.train()
