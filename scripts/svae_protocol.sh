@@ -39,7 +39,10 @@
 # run: the learning rate is multiplied by LR_DECAY each time LR_PATIENCE epochs pass
 # without a better validation ELBO (optimizer.lr_decay and lr_patience); the early stop
 # still waits PATIENCE epochs. KAPPA_INIT (default: the config's, 10) starts a learned
-# kappa there (kappa.init; the per-example head's start).
+# kappa there (kappa.init; the per-example head's start). VALIDATION (default: the
+# config's, 10000) holds out that many of the last training images for validation
+# (data.validation): 5000 is the split of the TensorFlow loader that the paper's
+# example code reads MNIST through (55,000 training images, 5,000 validation).
 #
 # The vMF model's kappa follows a constant KL budget (kl_target) from the first step:
 # BUDGETS="6 12 19 20 21" gives one per entry of DIMS, else the best budget of the
@@ -94,6 +97,11 @@ run() {
     sed -i -e "s|^init = .*|init = $KAPPA_INIT|" "$cfg"
     grep -q "^init = $KAPPA_INIT\$" "$cfg" ||
       { echo "KAPPA_INIT: configs/svae-$kind.toml has no init line in [kappa]" >&2; return 1; }
+  fi
+  if [ -n "${VALIDATION:-}" ]; then
+    sed -i -e "s|^validation = .*|validation = $VALIDATION|" "$cfg"
+    grep -q "^validation = $VALIDATION\$" "$cfg" ||
+      { echo "VALIDATION: configs/svae-$kind.toml has no validation line in [data]" >&2; return 1; }
   fi
   if [ "$jobs" -gt 1 ]; then sed -i -e "s|^shards = .*|shards = 1|" "$cfg"; fi
   local resume=() from=""
@@ -158,7 +166,7 @@ row() {
 {
   echo "# The S-VAE MNIST protocol"
   echo
-  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
+  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
   echo "ELBO with patience ${PATIENCE:-50} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
