@@ -8,10 +8,12 @@
 # docs folder; TAG (e.g. seed1) goes into the file names. It writes
 # DEST/KIND-dD[-TAG]-valid.csv and -test.csv (the per-epoch validation and test rows),
 # -summary.json (train's last line: best checkpoint, steps, test metrics) and
-# -eval-kK.json (the K-sample evaluation of the best checkpoint, seed 0), then prints the
-# run's result line: log p(x), its standard error, epochs, best epoch, KL.
+# -eval-kK.json (the K-sample evaluation of the best checkpoint, seed 0),
+# -examples.csv.gz (its per-image log p(x), for scripts/paired_nll.py) and .toml (the
+# run's config, seed and all), then prints the run's result line: log p(x), its standard
+# error, epochs, best epoch, KL.
 set -euo pipefail
-[ $# -ge 4 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
+[ $# -ge 4 ] || { sed -n '2,14p' "$0" >&2; exit 2; }
 runs=$1 kind=$2 d=$3 dest=$4 tag=${5:+-$5}
 dir="$runs/$kind-d$d"
 summary="$runs/$kind-d$d.json"
@@ -29,4 +31,7 @@ cp "$dir/valid.csv" "$out-valid.csv"
 cp "$dir/eval.csv" "$out-test.csv"
 cp "$summary" "$out-summary.json"
 cp "${evals[0]}" "$out-eval-k$k.json"
+examples="${evals[0]%.json}-examples.csv"
+[ -s "$examples" ] && gzip -nc "$examples" > "$out-examples.csv.gz"
+cp "$dir/config.toml" "$out.toml"
 echo "$kind d = $d$tag: $(cat "$runs/$kind-d$d.result")"
