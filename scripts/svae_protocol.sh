@@ -25,7 +25,9 @@
 # JOBS=2 trains two runs at a time, each on one shard (training.shards = 1): at batch
 # 64 a step is too small for two shards to pay, and two one-shard processes train ~2x
 # the images per second of one two-shard process on a 2-core machine (measured: 2 x
-# 10.5k vs 9.4k images/s, d = 10). SEED (default 0, the
+# 10.5k vs 9.4k images/s, d = 10). SHARDS sets training.shards for every run whatever
+# JOBS is (e.g. SHARDS=1 with JOBS=1: runs one after another that train as JOBS=2's
+# do, for a queue of its own beside another script). SEED (default 0, the
 # configs' seed) seeds the trainings, for the run-to-run spread; PATIENCE (default 50,
 # the S-VAE authors' look-ahead) is the early stopping's patience in epochs (with FROM,
 # a larger one restarts runs that stopped: patience does not change the training
@@ -103,7 +105,11 @@ run() {
     grep -q "^validation = $VALIDATION\$" "$cfg" ||
       { echo "VALIDATION: configs/svae-$kind.toml has no validation line in [data]" >&2; return 1; }
   fi
-  if [ "$jobs" -gt 1 ]; then sed -i -e "s|^shards = .*|shards = 1|" "$cfg"; fi
+  if [ -n "${SHARDS:-}" ]; then
+    sed -i -e "s|^shards = .*|shards = $SHARDS|" "$cfg"
+  elif [ "$jobs" -gt 1 ]; then
+    sed -i -e "s|^shards = .*|shards = 1|" "$cfg"
+  fi
   local resume=() from=""
   if [ -n "${RESUME:-}" ] && [ -d "$dir/checkpoints" ]; then
     resume=(--resume auto)
@@ -166,7 +172,7 @@ row() {
 {
   echo "# The S-VAE MNIST protocol"
   echo
-  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
+  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${SHARDS:+SHARDS=$SHARDS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
   echo "ELBO with patience ${PATIENCE:-50} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
