@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""The S-VAE protocol's table, built from the records that scripts/svae_record.sh wrote.
+
+    python3 scripts/svae_table.py [DIR]            # print the table of DIR
+    python3 scripts/svae_table.py --update FILE    # regenerate it in place
+
+DIR (default docs/svae-patience100) holds KIND-dD-TAG-eval-k500.json, -valid.csv and
+.toml per run, TAG being seedN or initX-seedN (other tags, e.g. seed1-907ep, a run
+stopped by hand, are left out). Each cell is the mean over the seeds of the test
+log-likelihood (K = 500, nats) and, per seed, its epochs (best epoch); a dagger marks a
+run that the epoch budget ended before its early stop did. Two more columns compare the
+best vMF column's mean with the published S-VAE figure and our Gaussian with the
+published N-VAE (Davidson et al. 2018, table 1): positive is ours ahead.
+
+`--update FILE` rewrites every block of FILE between `<!-- begin svae_table.py DIR -->`
+and `<!-- end svae_table.py -->` with DIR's table, so the tables in the docs are made
+from the records, never copied by hand.
+"""
+import csv
+import glob
+import json
+import math
+import os
+import re
+import sys
+
+# Published test log-likelihoods (Davidson et al. 2018, table 1): N-VAE, S-VAE.
+PUBLISHED = {2: (-135.73, -132.50), 5: (-110.21, -108.43), 10: (-93.84, -93.16),
+             20: (-88.90, -89.02), 40: (-88.93, -90.87)}
+KINDS = [("gaussian", "our Gaussian"), ("vmf-learned", "vMF, one learned kappa"),
+         ("vmf-per-example", "vMF, kappa per example")]
+NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:init(?P<init>[\d.]+)-)?seed(?P<seed>\d+)-eval-k500\.json$")
+BEGIN = re.compile(r"^<!-- begin svae_table\.py (\S+) -->$")
+END = "<!-- end svae_table.py -->"
+
+
+def config_value(path, key):
+    """The first `key = value` of a run's TOML config (budget and patience)."""
+    with open(path) as f:
+        for line in f:
+            m = re.match(rf"^{key}\s*=\s*([^#\s]+)", line)
+            if m:
+                return m.group(1)
+    sys.exit(f"{path}: no `{key} =` line")
+
+
+def runs(folder):
+    """(kind, d) -> list of runs, each a dict of seed, init, ll, se, kl, epochs, best, budget."""
+    table = {}
+    for path in sorted(glob.glob(os.path.join(folder, "*-eval-k500.json"))):
+        m = NAME.match(os.path.basename(path))
+        if not m:
+            continue
+        stem = path[: -len("-eval-k500.json")]
+        with open(path) as f:
+            e = json.load(f)
+        with open(stem + "-valid.csv") as f:
+            elbo = [float(r["elbo"]) for r in csv.DictReader(f)]
+        if not elbo:
+            sys.exit(f"{stem}-valid.csv: no epochs")
+        budget = int(config_value(stem + ".toml", "epochs"))
+        table.setdefault((m["kind"], int(m["d"])), []).append({
+            "seed": int(m["seed"]), "init": m["init"], "ll": e["log_likelihood"],
+            "se": e["log_likelihood_se"], "kl": e["metrics"]["kl"], "epochs": len(elbo),
+            "best": max(range(len(elbo)), key=elbo.__getitem__) + 1,
+            "budget_hit": len(elbo) >= budget,
+            "patience": int(config_value(stem + ".toml", "patience")),
+        })
+    if not table:
+        sys.exit(f"{folder}: no KIND-dD-seedN-eval-k500.json records")
+    for rs in table.values():
+        rs.sort(key=lambda r: r["seed"])
+    return table
+
+
+def mean_se(values):
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+def cell(rs):
+    if not rs:
+        return "", None
+    mean, se = mean_se([r["ll"] for r in rs])
+    per = "; ".join(
+        f"s{r['seed']}{' init ' + r['init'] if r['init'] else ''}: "
+        + (f"{r['ll']:.2f}, " if len(rs) > 1 else "")
+        + f"{r['epochs']}{'†' if r['budget_hit'] else ''} ({r['best']})"
+        for r in rs)
+    head = f"**{mean:.2f}**" + (f" +- {se:.2f}" if se is not None else f" +- {rs[0]['se']:.2f}")
+    kl = sum(r["kl"] for r in rs) / len(rs)
+    return f"{head} ({per}; KL {kl:.1f})", mean
+
+
+def table(folder):
+    t = runs(folder)
+    patience = sorted({r["patience"] for rs in t.values() for r in rs})
+    out = [
+        f"Made by `python3 scripts/svae_table.py {folder}` from its records (patience "
+        f"{', '.join(map(str, patience))}). Cells: test log p(x), K = 500, nats: the mean "
+        "over seeds **in bold**, +- the standard error over the seeds (one seed: over the "
+        "test images); per seed sN, its log p(x) where there are several, its epochs (best "
+        "epoch; † the epoch budget ended it); KL: the test set's mean. Last two columns: "
+        "ours minus the paper's, positive ahead.",
+        "",
+        "| d | N-VAE (paper) | S-VAE (paper) | " + " | ".join(label for _, label in KINDS)
+        + " | best vMF - S-VAE | our Gaussian - N-VAE |",
+        "|---" * (5 + len(KINDS)) + "|",
+    ]
+    for d in sorted({d for _, d in t}):
+        n_vae, s_vae = PUBLISHED.get(d, (None, None))
+        cells, means = [], {}
+        for kind, _ in KINDS:
+            text, mean = cell(t.get((kind, d), []))
+            cells.append(text)
+            means[kind] = mean
+        vmf = [m for k, m in means.items() if k.startswith("vmf") and m is not None]
+        best = f"{max(vmf) - s_vae:+.2f}" if vmf and s_vae is not None else ""
+        gauss = (f"{means['gaussian'] - n_vae:+.2f}"
+                 if means["gaussian"] is not None and n_vae is not None else "")
+        pub = [f"{v:.2f}" if v is not None else "" for v in (n_vae, s_vae)]
+        out.append(f"| {d} | {pub[0]} | {pub[1]} | " + " | ".join(cells) + f" | {best} | {gauss} |")
+    return "\n".join(out)
+
+
+def update(path):
+    with open(path) as f:
+        lines = f.read().split("\n")
+    out, i, blocks = [], 0, 0
+    while i < len(lines):
+        m = BEGIN.match(lines[i])
+        out.append(lines[i])
+        i += 1
+        if not m:
+            continue
+        j = i
+        while j < len(lines) and lines[j] != END:
+            j += 1
+        if j == len(lines):
+            sys.exit(f"{path}: line {i} begins an svae_table.py block that no `{END}` ends")
+        out.extend(table(m.group(1)).split("\n"))
+        i = j
+        blocks += 1
+    if not blocks:
+        sys.exit(f"{path}: no `<!-- begin svae_table.py DIR -->` line to update")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def main(argv):
+    if argv[:1] == ["--update"]:
+        if len(argv) != 2:
+            sys.exit("usage: svae_table.py --update FILE")
+        update(argv[1])
+    elif len(argv) <= 1:
+        print(table(argv[0] if argv else "docs/svae-patience100"))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
