@@ -19,13 +19,12 @@ import csv
 import datetime
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
 
-BEGIN = re.compile(r"^<!-- begin ptb_progress\.py (.*) -->$")
-END = "<!-- end ptb_progress.py -->"
+import doc_blocks  # scripts/: the folder of this script is on sys.path
+
 
 
 def rows(path):
@@ -92,29 +91,11 @@ def provenance(args):
 
 
 def update(path):
-    with open(path) as f:
-        lines = f.read().split("\n")
-    out, i, blocks = [], 0, 0
-    while i < len(lines):
-        m = BEGIN.match(lines[i])
-        if not m:
-            out.append(lines[i])
-            i += 1
-            continue
-        try:
-            end = lines.index(END, i + 1)
-        except ValueError:
-            sys.exit(f"{path}: line {i + 1} begins a ptb_progress.py block that no `{END}` ends")
-        args = shlex.split(m.group(1))
-        out += [lines[i], provenance(args), ""] + table(args) + [END]
-        i = end + 1
-        blocks += 1
-    if blocks == 0:
-        sys.exit(f"{path}: no `<!-- begin ptb_progress.py RUN ... -->` line to update")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(out))
-    os.replace(tmp, path)
+    def render(args):
+        args = shlex.split(args)
+        return [provenance(args), ""] + table(args)
+
+    doc_blocks.update(path, "ptb_progress.py", render)
 
 
 def main():

@@ -24,14 +24,14 @@ import os
 import re
 import sys
 
+import doc_blocks  # scripts/: the folder of this script is on sys.path
+
 # Published test log-likelihoods (Davidson et al. 2018, table 1): N-VAE, S-VAE.
 PUBLISHED = {2: (-135.73, -132.50), 5: (-110.21, -108.43), 10: (-93.84, -93.16),
              20: (-88.90, -89.02), 40: (-88.93, -90.87)}
 KINDS = [("gaussian", "our Gaussian"), ("vmf-learned", "vMF, one learned kappa"),
          ("vmf-per-example", "vMF, kappa per example")]
 NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:init(?P<init>[\d.]+)-)?seed(?P<seed>\d+)-eval-k500\.json$")
-BEGIN = re.compile(r"^<!-- begin svae_table\.py (\S+) -->$")
-END = "<!-- end svae_table.py -->"
 
 
 def config_value(path, key):
@@ -127,27 +127,7 @@ def table(folder):
 
 
 def update(path):
-    with open(path) as f:
-        lines = f.read().split("\n")
-    out, i, blocks = [], 0, 0
-    while i < len(lines):
-        m = BEGIN.match(lines[i])
-        out.append(lines[i])
-        i += 1
-        if not m:
-            continue
-        j = i
-        while j < len(lines) and lines[j] != END:
-            j += 1
-        if j == len(lines):
-            sys.exit(f"{path}: line {i} begins an svae_table.py block that no `{END}` ends")
-        out.extend(table(m.group(1)).split("\n"))
-        i = j
-        blocks += 1
-    if not blocks:
-        sys.exit(f"{path}: no `<!-- begin svae_table.py DIR -->` line to update")
-    with open(path, "w") as f:
-        f.write("\n".join(out))
+    doc_blocks.update(path, "svae_table.py", lambda folder: table(folder.strip()).split("\n"))
 
 
 def main(argv):
