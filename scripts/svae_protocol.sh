@@ -13,8 +13,8 @@
 #
 #   scripts/svae_protocol.sh [EPOCHS [SAMPLES]]
 #
-# EPOCHS: the epoch budget per run (default 1000: in effect only early stopping, as the
-# protocol). SAMPLES: K (default 500). DIMS="2 5" restricts the rows, KINDS="vmf" the
+# EPOCHS: the epoch budget per run (default 4000: in effect only early stopping, as the
+# protocol; at patience 100 the vMF runs at d = 40 take 1,300-1,650 epochs). SAMPLES: K (default 500). DIMS="2 5" restricts the rows, KINDS="vmf" the
 # models; RUNS (default runs/svae) is where the runs go (each run starts fresh, unless
 # FROM names the RUNS of an earlier, shorter budget: then each run is a copy of that
 # one, resumed from its last checkpoint up to the new budget, which gives the same run
@@ -28,8 +28,9 @@
 # 10.5k vs 9.4k images/s, d = 10). SHARDS sets training.shards for every run whatever
 # JOBS is (e.g. SHARDS=1 with JOBS=1: runs one after another that train as JOBS=2's
 # do, for a queue of its own beside another script). SEED (default 0, the
-# configs' seed) seeds the trainings, for the run-to-run spread; PATIENCE (default 50,
-# the S-VAE authors' look-ahead) is the early stopping's patience in epochs (with FROM,
+# configs' seed) seeds the trainings, for the run-to-run spread; PATIENCE (default 100,
+# twice the S-VAE authors' look-ahead of 50, which stopped runs at d = 20 and 40 that
+# were still improving: docs/svae-learned-kappa.md) is the early stopping's patience in epochs (with FROM,
 # a larger one restarts runs that stopped: patience does not change the training
 # before the stop). RESUME=1 continues each run already in RUNS from its last
 # checkpoint instead of starting it afresh (FROM then only seeds the runs not yet
@@ -53,7 +54,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-epochs=${1:-1000}
+epochs=${1:-4000}
 samples=${2:-500}
 dims=${DIMS:-"2 5 10 20 40"}
 kinds=${KINDS:-"gaussian vmf"}
@@ -84,7 +85,7 @@ run() {
   cfg="$runs/configs/$kind-d$d.toml"
   sed -e "s|^run_dir = .*|run_dir = \"$dir\"|" \
     -e "s|^seed = .*|seed = ${SEED:-0}|" \
-    -e "s|^patience = .*|patience = ${PATIENCE:-50}|" \
+    -e "s|^patience = .*|patience = ${PATIENCE:-100}|" \
     -e "s|^latent_dim = .*|latent_dim = $latent|" \
     -e "s|^epochs = .*|epochs = $epochs|" \
     -e "s|value = 8.0 }|value = $budget }|" \
@@ -174,7 +175,7 @@ row() {
   echo
   echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${SHARDS:+SHARDS=$SHARDS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
-  echo "ELBO with patience ${PATIENCE:-50} inside it), test log-likelihood of the best checkpoint with"
+  echo "ELBO with patience ${PATIENCE:-100} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
   lr_note=""
   if [ "${LR_DECAY:-1}" != 1 ]; then
