@@ -26,7 +26,6 @@ import sys
 import doc_blocks  # scripts/: the folder of this script is on sys.path
 
 
-
 def rows(path):
     if not os.path.exists(path):
         return {}

@@ -14,8 +14,8 @@
 #   scripts/svae_protocol.sh [EPOCHS [SAMPLES]]
 #
 # EPOCHS: the epoch budget per run (default 4000: in effect only early stopping, as the
-# protocol; at patience 100 the vMF runs at d = 40 take 1,300-1,650 epochs). SAMPLES: K (default 500). DIMS="2 5" restricts the rows, KINDS="vmf" the
-# models; RUNS (default runs/svae) is where the runs go (each run starts fresh, unless
+# protocol; at patience 100 the vMF runs at d = 40 take 1,300-1,650 epochs). SAMPLES: K
+# (default 500). DIMS="2 5" restricts the rows, KINDS="vmf" the models; RUNS (default runs/svae) is where the runs go (each run starts fresh, unless
 # FROM names the RUNS of an earlier, shorter budget: then each run is a copy of that
 # one, resumed from its last checkpoint up to the new budget, which gives the same run
 # as training from scratch since the epoch budget is no part of a run's identity and
@@ -30,7 +30,8 @@
 # do, for a queue of its own beside another script). SEED (default 0, the
 # configs' seed) seeds the trainings, for the run-to-run spread; PATIENCE (default 100,
 # twice the S-VAE authors' look-ahead of 50, which stopped runs at d = 20 and 40 that
-# were still improving: docs/svae-learned-kappa.md) is the early stopping's patience in epochs (with FROM,
+# were still improving: docs/svae-learned-kappa.md) is the early stopping's patience in
+# epochs (with FROM,
 # a larger one restarts runs that stopped: patience does not change the training
 # before the stop). RESUME=1 continues each run already in RUNS from its last
 # checkpoint instead of starting it afresh (FROM then only seeds the runs not yet
