@@ -9,7 +9,9 @@
 # configs/svae-vmf-per-example.toml); KINDS="gaussian vmf vmf-learned vmf-per-example"
 # runs all four, each a column group of the table. ps-per-example is the Power Spherical
 # posterior with a kappa per example (configs/svae-ps-per-example.toml), on the same
-# sphere S^d.
+# sphere S^d. vmf-product (configs/svae-vmf-product.toml) is a product of d / BLOCK
+# spheres S^BLOCK, each with its own kappa per example (BLOCK default 5; where BLOCK
+# does not divide d, or d <= BLOCK, one S^d as vmf-per-example).
 #
 #   scripts/svae_protocol.sh [EPOCHS [SAMPLES]]
 #
@@ -60,7 +62,8 @@ samples=${2:-500}
 dims=${DIMS:-"2 5 10 20 40"}
 kinds=${KINDS:-"gaussian vmf"}
 declare -A label=([gaussian]="Gaussian here" [vmf]="vMF here" [vmf-learned]="vMF, learned kappa"
-  [vmf-per-example]="vMF, kappa per example" [ps-per-example]="Power Spherical, kappa per example")
+  [vmf-per-example]="vMF, kappa per example" [ps-per-example]="Power Spherical, kappa per example"
+  [vmf-product]="vMF, product of spheres")
 read -r -a budgets <<< "${BUDGETS:-}"
 declare -A searched=([2]=6.3 [5]=12 [10]=19 [20]=30 [40]=30)
 jobs=${JOBS:-1}
@@ -82,12 +85,17 @@ declare -A published=(
 run() {
   local kind=$1 d=$2 budget=$3 latent dir cfg
   if [[ "$kind" == vmf* || "$kind" == ps* ]]; then latent=$((d + 1)); else latent=$d; fi
+  local factors=1 block=${BLOCK:-5}
+  if [[ "$kind" == *-product ]] && ((d % block == 0 && d > block)); then
+    factors=$((d / block)) latent=$((d / block * (block + 1)))
+  fi
   dir="$runs/$kind-d$d"
   cfg="$runs/configs/$kind-d$d.toml"
   sed -e "s|^run_dir = .*|run_dir = \"$dir\"|" \
     -e "s|^seed = .*|seed = ${SEED:-0}|" \
     -e "s|^patience = .*|patience = ${PATIENCE:-100}|" \
     -e "s|^latent_dim = .*|latent_dim = $latent|" \
+    -e "s|^factors = .*|factors = $factors|" \
     -e "s|^epochs = .*|epochs = $epochs|" \
     -e "s|value = 8.0 }|value = $budget }|" \
     "configs/svae-$kind.toml" > "$cfg"
@@ -125,7 +133,7 @@ run() {
       from="from $FROM "
     fi
   fi
-  echo "train $kind d = $d (latent_dim $latent) $from..." >&2
+  echo "train $kind d = $d (latent_dim $latent, factors $factors) $from..." >&2
   "$bin/train" --config "$cfg" "${resume[@]}" 2>> "$runs/$kind-d$d.log" |
     tail -n 1 > "$runs/$kind-d$d.json"
   local best

@@ -95,12 +95,13 @@ impl KappaHead {
         self.mode
     }
 
-    /// ln kappa per row (`None` when scheduled): for a per-example kappa from the head
-    /// column `column` (`[batch, 1]`), else the global one repeated.
+    /// ln kappa per row (`None` when scheduled), `[rows]`: for a per-example kappa from
+    /// the head columns `column` (`[batch, c]` with batch c = rows: one column per
+    /// block of a product of spheres, read row by row), else the global one repeated.
     ///
     /// # Panics
     /// If the mode is per-example and `column` is `None` (a programming error).
-    pub fn log_kappa(&self, column: Option<Tensor<2>>, batch: usize) -> Option<Tensor<1>> {
+    pub fn log_kappa(&self, column: Option<Tensor<2>>, rows: usize) -> Option<Tensor<1>> {
         match self.mode {
             KappaMode::Scheduled => None,
             KappaMode::Learned(r) => {
@@ -110,14 +111,14 @@ impl KappaHead {
                     .expect("a learned kappa has its parameter");
                 let (lo, hi) = (r.min.ln(), r.max.ln());
                 let s = sigmoid(raw.val()).mul_scalar(hi - lo).add_scalar(lo); // [1]
-                Some(s.expand([batch]))
+                Some(s.expand([rows]))
             }
             KappaMode::PerExample(r) => {
                 let a = column.expect("a per-example kappa reads its head column");
                 // a0 = softplus^-1(init - min) = ln(e^(init - min) - 1)
                 let a0 = (r.init - r.min).exp_m1().ln();
                 let a0 = if a0.is_finite() { a0 } else { r.init - r.min };
-                let kappa = softplus(a.reshape([batch]).add_scalar(a0), 1.0).add_scalar(r.min);
+                let kappa = softplus(a.reshape([rows]).add_scalar(a0), 1.0).add_scalar(r.min);
                 let s_max = r.max.ln();
                 // min(s, ln max), smoothly: ln max - softplus(ln max - s).
                 let gap = kappa.log().neg().add_scalar(s_max);

@@ -5,6 +5,12 @@
 //! [`ModelKind::posterior`] turns into q(z | x); training, evaluation and pictures then
 //! use only [`Posterior`] and [`PosteriorDraw`], so they never need to know which
 //! posterior and prior are in play.
+//!
+//! On the sphere the latent may be a product of G equal spheres (Davidson, Tomczak &
+//! Gavves 2019, "Increasing expressivity of a hyperspherical VAE"): z in R^d is G
+//! blocks of m = d / G, each on S^(m-1) with its own direction and kappa, the prior the
+//! product of uniforms; the KL and log p(z) - log q(z | x) are sums over the blocks.
+//! Each block is drawn by the same layer (in dimension m) as a row of its own.
 
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, RngExt};
@@ -71,10 +77,25 @@ impl ModelKind {
     /// # Shapes
     /// - `h`: `[batch, head_width(d) + kappa.mode().head_columns()]`
     pub fn posterior(self, h: Tensor<2>, kappa: &KappaHead) -> Posterior {
+        self.posterior_of_product(h, kappa, 1)
+    }
+
+    /// [`ModelKind::posterior`] for a latent on a product of `factors` spheres (1: one
+    /// sphere): mu is normalised block by block, and a per-example kappa takes one head
+    /// column per block. `factors` divides d; it is ignored off the sphere.
+    ///
+    /// # Shapes
+    /// - `h`: `[batch, head_width(d) + factors * kappa.mode().head_columns()]`
+    pub fn posterior_of_product(
+        self,
+        h: Tensor<2>,
+        kappa: &KappaHead,
+        factors: usize,
+    ) -> Posterior {
         match self {
             Self::Vmf | Self::PowerSpherical => {
                 let [batch, width] = h.dims();
-                let (h, column) = match kappa.mode().head_columns() {
+                let (h, column) = match kappa.mode().head_columns() * factors {
                     0 => (h, None),
                     extra => {
                         let d = width - extra;
@@ -82,9 +103,16 @@ impl ModelKind {
                         (h.slice([0..batch, 0..d]), Some(column))
                     }
                 };
+                let d = h.dims()[1];
+                let mu = if factors > 1 {
+                    l2_normalise(h.reshape([batch * factors, d / factors])).reshape([batch, d])
+                } else {
+                    l2_normalise(h)
+                };
                 Posterior::Sphere {
-                    mu: l2_normalise(h),
-                    log_kappa: kappa.log_kappa(column, batch),
+                    mu,
+                    log_kappa: kappa.log_kappa(column, batch * factors),
+                    factors,
                 }
             }
             Self::Gaussian => {
@@ -142,8 +170,21 @@ impl ModelKind {
 
     /// One draw from the prior p(z), in f64 on the host.
     pub fn prior_sample<R: Rng + ?Sized>(self, rng: &mut R, d: usize) -> Vec<f64> {
+        self.prior_sample_of_product(rng, d, 1)
+    }
+
+    /// One draw from the prior of a latent on a product of `factors` spheres (each
+    /// block uniform on its own sphere; 1 draws as [`ModelKind::prior_sample`]).
+    pub fn prior_sample_of_product<R: Rng + ?Sized>(
+        self,
+        rng: &mut R,
+        d: usize,
+        factors: usize,
+    ) -> Vec<f64> {
         match self {
-            Self::Vmf | Self::PowerSpherical => vmf_core::uniform_sphere(rng, d),
+            Self::Vmf | Self::PowerSpherical => (0..factors)
+                .flat_map(|_| vmf_core::uniform_sphere(rng, d / factors))
+                .collect(),
             Self::Gaussian => (0..d).map(|_| rng.sample(StandardNormal)).collect(),
             Self::Lm => vec![0.0; d],
         }
@@ -159,10 +200,13 @@ pub enum Posterior {
     /// directions `[batch, d]` (unit rows); kappa is the layer's when scheduled, else
     /// learned: ln kappa per row.
     Sphere {
-        /// Mean directions.
+        /// Mean directions (for a product, each block of d / factors a unit vector).
         mu: Tensor<2>,
-        /// ln kappa per row, `[batch]`, for a learned kappa.
+        /// ln kappa per row and block, `[batch * factors]` (row i's blocks at
+        /// i factors ..), for a learned kappa.
         log_kappa: Option<Tensor<1>>,
+        /// How many spheres the latent is a product of (1: one sphere S^(d-1)).
+        factors: usize,
     },
     /// N(mean, diag exp(logvar)): both `[batch, d]`.
     Gaussian {
@@ -187,10 +231,13 @@ pub struct PosteriorDraw {
     pub z: Tensor<2>,
     /// KL(q(z | x) || p(z)) per row (a constant on the sphere at fixed kappa): `[batch]`.
     pub kl: Tensor<1>,
-    /// ln kappa per row for a learned kappa: `[batch]`.
+    /// ln kappa per row and block for a learned kappa: `[batch * factors]` (`[batch]`
+    /// on one sphere).
     pub log_kappa: Option<Tensor<1>>,
     /// What [`PosteriorDraw::log_ratio`] needs beyond location and z.
     ratio: RatioParts,
+    /// The spheres of a product latent (1 otherwise).
+    factors: usize,
 }
 
 /// Only the importance-sampled evaluation needs log p(z) - log q(z|x): it is
@@ -220,9 +267,10 @@ enum RatioParts {
 }
 
 impl PosteriorDraw {
-    /// log p(z) - log q(z | x) per row: `[batch]`.
+    /// log p(z) - log q(z | x) per row: `[batch]` (on a product of spheres, the sum
+    /// over its blocks).
     pub fn log_ratio(&self) -> Tensor<1> {
-        match &self.ratio {
+        let per_block = match &self.ratio {
             RatioParts::Sphere {
                 family,
                 kappa,
@@ -245,14 +293,17 @@ impl PosteriorDraw {
                 gaussian_log_ratio(self.z.clone(), eps.clone(), logvar.clone())
             }
             RatioParts::Point => self.kl.zeros_like(),
-        }
+        };
+        sum_blocks(per_block, self.factors)
     }
 }
 
 impl PosteriorDraw {
-    /// 1 - <mu, z> per row, `[batch]`.
+    /// 1 - <mu, z> per row and block, `[batch * factors]`.
     fn one_minus_w(&self) -> Tensor<1> {
+        let [batch, d] = self.location.dims();
         (self.location.clone() * self.z.clone())
+            .reshape([batch * self.factors, d / self.factors])
             .sum_dim(1)
             .squeeze_dim::<1>(1)
             .neg()
@@ -273,6 +324,18 @@ fn sphere_constant(family: Family, dim: usize, kappa: f64, log_normaliser: f64) 
         Family::PowerSpherical => kappa * std::f64::consts::LN_2,
     };
     log_c0 - log_normaliser - shift
+}
+
+/// Per row, the sum of its `factors` consecutive entries: `[batch * factors]` ->
+/// `[batch]` (the identity for one sphere).
+fn sum_blocks(t: Tensor<1>, factors: usize) -> Tensor<1> {
+    if factors == 1 {
+        return t;
+    }
+    let [n] = t.dims();
+    t.reshape([n / factors, factors])
+        .sum_dim(1)
+        .squeeze_dim::<1>(1)
 }
 
 /// g(1 - w) of [`sphere_constant`], on the device.
@@ -302,6 +365,15 @@ impl Posterior {
         }
     }
 
+    /// How many spheres the latent is a product of (1 for one sphere and off the
+    /// sphere): the noise of a draw has one uniform per row and block.
+    pub fn factors(&self) -> usize {
+        match self {
+            Self::Sphere { factors, .. } => *factors,
+            _ => 1,
+        }
+    }
+
     /// The log-variances per row and dimension of a Gaussian q (`[batch, d]`), else
     /// `None`.
     pub fn log_variance(&self) -> Option<Tensor<2>> {
@@ -315,12 +387,21 @@ impl Posterior {
     /// for k draws per example.
     pub fn repeat_rows(&self, k: usize) -> Self {
         match self {
-            Self::Sphere { mu, log_kappa } => Self::Sphere {
+            Self::Sphere {
+                mu,
+                log_kappa,
+                factors,
+            } => Self::Sphere {
                 mu: mu.repeat_rows(k),
                 log_kappa: log_kappa.as_ref().map(|s| {
-                    let [b] = s.dims();
-                    s.clone().reshape([b, 1]).repeat_dim(1, k).reshape([b * k])
+                    let [n] = s.dims();
+                    let b = n / factors;
+                    s.clone()
+                        .reshape([b, 1, *factors])
+                        .repeat_dim(1, k)
+                        .reshape([n * k])
                 }),
+                factors: *factors,
             },
             Self::Gaussian { mean, logvar } => Self::Gaussian {
                 mean: mean.repeat_rows(k),
@@ -332,8 +413,10 @@ impl Posterior {
         }
     }
 
-    /// One draw per row with `noise` (the Gaussian uses only its normals `e`);
-    /// `reparam` holds the family's tables and the scheduled kappa.
+    /// One draw per row with `noise` (the Gaussian uses only its normals `e`; a
+    /// product of spheres one uniform per row and block, `u` of `[batch * factors]`);
+    /// `reparam` holds the family's tables (in the blocks' dimension d / factors) and
+    /// the scheduled kappa.
     ///
     /// # Panics
     /// If this is a posterior on the sphere and `reparam` is `None`, or is a scheduled
@@ -342,7 +425,36 @@ impl Posterior {
         match self {
             Self::Sphere {
                 mu,
+                log_kappa,
+                factors,
+            } if *factors > 1 => {
+                // Each block is a row of its own for the layer (in dimension d / G):
+                // the draws are the blocks' draws laid side by side, the KL their sum.
+                let [batch, d] = mu.dims();
+                let (rows, m) = (batch * factors, d / factors);
+                let blocks = Self::Sphere {
+                    mu: mu.clone().reshape([rows, m]),
+                    log_kappa: log_kappa.clone(),
+                    factors: 1,
+                };
+                let noise = LatentNoise {
+                    u: noise.u,
+                    e: noise.e.reshape([rows, m]),
+                };
+                let draw = blocks.draw(noise, reparam);
+                PosteriorDraw {
+                    location: mu.clone(),
+                    z: draw.z.reshape([batch, d]),
+                    kl: sum_blocks(draw.kl, *factors),
+                    log_kappa: draw.log_kappa,
+                    ratio: draw.ratio,
+                    factors: *factors,
+                }
+            }
+            Self::Sphere {
+                mu,
                 log_kappa: Some(s),
+                ..
             } => {
                 let reparam = reparam.expect("a posterior on the sphere draws through its layer");
                 let range = reparam
@@ -350,6 +462,7 @@ impl Posterior {
                     .expect("a learned kappa draws from its tables");
                 let (z, kl) = reparam.forward_at(mu.clone(), s.clone(), noise);
                 PosteriorDraw {
+                    factors: 1,
                     kl,
                     location: mu.clone(),
                     z,
@@ -365,6 +478,7 @@ impl Posterior {
             Self::Sphere {
                 mu,
                 log_kappa: None,
+                ..
             } => {
                 let reparam = reparam.expect("a posterior on the sphere draws through its layer");
                 let [batch, _] = mu.dims();
@@ -373,6 +487,7 @@ impl Posterior {
                     .stats()
                     .expect("a scheduled kappa has its constants");
                 PosteriorDraw {
+                    factors: 1,
                     kl: Tensor::full([batch], stats.kl, &mu.device()),
                     location: mu.clone(),
                     z,
@@ -392,6 +507,7 @@ impl Posterior {
             Self::Gaussian { mean, logvar } => {
                 let z = gaussian_sample(mean.clone(), logvar.clone(), noise.e.clone());
                 PosteriorDraw {
+                    factors: 1,
                     kl: gaussian_kl(mean.clone(), logvar.clone()),
                     location: mean.clone(),
                     z,
@@ -405,6 +521,7 @@ impl Posterior {
             Self::Point { z } => {
                 let [batch, _] = z.dims();
                 PosteriorDraw {
+                    factors: 1,
                     kl: Tensor::zeros([batch], &z.device()),
                     location: z.clone(),
                     z: z.clone(),

@@ -19,7 +19,8 @@ use crate::kappa::{KappaMode, KappaRange};
 /// host from a counter-based seed, which makes runs identical across backends).
 #[derive(Debug, Clone)]
 pub struct LatentNoise {
-    /// Uniforms in [0, 1) that pick the vMF angle: `[batch]` (unused by the Gaussian).
+    /// Uniforms in [0, 1) that pick the vMF angle: `[batch]`, or `[batch * factors]` for
+    /// a product of spheres (unused by the Gaussian).
     pub u: Tensor<1>,
     /// Standard normals: the direction orthogonal to mu (vMF) or eps (Gaussian):
     /// `[batch, d]`.
@@ -27,10 +28,12 @@ pub struct LatentNoise {
 }
 
 impl LatentNoise {
-    /// The rows `rows` of the noise (a shard of the batch).
+    /// The rows `rows` of the noise (a shard of the batch), with their blocks'
+    /// uniforms for a product of spheres.
     pub fn rows(&self, rows: std::ops::Range<usize>) -> Self {
+        let blocks = self.u.dims()[0] / self.e.dims()[0].max(1);
         Self {
-            u: self.u.clone().slice(rows.clone()),
+            u: self.u.clone().slice(rows.start * blocks..rows.end * blocks),
             e: self.e.clone().slice(rows),
         }
     }

@@ -52,6 +52,13 @@ pub trait VaeModel {
     /// Latent dimension d (ambient dimension of the sphere for vMF).
     fn latent_dim(&self) -> usize;
 
+    /// How many spheres a latent on the sphere is a product of (1, the default: one
+    /// sphere S^(d-1); also off the sphere). A draw's noise has one uniform per row and
+    /// block.
+    fn latent_factors(&self) -> usize {
+        1
+    }
+
     /// How a vMF model's kappa is set (scheduled for every other family).
     fn kappa_mode(&self) -> KappaMode;
 

@@ -121,6 +121,7 @@ fn vmf_density_ratio_matches_vmf_core_log_density() {
         let posterior = Posterior::Sphere {
             mu: tensor2(&flat, 2, d, &device),
             log_kappa,
+            factors: 1,
         };
         let draw = posterior.draw(noise(), Some(&reparam));
         let ratio = to_vec(draw.log_ratio());
@@ -147,6 +148,111 @@ fn vmf_density_ratio_matches_vmf_core_log_density() {
             );
         }
     }
+}
+
+/// A product of spheres: three blocks of S^3 (d = 12) with their own kappas. Each
+/// block of z must be the draw of that block alone (the same uniform and normals drawn
+/// as a row of its own), a unit vector; the KL and log p(z) - log q(z | x) the sums of
+/// vmf-core's closed forms over the blocks. Repeating rows for importance sampling
+/// keeps each row's kappas with it.
+#[test]
+fn a_product_of_spheres_draws_block_by_block_and_sums_kl_and_ratio() {
+    let device = Device::flex();
+    let (m, g, rows) = (4, 3, 2);
+    let d = m * g;
+    let range = KappaRange {
+        init: 10.0,
+        min: 0.5,
+        max: 2e3,
+    };
+    let layer = VmfReparam::learned(m, range, &device).unwrap();
+    // Unit blocks, row by row.
+    let mut mu = Vec::new();
+    for i in 0..rows * g {
+        let raw: Vec<f64> = (0..m).map(|j| ((i * m + j) as f64 * 0.7).sin()).collect();
+        let norm = raw.iter().map(|v| v * v).sum::<f64>().sqrt();
+        mu.extend(raw.iter().map(|v| v / norm));
+    }
+    let kappas = [0.7, 25.0, 400.0, 3.0, 1.5e3, 60.0];
+    let log_kappa: Vec<f32> = kappas.iter().map(|k: &f64| k.ln() as f32).collect();
+    let u: Vec<f32> = (0..rows * g).map(|i| (i as f32 + 0.3) / 7.0).collect();
+    let e: Vec<f64> = (0..rows * d).map(|i| (i as f64 * 1.3).cos()).collect();
+    let noise = |r: usize, c: usize| LatentNoise {
+        u: Tensor::from_data(TensorData::new(u.clone(), [rows * g]), &device),
+        e: tensor2(&e, r, c, &device),
+    };
+    let s = || {
+        Some(Tensor::from_data(
+            TensorData::new(log_kappa.clone(), [rows * g]),
+            &device,
+        ))
+    };
+    let product = Posterior::Sphere {
+        mu: tensor2(&mu, rows, d, &device),
+        log_kappa: s(),
+        factors: g,
+    };
+    let blocks = Posterior::Sphere {
+        mu: tensor2(&mu, rows * g, m, &device),
+        log_kappa: s(),
+        factors: 1,
+    };
+    let draw = product.draw(noise(rows, d), Some(&layer));
+    let alone = blocks.draw(noise(rows * g, m), Some(&layer));
+    let (z, kl, ratio) = (
+        to_vec(draw.z.clone()),
+        to_vec(draw.kl.clone()),
+        to_vec(draw.log_ratio()),
+    );
+    assert_eq!((z.len(), kl.len(), ratio.len()), (rows * d, rows, rows));
+    assert_eq!(z, to_vec(alone.z), "blocks drawn as rows of their own");
+    for r in 0..rows {
+        let (mut want_kl, mut want_ratio) = (0.0, 0.0);
+        for b in 0..g {
+            let i = r * g + b;
+            let (mu_b, z_b) = (&mu[i * m..(i + 1) * m], &z[i * m..(i + 1) * m]);
+            let norm = z_b.iter().map(|v| v * v).sum::<f64>().sqrt();
+            assert!(
+                (norm - 1.0).abs() < 1e-5,
+                "block {b} of row {r}: |z| = {norm}"
+            );
+            want_kl += vmf_core::kl_to_uniform(m, kappas[i]).unwrap();
+            want_ratio += vmf_core::log_normaliser_uniform(m).unwrap()
+                - vmf_core::log_density(mu_b, z_b, kappas[i]).unwrap();
+        }
+        assert!(
+            (kl[r] - want_kl).abs() < 1e-5 * want_kl,
+            "KL {} vs {want_kl}",
+            kl[r]
+        );
+        let tol = 1e-5 + 6e-7 * kappas.iter().sum::<f64>();
+        assert!(
+            (ratio[r] - want_ratio).abs() < tol,
+            "ratio {} vs {want_ratio}",
+            ratio[r]
+        );
+    }
+    // Two copies of each row: the kappas travel with their row.
+    let Posterior::Sphere {
+        log_kappa: Some(twice),
+        factors,
+        ..
+    } = product.repeat_rows(2)
+    else {
+        panic!("still a product on the sphere");
+    };
+    assert_eq!(factors, g);
+    let twice = to_vec(twice);
+    let want: Vec<f64> = (0..rows)
+        .flat_map(|r| {
+            let row = &log_kappa[r * g..(r + 1) * g];
+            row.iter()
+                .chain(row)
+                .map(|&v| f64::from(v))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(twice, want);
 }
 
 /// max over kappa of E[w] - c KL(kappa): the slope is A_d' - c kappa A_d' (as
@@ -246,6 +352,7 @@ fn power_spherical_density_ratio_and_kl_match_the_closed_forms() {
         let posterior = Posterior::Sphere {
             mu: tensor2(&mu, n, d, &device),
             log_kappa,
+            factors: 1,
         };
         let draw = posterior.draw(noise(), Some(&reparam));
         let (ratio, z, kl) = (to_vec(draw.log_ratio()), to_vec(draw.z), to_vec(draw.kl));
@@ -372,6 +479,7 @@ fn sampler_over_prior_at_an_angle_matches_the_draw_path() {
                     mu: tensor2(&mu_row.repeat(n), n, d, &device),
                     log_kappa: log_kappa
                         .map(|s| Tensor::from_data(TensorData::new(s.to_vec(), [n]), &device)),
+                    factors: 1,
                 };
                 let noise = LatentNoise {
                     u: Tensor::from_data(TensorData::new(us.clone(), [n]), &device),

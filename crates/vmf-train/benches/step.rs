@@ -56,6 +56,7 @@ fn main() {
         input_dim: 784,
         hidden: vec![256],
         latent_dim: d,
+        factors: 1,
         loss: ReconLoss::Bernoulli,
         kappa,
         conv: None,

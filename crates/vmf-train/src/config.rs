@@ -170,6 +170,12 @@ pub struct ModelConfig {
     /// Latent dimension d: ambient for vMF (z on S^(d-1), 2..=4096), or R^d for
     /// the Gaussian (1..=4096).
     pub latent_dim: usize,
+    /// Images, on the sphere with a learned kappa: the latent is a product of this many
+    /// spheres, each S^(latent_dim / factors - 1) with its own direction and kappa
+    /// (a kappa per example: one per block), the prior the product of uniforms
+    /// (Davidson, Tomczak & Gavves 2019). Must divide latent_dim. Default 1: one sphere.
+    #[serde(default = "one_factor", skip_serializing_if = "is_one_factor")]
+    pub factors: usize,
     /// Encoder hidden sizes (the decoder mirrors them).
     pub hidden: Vec<usize>,
     /// `bernoulli` or `gaussian`.
@@ -239,6 +245,12 @@ pub const DEFAULT_CONV_CHANNELS: [usize; 2] = [32, 64];
 pub const DEFAULT_TEST_FRACTION: f64 = 0.1;
 
 impl ModelConfig {
+    /// The dimension of each sphere of the latent (z of a block is on
+    /// S^(sphere_dim - 1)): latent_dim / factors.
+    pub fn sphere_dim(&self) -> usize {
+        self.latent_dim / self.factors.max(1)
+    }
+
     /// The convolutional layers' channels, `None` for the MLP.
     pub fn conv_channels(&self) -> Option<Vec<usize>> {
         (self.arch == Arch::Conv).then(|| {
@@ -265,6 +277,14 @@ pub enum KlAnneal {
 // runs) from before a key existed stay valid.
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
+}
+
+fn one_factor() -> usize {
+    1
+}
+
+fn is_one_factor(v: &usize) -> bool {
+    *v == 1
 }
 
 fn default_loss() -> ReconLoss {
@@ -506,6 +526,7 @@ impl TrainConfig {
             }
             _ => {}
         }
+        self.validate_factors()?;
         let kl_in_loss =
             m.kind == ModelKind::Gaussian || self.kappa.as_ref().is_some_and(|k| k.is_learned());
         if !kl_in_loss && m.kl_warmup_steps > 0 {
@@ -640,9 +661,52 @@ impl TrainConfig {
             Modality::Images => self.validate_images()?,
         }
         match &self.kappa {
-            Some(k) => k.validate("kappa", self.family(), m.latent_dim),
+            Some(k) => k.validate("kappa", self.family(), m.sphere_dim()),
             None => Ok(()),
         }
+    }
+
+    /// `model.factors`: a product of spheres is for images, on the sphere, with a
+    /// learned kappa, and its blocks are spheres of at least S^1.
+    fn validate_factors(&self) -> Result<(), String> {
+        let m = &self.model;
+        let g = m.factors;
+        if g == 1 {
+            return Ok(());
+        }
+        let fix = "or set model.factors = 1 (one sphere)";
+        if g == 0 {
+            return Err(format!("model.factors = 0: must be at least 1 ({fix})"));
+        }
+        if m.kind.family().is_none() {
+            return Err(format!(
+                "model.factors = {g}: a product of spheres is a latent on the sphere; use \
+                 model.kind = \"vmf\" or \"power_spherical\", {fix}"
+            ));
+        }
+        if self.data.dataset.modality() != Modality::Images {
+            return Err(format!(
+                "model.factors = {g}: a product of spheres is for image data sets; {fix}"
+            ));
+        }
+        if m.latent_dim % g != 0 || m.latent_dim / g < vmf_core::DIM_MIN {
+            return Err(format!(
+                "model.factors = {g} with model.latent_dim = {}: the blocks must be of equal \
+                 size, at least {} each (latent_dim a multiple of factors, e.g. \
+                 latent_dim = {}), {fix}",
+                m.latent_dim,
+                vmf_core::DIM_MIN,
+                g * vmf_core::DIM_MIN.max(m.latent_dim / g)
+            ));
+        }
+        if !self.kappa.as_ref().is_some_and(|k| k.is_learned()) {
+            return Err(format!(
+                "model.factors = {g}: a product of spheres needs a learned kappa \
+                 ([kappa] schedule = \"learned\" or \"per_example\"; the KL budgets and \
+                 schedules are for one sphere), {fix}"
+            ));
+        }
+        Ok(())
     }
 
     /// The keys of the text data kind.

@@ -25,7 +25,8 @@ pub struct Embeddings {
     pub dim: usize,
     /// mu (unit rows) or the mean: `[n, d]` row-major.
     pub location: Vec<f32>,
-    /// Each example's kappa, where kappa is learned.
+    /// Each example's kappa, where kappa is learned: `[n]`, or `[n, factors]` row-major
+    /// for a product of spheres (a kappa per block).
     pub kappa: Option<Vec<f32>>,
     /// The labels, where the data has them.
     pub labels: Option<Vec<u8>>,
@@ -207,7 +208,7 @@ pub fn encode<K: DataKind>(
     let log_kappa = if log_kappa.is_empty() {
         log_kappa
     } else {
-        modality::to_file_order(log_kappa, 1, order.as_deref())
+        modality::to_file_order(log_kappa, model.latent_factors(), order.as_deref())
     };
     let n = location.len() / d.max(1);
     let texts: Option<Vec<String>> = (0..n).map(|i| kind.example_text(split, i)).collect();

@@ -86,7 +86,7 @@ pub fn evaluate<M: VaeModel>(
     seed: u64,
     device: &Device,
 ) -> Result<EvalMetrics, TrainError> {
-    let d = model.latent_dim();
+    let (d, factors) = (model.latent_dim(), model.latent_factors());
     let reparam = sampling_layer(model, kappa, device)?;
     let (mut sampled, mut mean, mut kl) = (0.0f64, 0.0f64, 0.0f64);
     let mut spread: Option<(f64, f64, f64)> = None; // sum, min, max of ln kappa
@@ -97,7 +97,7 @@ pub fn evaluate<M: VaeModel>(
         for start in (0..rows).step_by(step) {
             let x = batch.slice_rows(start..(start + step).min(rows));
             let b = x.rows();
-            let noise = HostNoise::new(seed, "eval", part).latent(b, d, device);
+            let noise = HostNoise::new(seed, "eval", part).latent_of_product(b, d, factors, device);
             let draw = model.posterior(&x).draw(noise, reparam.as_ref());
             let r_s = model.neg_log_likelihood(&x, draw.z);
             let r_m = model.neg_log_likelihood(&x, draw.location);
@@ -135,8 +135,9 @@ pub fn evaluate<M: VaeModel>(
         units_per_example: units as f64 / n as f64,
         latent: None,
         recon_accuracy: None,
+        // One ln kappa per example and block.
         log_kappa: spread.map(|(s, min, max)| KappaSpread {
-            mean: s / n as f64,
+            mean: s / (n * factors) as f64,
             min,
             max,
         }),
@@ -202,8 +203,16 @@ pub fn log_likelihood<M: VaeModel>(
     seed: u64,
     device: &Device,
 ) -> Result<Vec<f64>, TrainError> {
-    let d = model.latent_dim();
+    let (d, factors) = (model.latent_dim(), model.latent_factors());
     let reparam = sampling_layer(model, kappa, device)?;
+    if factors > 1 && sampling.prior_draws > 0 {
+        // The mixture needs the proposal's density at the prior's draws, written for
+        // one sphere (PosteriorOnHost); a product's images need no prior draws.
+        return Err(TrainError::Usage(format!(
+            "prior draws ({}) in the importance-sampled likelihood are for a latent on one              sphere; this model's is a product of {factors}: evaluate it without them",
+            sampling.prior_draws
+        )));
+    }
     // Without a latent (the LM) every importance weight is p(x): one draw is exact,
     // and K would decode each sentence K times for the same figure.
     let (samples, prior_draws) = if model.kind().has_latent() {
@@ -234,8 +243,12 @@ pub fn log_likelihood<M: VaeModel>(
                 let k = chunk.min(samples - prior_draws - done);
                 let counter = (call << 32) | part;
                 let x_rep = xb.repeat_rows(k);
-                let noise =
-                    HostNoise::new(seed, "log-likelihood", counter).latent(b * k, d, device);
+                let noise = HostNoise::new(seed, "log-likelihood", counter).latent_of_product(
+                    b * k,
+                    d,
+                    factors,
+                    device,
+                );
                 let u = match &reparam {
                     Some(_) => crate::output::read_back(noise.u.clone())?,
                     None => Vec::new(),
@@ -250,7 +263,9 @@ pub fn log_likelihood<M: VaeModel>(
                             Some(s) => Some(crate::output::read_back(s.clone())?),
                             None => None,
                         };
-                        layer.log_exact_over_sampler(&u, s.as_deref())?
+                        // One term per block, summed per draw on a product of spheres.
+                        let per_block = layer.log_exact_over_sampler(&u, s.as_deref())?;
+                        per_block.chunks(factors).map(|c| c.iter().sum()).collect()
                     }
                     None => vec![0.0; b * k],
                 };

@@ -20,8 +20,8 @@ use crate::error::TrainError;
 use crate::schedule::Schedule;
 
 /// The sampling layer `model` needs at `kappa` (used only where kappa is scheduled):
-/// its family's table on the sphere, or `None` for the families that sample without one
-/// (Gaussian, no latent).
+/// its family's table on the sphere (for a product of spheres, on each block's), or
+/// `None` for the families that sample without one (Gaussian, no latent).
 pub fn sampling_layer<M: VaeModel>(
     model: &M,
     kappa: f64,
@@ -30,7 +30,7 @@ pub fn sampling_layer<M: VaeModel>(
     Ok(match model.kind().family() {
         Some(family) => Some(VmfReparam::for_family(
             family,
-            model.latent_dim(),
+            model.latent_dim() / model.latent_factors(),
             model.kappa_mode(),
             kappa,
             device,
@@ -69,7 +69,8 @@ pub struct StepLatent {
 impl StepLatent {
     /// The run's latent at step `step` (a resumed run's first step) on `device`.
     pub fn new(config: &TrainConfig, step: u64, device: &Device) -> Result<Self, TrainError> {
-        let (family, d) = (config.family(), config.model.latent_dim);
+        // A product of spheres samples block by block: the layer is a block's.
+        let (family, d) = (config.family(), config.model.sphere_dim());
         let layer = match config.kappa.as_ref() {
             Some(k) => Some(VmfReparam::for_family(
                 family,
@@ -93,7 +94,7 @@ impl StepLatent {
     /// The kappa a fresh run records before its first step (0 without one).
     pub fn initial_kappa(config: &TrainConfig) -> Result<f64, TrainError> {
         Ok(match config.kappa.as_ref() {
-            Some(k) => k.value_at(0, config.family(), config.model.latent_dim)?,
+            Some(k) => k.value_at(0, config.family(), config.model.sphere_dim())?,
             None => 0.0,
         })
     }

@@ -50,12 +50,25 @@ impl HostNoise {
 
     /// Noise for `batch` posterior draws in dimension `dim` (see [`LatentNoise`]).
     pub fn latent(&mut self, batch: usize, dim: usize, device: &Device) -> LatentNoise {
-        let u: Vec<f32> = (0..batch).map(|_| self.rng.random::<f32>()).collect();
+        self.latent_of_product(batch, dim, 1, device)
+    }
+
+    /// Noise for `batch` draws of a latent on a product of `factors` spheres: one
+    /// uniform per row and block (1: as [`HostNoise::latent`], the same draws).
+    pub fn latent_of_product(
+        &mut self,
+        batch: usize,
+        dim: usize,
+        factors: usize,
+        device: &Device,
+    ) -> LatentNoise {
+        let n = batch * factors;
+        let u: Vec<f32> = (0..n).map(|_| self.rng.random::<f32>()).collect();
         let e: Vec<f32> = (0..batch * dim)
             .map(|_| self.rng.sample(StandardNormal))
             .collect();
         LatentNoise {
-            u: Tensor::from_data(TensorData::new(u, [batch]), device),
+            u: Tensor::from_data(TensorData::new(u, [n]), device),
             e: Tensor::from_data(TensorData::new(e, [batch, dim]), device),
         }
     }

@@ -33,7 +33,8 @@ pub fn shard_rows(batch: usize, shards: usize, k: usize) -> Range<usize> {
 }
 
 /// Entries of the report of [`vae_sums`]: sums of -log p(x|z), KL and ln kappa over
-/// the rows, then the smallest and the largest ln kappa (0 for a scheduled kappa).
+/// the rows (a product of spheres: the mean over its blocks), then the smallest and the
+/// largest ln kappa (0 for a scheduled kappa).
 pub const REPORT: usize = 5;
 
 /// The VAE objective over the rows `x`, in the form [`gradients`] takes: the sum of
@@ -54,7 +55,13 @@ pub fn vae_sums<M: VaeModel>(
     let spread = match draw.log_kappa {
         Some(s) => {
             let s = s.detach();
-            vec![s.clone().sum(), s.clone().min(), s.max()]
+            // A product of spheres has a ln kappa per row and block: their per-row mean
+            // keeps the report's first entries sums over rows.
+            let sum = match model.latent_factors() {
+                1 => s.clone().sum(),
+                g => s.clone().sum().div_scalar(g as f64),
+            };
+            vec![sum, s.clone().min(), s.max()]
         }
         None => vec![Tensor::zeros([3], &kl.device())],
     };
@@ -220,10 +227,11 @@ mod tests {
     fn run(model: &ImageVae, shards: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
         let device = Device::flex().autodiff();
         let batch = 10;
+        let (d, factors) = (model.latent_dim(), model.latent_factors());
         let mut noise = HostNoise::new(3, "test", 0);
         let x = noise.uniform([batch, 12], &device);
-        let latent = noise.latent(batch, 3, &device);
-        let reparam = VmfReparam::for_mode(3, model.kappa_mode(), 5.0, &device).unwrap();
+        let latent = noise.latent_of_product(batch, d, factors, &device);
+        let reparam = VmfReparam::for_mode(d / factors, model.kappa_mode(), 5.0, &device).unwrap();
         let (reports, grads) = gradients(model, batch, shards, |m, rows| {
             let xs = x.slice_rows(rows.clone());
             let noise = latent.rows(rows);
@@ -256,24 +264,28 @@ mod tests {
             min: 1.0,
             max: 100.0,
         };
-        for (kind, kappa, params) in [
-            (ModelKind::Vmf, KappaMode::Scheduled, 8),
-            (ModelKind::Gaussian, KappaMode::Scheduled, 8),
-            (ModelKind::Vmf, KappaMode::Learned(range), 9),
-            (ModelKind::Vmf, KappaMode::PerExample(range), 8),
+        for (kind, kappa, params, factors) in [
+            (ModelKind::Vmf, KappaMode::Scheduled, 8, 1),
+            (ModelKind::Gaussian, KappaMode::Scheduled, 8, 1),
+            (ModelKind::Vmf, KappaMode::Learned(range), 9, 1),
+            (ModelKind::Vmf, KappaMode::PerExample(range), 8, 1),
+            // Three circles, a kappa per example and circle: each shard must take its
+            // rows' uniforms, three per row.
+            (ModelKind::Vmf, KappaMode::PerExample(range), 8, 3),
         ] {
-            check_shards(kind, kappa, params);
+            check_shards(kind, kappa, params, factors);
         }
     }
 
-    fn check_shards(kind: ModelKind, kappa: KappaMode, params: usize) {
+    fn check_shards(kind: ModelKind, kappa: KappaMode, params: usize, factors: usize) {
         let device = Device::flex().autodiff();
         device.seed(1);
         let model = ImageVaeConfig {
             kind,
             input_dim: 12,
             hidden: vec![6],
-            latent_dim: 3,
+            latent_dim: if factors > 1 { 2 * factors } else { 3 },
+            factors,
             loss: ReconLoss::Bernoulli,
             kappa,
             conv: None,

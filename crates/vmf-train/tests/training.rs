@@ -274,6 +274,7 @@ fn fingerprint_of(checkpoint: &Path, kappa: vmf_model::KappaMode) -> Vec<f32> {
         input_dim: 784,
         hidden: vec![64],
         latent_dim: 8,
+        factors: 1,
         loss: ReconLoss::Bernoulli,
         kappa,
         conv: None,
@@ -576,6 +577,26 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
             "latent_dim = 8",
             "latent_dim = 8\nkl_warmup_steps = 100",
             &["model.kl_warmup_steps = 100", "gaussian"],
+        ),
+        (
+            "latent_dim = 8",
+            "latent_dim = 8\nfactors = 3",
+            &["model.factors = 3", "latent_dim = 8", "multiple of factors"],
+        ),
+        (
+            "latent_dim = 8",
+            "latent_dim = 8\nfactors = 0",
+            &["model.factors = 0", "at least 1"],
+        ),
+        (
+            "latent_dim = 8",
+            "latent_dim = 8\nfactors = 2",
+            &["model.factors = 2", "learned kappa", "per_example"],
+        ),
+        (
+            "latent_dim = 8\nhidden = [256]\nloss = \"bernoulli\"\n\n[kappa]\nschedule = \"constant\"\nvalue = 20.0",
+            "latent_dim = 8\nkind = \"gaussian\"\nfactors = 2\nhidden = [256]\nloss = \"bernoulli\"\n",
+            &["model.factors = 2", "on the sphere", "model.kind"],
         ),
         (
             "shards = 2",

@@ -32,6 +32,10 @@ pub struct ImageVaeConfig {
     pub hidden: Vec<usize>,
     /// Latent dimension d (ambient dimension of the sphere for vMF).
     pub latent_dim: usize,
+    /// On the sphere: the latent is a product of this many spheres, each
+    /// S^(d / factors - 1) with its own direction and kappa (1: one sphere S^(d-1)).
+    /// Divides d.
+    pub factors: usize,
     /// The decoder's pixel likelihood.
     pub loss: ReconLoss,
     /// How kappa is set (vMF).
@@ -62,7 +66,7 @@ impl ImageVaeConfig {
         };
         let mut enc = vec![flat];
         enc.extend(&self.hidden);
-        enc.push(self.kind.head_width(self.latent_dim) + self.kappa.head_columns());
+        enc.push(self.kind.head_width(self.latent_dim) + self.factors * self.kappa.head_columns());
         let mut dec = vec![self.latent_dim];
         dec.extend(self.hidden.iter().rev());
         dec.push(flat);
@@ -77,6 +81,7 @@ impl ImageVaeConfig {
             kappa: KappaHead::new(self.kappa, device),
             kind: self.kind,
             latent_dim: self.latent_dim,
+            factors: self.factors,
             loss: self.loss,
         }
     }
@@ -96,6 +101,8 @@ pub struct ImageVae {
     kind: ModelKind,
     #[module(skip)]
     latent_dim: usize,
+    #[module(skip)]
+    factors: usize,
     #[module(skip)]
     loss: ReconLoss,
 }
@@ -189,8 +196,13 @@ impl VaeModel for ImageVae {
         self.kappa.mode()
     }
 
+    fn latent_factors(&self) -> usize {
+        self.factors
+    }
+
     fn posterior(&self, x: &Tensor<2>) -> Posterior {
-        self.kind.posterior(self.encode(x.clone()), &self.kappa)
+        self.kind
+            .posterior_of_product(self.encode(x.clone()), &self.kappa, self.factors)
     }
 
     fn neg_log_likelihood(&self, x: &Tensor<2>, z: Tensor<2>) -> Tensor<1> {
@@ -217,6 +229,7 @@ mod tests {
                 input_dim: 6,
                 hidden: vec![5],
                 latent_dim: 2,
+                factors: 1,
                 loss: ReconLoss::Bernoulli,
                 kappa: KappaMode::Scheduled,
                 conv: None,

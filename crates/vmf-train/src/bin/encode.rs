@@ -79,7 +79,13 @@ fn main() -> std::process::ExitCode {
             let stem = out.file_stem().map_or("mu".into(), |s| s.to_string_lossy());
             if let Some(kappa) = &e.kappa {
                 let path = out.with_file_name(format!("{stem}-kappa.npy"));
-                write_npy(&path, kappa, &[kappa.len()])?;
+                // One column per block of a product of spheres.
+                let blocks = kappa.len() / e.len().max(1);
+                if blocks > 1 {
+                    write_npy(&path, kappa, &[e.len(), blocks])?;
+                } else {
+                    write_npy(&path, kappa, &[kappa.len()])?;
+                }
                 eprintln!("wrote {}", path.display());
             }
             if let Some(texts) = &e.texts {

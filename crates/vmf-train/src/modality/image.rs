@@ -57,6 +57,7 @@ impl Images {
             input_dim: self.splits.train.dim,
             hidden: config.model.hidden.clone(),
             latent_dim: config.model.latent_dim,
+            factors: config.model.factors,
             loss: config.model.loss,
             kappa: config.kappa_mode(),
             conv: config
@@ -313,7 +314,11 @@ fn write_images(
     let d = config.model.latent_dim;
     let mut rng = StdRng::seed_from_u64(seeds::derive(config.seed, "prior-samples", 0));
     let z: Vec<f32> = (0..100)
-        .flat_map(|_| model.kind().prior_sample(&mut rng, d))
+        .flat_map(|_| {
+            model
+                .kind()
+                .prior_sample_of_product(&mut rng, d, model.latent_factors())
+        })
         .map(|v| v as f32)
         .collect();
     let z = Tensor::<2>::from_data(TensorData::new(z, [100, d]), device);

@@ -51,6 +51,31 @@ pub fn path(on_sphere: bool, a: &[f64], b: &[f64], steps: usize) -> Vec<Vec<f64>
         .collect()
 }
 
+/// [`path`] on a product of `factors` spheres: each block of `a.len() / factors`
+/// moves on its own great circle (on one sphere, or off the sphere, [`path`] itself).
+pub fn path_of_product(
+    on_sphere: bool,
+    factors: usize,
+    a: &[f64],
+    b: &[f64],
+    steps: usize,
+) -> Vec<Vec<f64>> {
+    if !on_sphere || factors <= 1 {
+        return path(on_sphere, a, b, steps);
+    }
+    let m = a.len() / factors;
+    let steps = steps.max(2);
+    (0..steps)
+        .map(|s| {
+            let t = s as f64 / (steps - 1) as f64;
+            a.chunks(m)
+                .zip(b.chunks(m))
+                .flat_map(|(x, y)| slerp(x, y, t))
+                .collect()
+        })
+        .collect()
+}
+
 /// The point at fraction `t` of the great circle from unit vector `a` to `b`.
 pub fn slerp(a: &[f64], b: &[f64], t: f64) -> Vec<f64> {
     let dot: f64 = a
@@ -103,5 +128,14 @@ mod tests {
         let h = std::f64::consts::FRAC_1_SQRT_2;
         assert!((arc[1][0] - h).abs() < 1e-15 && (arc[1][1] - h).abs() < 1e-15);
         assert!((arc[2][1] - 1.0).abs() < 1e-15);
+        // Two circles: each block on its own great circle (a slerp of the whole vector
+        // would leave both blocks off their circles, at |block| = 1/sqrt 2 midway).
+        let (a, b) = ([1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]);
+        let torus = path_of_product(true, 2, &a, &b, 3);
+        for (got, want) in torus[1].iter().zip([h, h, h, h]) {
+            assert!((got - want).abs() < 1e-15, "{:?}", torus[1]);
+        }
+        assert_eq!((torus[0].clone(), torus[2].len()), (a.to_vec(), 4));
+        assert_eq!(path_of_product(true, 1, &a, &b, 3), path(true, &a, &b, 3));
     }
 }

@@ -307,7 +307,12 @@ impl<'a, K: DataKind> Run<'a, K> {
             .kind
             .train_batch(plan, st.batch_in_epoch, &mut noise, &self.ad);
         let rows = x.rows();
-        let latent = noise.latent(rows, config.model.latent_dim, &self.ad);
+        let latent = noise.latent_of_product(
+            rows,
+            config.model.latent_dim,
+            config.model.factors,
+            &self.ad,
+        );
         let plan = ShardPlan::new(rows, config.training.shards, &self.ranks);
         let layer = self.latent.layer();
         let mine = step::shard_gradients(&model, rows, &plan, |m, part| {

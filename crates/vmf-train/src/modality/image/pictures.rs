@@ -96,7 +96,7 @@ impl Pictures {
         let mut rng = StdRng::seed_from_u64(seeds::derive(seed, "picture-samples", 0));
         let kind = self.model.kind();
         let z: Vec<Vec<f64>> = (0..side * side)
-            .map(|_| kind.prior_sample(&mut rng, self.dim))
+            .map(|_| kind.prior_sample_of_product(&mut rng, self.dim, self.model.latent_factors()))
             .collect();
         save_grid(out, &self.decode(&z)?, self.test.shape, side)
     }
@@ -118,15 +118,21 @@ impl Pictures {
     }
 
     /// One row per pair of consecutive test images: `steps` points from the first
-    /// image's location to the second's, on the great circle (slerp) for vMF, on the
-    /// straight line for the Gaussian.
+    /// image's location to the second's, on the great circle (slerp) for vMF (block by
+    /// block on a product of spheres), on the straight line for the Gaussian.
     pub fn interpolate(&self, out: &Path, pairs: usize, steps: usize) -> Result<(), TrainError> {
         let steps = steps.max(2);
         let mus = self.mus(2 * pairs)?;
         let on_sphere = self.model.kind().on_sphere();
         let mut z = Vec::new();
         for p in mus.chunks(2).filter(|p| p.len() == 2) {
-            z.extend(view::path(on_sphere, &p[0], &p[1], steps));
+            z.extend(view::path_of_product(
+                on_sphere,
+                self.model.latent_factors(),
+                &p[0],
+                &p[1],
+                steps,
+            ));
         }
         save_grid(out, &self.decode(&z)?, self.test.shape, steps)
     }
