@@ -31,6 +31,9 @@ PUBLISHED = {2: (-135.73, -132.50), 5: (-110.21, -108.43), 10: (-93.84, -93.16),
              20: (-88.90, -89.02), 40: (-88.93, -90.87)}
 KINDS = [("gaussian", "our Gaussian"), ("vmf-learned", "vMF, one learned kappa"),
          ("vmf-per-example", "vMF, kappa per example")]
+# Shown, with its own two differences, only where the folder has runs of it: a product
+# of spheres S^5 (configs/svae-vmf-product.toml, with its KL warm-up; docs/svae-product.md).
+PRODUCT = ("vmf-product", "vMF, product of S^5 blocks, KL warm-up")
 NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:init(?P<init>[\d.]+)-)?seed(?P<seed>\d+)-eval-k500\.json$")
 
 
@@ -97,32 +100,42 @@ def cell(rs):
 
 def table(folder):
     t = runs(folder)
+    product = any(kind == PRODUCT[0] for kind, _ in t)
+    kinds = KINDS + [PRODUCT] if product else KINDS
     patience = sorted({r["patience"] for rs in t.values() for r in rs})
     out = [
         f"Made by `python3 scripts/svae_table.py {folder}` from its records (patience "
         f"{', '.join(map(str, patience))}). Cells: test log p(x), K = 500, nats: the mean "
         "over seeds **in bold**, +- the standard error over the seeds (one seed: over the "
         "test images); per seed sN, its log p(x) where there are several, its epochs (best "
-        "epoch; † the epoch budget ended it); KL: the test set's mean. Last two columns: "
-        "ours minus the paper's, positive ahead.",
+        "epoch; † the epoch budget ended it); KL: the test set's mean. Difference "
+        "columns: ours minus the paper's, positive ahead"
+        + (" (best vMF: of the one-sphere columns)." if product else "."),
         "",
-        "| d | N-VAE (paper) | S-VAE (paper) | " + " | ".join(label for _, label in KINDS)
-        + " | best vMF - S-VAE | our Gaussian - N-VAE |",
-        "|---" * (5 + len(KINDS)) + "|",
+        "| d | N-VAE (paper) | S-VAE (paper) | " + " | ".join(label for _, label in kinds)
+        + " | best vMF - S-VAE | our Gaussian - N-VAE |"
+        + (" product - S-VAE | product - N-VAE |" if product else ""),
+        "|---" * (5 + len(kinds) + (2 if product else 0)) + "|",
     ]
     for d in sorted({d for _, d in t}):
         n_vae, s_vae = PUBLISHED.get(d, (None, None))
         cells, means = [], {}
-        for kind, _ in KINDS:
+        for kind, _ in kinds:
             text, mean = cell(t.get((kind, d), []))
             cells.append(text)
             means[kind] = mean
-        vmf = [m for k, m in means.items() if k.startswith("vmf") and m is not None]
+        vmf = [m for k, m in means.items()
+               if k.startswith("vmf") and k != PRODUCT[0] and m is not None]
         best = f"{max(vmf) - s_vae:+.2f}" if vmf and s_vae is not None else ""
         gauss = (f"{means['gaussian'] - n_vae:+.2f}"
                  if means["gaussian"] is not None and n_vae is not None else "")
         pub = [f"{v:.2f}" if v is not None else "" for v in (n_vae, s_vae)]
-        out.append(f"| {d} | {pub[0]} | {pub[1]} | " + " | ".join(cells) + f" | {best} | {gauss} |")
+        row = f"| {d} | {pub[0]} | {pub[1]} | " + " | ".join(cells) + f" | {best} | {gauss} |"
+        if product:
+            p = means[PRODUCT[0]]
+            row += "".join(f" {p - v:+.2f} |" if p is not None and v is not None else " |"
+                           for v in (s_vae, n_vae))
+        out.append(row)
     return "\n".join(out)
 
 

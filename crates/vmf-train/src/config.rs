@@ -689,7 +689,7 @@ impl TrainConfig {
                 "model.factors = {g}: a product of spheres is for image data sets; {fix}"
             ));
         }
-        if m.latent_dim % g != 0 || m.latent_dim / g < vmf_core::DIM_MIN {
+        if !m.latent_dim.is_multiple_of(g) || m.latent_dim / g < vmf_core::DIM_MIN {
             return Err(format!(
                 "model.factors = {g} with model.latent_dim = {}: the blocks must be of equal \
                  size, at least {} each (latent_dim a multiple of factors, e.g. \
