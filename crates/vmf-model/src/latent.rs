@@ -365,15 +365,6 @@ impl Posterior {
         }
     }
 
-    /// How many spheres the latent is a product of (1 for one sphere and off the
-    /// sphere): the noise of a draw has one uniform per row and block.
-    pub fn factors(&self) -> usize {
-        match self {
-            Self::Sphere { factors, .. } => *factors,
-            _ => 1,
-        }
-    }
-
     /// The log-variances per row and dimension of a Gaussian q (`[batch, d]`), else
     /// `None`.
     pub fn log_variance(&self) -> Option<Tensor<2>> {

@@ -209,7 +209,9 @@ pub fn log_likelihood<M: VaeModel>(
         // The mixture needs the proposal's density at the prior's draws, written for
         // one sphere (PosteriorOnHost); a product's images need no prior draws.
         return Err(TrainError::Usage(format!(
-            "prior draws ({}) in the importance-sampled likelihood are for a latent on one              sphere; this model's is a product of {factors}: evaluate it without them",
+            "prior draws ({}) in the importance-sampled likelihood are for a latent on one \
+             sphere; this model's is a product of {factors}: evaluate it without them \
+             (eval --prior-share 0, the default)",
             sampling.prior_draws
         )));
     }
