@@ -41,6 +41,11 @@
 # the same settings; runs that stopped stay stopped and keep their evaluation. BIN
 # names a folder of already built train and eval binaries (e.g. target/debug, whose
 # dev profile optimises as release does here); by default the release ones are built.
+# WARMUP=E gives every run the authors' later protocol (their product-space code's
+# kl_warmup and burn_in): the KL's weight rises linearly from 0 to 1 over the first E
+# epochs (model.kl_warmup_steps) and the early stop acts only after them
+# (training.burn_in); configs/svae-vmf-product.toml has E = 100 already. Not for the
+# fixed-kappa vmf kind, whose KL is no part of the gradient (the config error says so).
 # LR_DECAY (default 1: none) and LR_PATIENCE (default 10) add a plateau schedule to every
 # run: the learning rate is multiplied by LR_DECAY each time LR_PATIENCE epochs pass
 # without a better validation ELBO (optimizer.lr_decay and lr_patience); the early stop
@@ -115,6 +120,26 @@ run() {
     grep -q "^validation = $VALIDATION\$" "$cfg" ||
       { echo "VALIDATION: configs/svae-$kind.toml has no validation line in [data]" >&2; return 1; }
   fi
+  if [ -n "${WARMUP:-}" ]; then
+    # The KL weight rises linearly over WARMUP epochs of this config's steps (the loader
+    # drops the last partial batch), and the early stop acts only after as many epochs.
+    local images batch steps
+    images=$(sed -n -e 's|^validation = \([0-9]*\)$|\1|p' "$cfg")
+    batch=$(sed -n -e 's|^batch_size = \([0-9]*\)$|\1|p' "$cfg")
+    steps=$(( WARMUP * ((60000 - images) / batch) ))
+    if grep -q '^kl_warmup_steps = ' "$cfg"; then
+      sed -i -e "s|^kl_warmup_steps = .*|kl_warmup_steps = $steps|" "$cfg"
+    else
+      sed -i -e "s|^latent_dim = .*|&\nkl_warmup_steps = $steps|" "$cfg"
+    fi
+    if grep -q '^burn_in = ' "$cfg"; then
+      sed -i -e "s|^burn_in = .*|burn_in = $WARMUP|" "$cfg"
+    else
+      sed -i -e "s|^patience = .*|&\nburn_in = $WARMUP|" "$cfg"
+    fi
+    grep -q "^kl_warmup_steps = $steps\$" "$cfg" && grep -q "^burn_in = $WARMUP\$" "$cfg" ||
+      { echo "WARMUP: configs/svae-$kind.toml has no latent_dim or patience line to add it after" >&2; return 1; }
+  fi
   if [ -n "${SHARDS:-}" ]; then
     sed -i -e "s|^shards = .*|shards = $SHARDS|" "$cfg"
   elif [ "$jobs" -gt 1 ]; then
@@ -182,7 +207,7 @@ row() {
 {
   echo "# The S-VAE MNIST protocol"
   echo
-  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${SHARDS:+SHARDS=$SHARDS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
+  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${SHARDS:+SHARDS=$SHARDS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${BLOCK:+BLOCK=$BLOCK }${WARMUP:+WARMUP=$WARMUP }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
   echo "ELBO with patience ${PATIENCE:-100} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
