@@ -50,7 +50,9 @@
 # run: the learning rate is multiplied by LR_DECAY each time LR_PATIENCE epochs pass
 # without a better validation ELBO (optimizer.lr_decay and lr_patience); the early stop
 # still waits PATIENCE epochs. KAPPA_INIT (default: the config's, 10) starts a learned
-# kappa there (kappa.init; the per-example head's start). VALIDATION (default: the
+# kappa there (kappa.init; the per-example head's start); KAPPA_MIN (default: the
+# config's, S-VAE's 1) is its floor (kappa.min): a product's unused blocks rest there
+# and pay the vMF's KL at that kappa. VALIDATION (default: the
 # config's, 10000) holds out that many of the last training images for validation
 # (data.validation): 5000 is the split of the TensorFlow loader that the paper's
 # example code reads MNIST through (55,000 training images, 5,000 validation).
@@ -114,6 +116,11 @@ run() {
     sed -i -e "s|^init = .*|init = $KAPPA_INIT|" "$cfg"
     grep -q "^init = $KAPPA_INIT\$" "$cfg" ||
       { echo "KAPPA_INIT: configs/svae-$kind.toml has no init line in [kappa]" >&2; return 1; }
+  fi
+  if [ -n "${KAPPA_MIN:-}" ]; then
+    sed -i -e "s|^min = .*|min = $KAPPA_MIN|" "$cfg"
+    grep -q "^min = $KAPPA_MIN\$" "$cfg" ||
+      { echo "KAPPA_MIN: configs/svae-$kind.toml has no min line in [kappa]" >&2; return 1; }
   fi
   if [ -n "${VALIDATION:-}" ]; then
     sed -i -e "s|^validation = .*|validation = $VALIDATION|" "$cfg"
@@ -207,7 +214,7 @@ row() {
 {
   echo "# The S-VAE MNIST protocol"
   echo
-  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${SHARDS:+SHARDS=$SHARDS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${BLOCK:+BLOCK=$BLOCK }${WARMUP:+WARMUP=$WARMUP }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
+  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${SHARDS:+SHARDS=$SHARDS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${KAPPA_MIN:+KAPPA_MIN=$KAPPA_MIN }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${BLOCK:+BLOCK=$BLOCK }${WARMUP:+WARMUP=$WARMUP }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
   echo "ELBO with patience ${PATIENCE:-100} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."
