@@ -128,8 +128,9 @@ run() {
       { echo "VALIDATION: configs/svae-$kind.toml has no validation line in [data]" >&2; return 1; }
   fi
   if [ -n "${WARMUP:-}" ]; then
-    # The KL weight rises linearly over WARMUP epochs of this config's steps (the loader
-    # drops the last partial batch), and the early stop acts only after as many epochs.
+    # The KL weight rises linearly over WARMUP epochs of this config's steps (MNIST's
+    # 60,000 training images less the validation split, in batches; the loader drops
+    # the last partial one), and the early stop acts only after as many epochs.
     local images batch steps
     images=$(sed -n -e 's|^validation = \([0-9]*\)$|\1|p' "$cfg")
     batch=$(sed -n -e 's|^batch_size = \([0-9]*\)$|\1|p' "$cfg")
