@@ -88,6 +88,15 @@ declare -A published=(
   [20]="-88.90 -89.02" [40]="-88.93 -90.87"
 )
 
+# set_key VAR KEY VALUE SECTION: in run's config ($cfg, of $kind), KEY = VALUE, the
+# override of the environment's VAR. It must take: a key that the config lacks would
+# leave the run untouched, so that fails the run, naming the key.
+set_key() {
+  sed -i -e "s|^$2 = .*|$2 = $3|" "$cfg"
+  grep -q "^$2 = $3\$" "$cfg" ||
+    { echo "$1: configs/svae-$kind.toml has no $2 line in [$4]" >&2; return 1; }
+}
+
 # run KIND D BUDGET -> writes "LL SE EPOCHS BEST_EPOCH KL" to $runs/KIND-dD.result
 run() {
   local kind=$1 d=$2 budget=$3 latent dir cfg
@@ -112,21 +121,9 @@ run() {
     grep -q '^lr_decay' "$cfg" ||
       { echo "LR_DECAY: configs/svae-$kind.toml has no eps line in [optimizer] to add it after" >&2; return 1; }
   fi
-  if [ -n "${KAPPA_INIT:-}" ]; then
-    sed -i -e "s|^init = .*|init = $KAPPA_INIT|" "$cfg"
-    grep -q "^init = $KAPPA_INIT\$" "$cfg" ||
-      { echo "KAPPA_INIT: configs/svae-$kind.toml has no init line in [kappa]" >&2; return 1; }
-  fi
-  if [ -n "${KAPPA_MIN:-}" ]; then
-    sed -i -e "s|^min = .*|min = $KAPPA_MIN|" "$cfg"
-    grep -q "^min = $KAPPA_MIN\$" "$cfg" ||
-      { echo "KAPPA_MIN: configs/svae-$kind.toml has no min line in [kappa]" >&2; return 1; }
-  fi
-  if [ -n "${VALIDATION:-}" ]; then
-    sed -i -e "s|^validation = .*|validation = $VALIDATION|" "$cfg"
-    grep -q "^validation = $VALIDATION\$" "$cfg" ||
-      { echo "VALIDATION: configs/svae-$kind.toml has no validation line in [data]" >&2; return 1; }
-  fi
+  [ -z "${KAPPA_INIT:-}" ] || set_key KAPPA_INIT init "$KAPPA_INIT" kappa || return 1
+  [ -z "${KAPPA_MIN:-}" ] || set_key KAPPA_MIN min "$KAPPA_MIN" kappa || return 1
+  [ -z "${VALIDATION:-}" ] || set_key VALIDATION validation "$VALIDATION" data || return 1
   if [ -n "${WARMUP:-}" ]; then
     # The KL weight rises linearly over WARMUP epochs of this config's steps (MNIST's
     # 60,000 training images less the validation split, in batches; the loader drops
