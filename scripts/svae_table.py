@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
 """The S-VAE protocol's table, built from the records that scripts/svae_record.sh wrote.
 
-    python3 scripts/svae_table.py [DIR]            # print the table of DIR
+    python3 scripts/svae_table.py [SOURCE ...]     # print the table of these records
     python3 scripts/svae_table.py --update FILE    # regenerate it in place
 
-DIR (default docs/svae-patience100) holds KIND-dD-TAG-eval-k500.json, -valid.csv and
-.toml per run, TAG being seedN or initX-seedN (other tags, e.g. seed1-907ep, a run
-stopped by hand, are left out). Each cell is the mean over the seeds of the test
-log-likelihood (K = 500, nats) and, per seed, its epochs (best epoch); a dagger marks a
-run that the epoch budget ended before its early stop did. Two more columns compare the
-best vMF column's mean with the published S-VAE figure and our Gaussian with the
-published N-VAE (Davidson et al. 2018, table 1): positive is ours ahead.
+A SOURCE is DIR, every record of that folder, or DIR:KIND[,KIND...], only those kinds'
+records (e.g. docs/svae-patience100:vmf-product, a column trained under the same
+protocol but recorded beside another table). DIR (default docs/svae-patience100) holds
+KIND-dD-TAG-eval-k500.json, -valid.csv and .toml per run, TAG being seedN or
+initX-seedN (other tags, e.g. seed1-907ep, a run stopped by hand, are left out). Each
+cell is the mean over the seeds of the test log-likelihood (K = 500, nats) and, per
+seed, its epochs (best epoch); a dagger marks a run that the epoch budget ended before
+its early stop did. Two more columns compare the best vMF column's mean with the
+published S-VAE figure and our Gaussian with the published N-VAE (Davidson et al. 2018,
+table 1): positive is ours ahead.
 
-`--update FILE` rewrites every block of FILE between `<!-- begin svae_table.py DIR -->`
-and `<!-- end svae_table.py -->` with DIR's table, so the tables in the docs are made
-from the records, never copied by hand.
+`--update FILE` rewrites every block of FILE between `<!-- begin svae_table.py SOURCE
+... -->` and `<!-- end svae_table.py -->` with the table of those sources, so the
+tables in the docs are made from the records, never copied by hand.
 """
 import csv
 import glob
@@ -47,33 +50,44 @@ def config_value(path, key):
     sys.exit(f"{path}: no `{key} =` line")
 
 
-def runs(folder):
-    """(kind, d) -> list of runs, each a dict of seed, init, ll, se, kl, epochs, best, budget."""
+def runs(sources):
+    """(kind, d) -> list of runs, each a dict of seed, init, ll, se, kl, epochs, best, budget,
+    from every SOURCE (DIR or DIR:KIND[,KIND...]) of the list."""
     table = {}
-    for path in sorted(glob.glob(os.path.join(folder, "*-eval-k500.json"))):
-        m = NAME.match(os.path.basename(path))
-        if not m:
-            continue
-        stem = path[: -len("-eval-k500.json")]
-        with open(path) as f:
-            e = json.load(f)
-        with open(stem + "-valid.csv") as f:
-            elbo = [float(r["elbo"]) for r in csv.DictReader(f)]
-        if not elbo:
-            sys.exit(f"{stem}-valid.csv: no epochs")
-        budget = int(config_value(stem + ".toml", "epochs"))
-        table.setdefault((m["kind"], int(m["d"])), []).append({
-            "seed": int(m["seed"]), "init": m["init"], "ll": e["log_likelihood"],
-            "se": e["log_likelihood_se"], "kl": e["metrics"]["kl"], "epochs": len(elbo),
-            "best": max(range(len(elbo)), key=elbo.__getitem__) + 1,
-            "budget_hit": len(elbo) >= budget,
-            "patience": int(config_value(stem + ".toml", "patience")),
-        })
-    if not table:
-        sys.exit(f"{folder}: no KIND-dD-seedN-eval-k500.json records")
+    for source in sources:
+        folder, _, only = source.partition(":")
+        kinds = set(only.split(",")) if only else None
+        paths = sorted(glob.glob(os.path.join(folder, "*-eval-k500.json")))
+        found = [p for p in paths if (m := NAME.match(os.path.basename(p)))
+                 and (kinds is None or m["kind"] in kinds)]
+        if not found:
+            sys.exit(f"{source}: no KIND-dD-seedN-eval-k500.json records"
+                     + (f" of {only}" if only else ""))
+        for path in found:
+            add_run(table, path)
     for rs in table.values():
         rs.sort(key=lambda r: r["seed"])
     return table
+
+
+def add_run(table, path):
+    """Read the record whose evaluation is at `path` into `table`."""
+    m = NAME.match(os.path.basename(path))
+    stem = path[: -len("-eval-k500.json")]
+    with open(path) as f:
+        e = json.load(f)
+    with open(stem + "-valid.csv") as f:
+        elbo = [float(r["elbo"]) for r in csv.DictReader(f)]
+    if not elbo:
+        sys.exit(f"{stem}-valid.csv: no epochs")
+    budget = int(config_value(stem + ".toml", "epochs"))
+    table.setdefault((m["kind"], int(m["d"])), []).append({
+        "seed": int(m["seed"]), "init": m["init"], "ll": e["log_likelihood"],
+        "se": e["log_likelihood_se"], "kl": e["metrics"]["kl"], "epochs": len(elbo),
+        "best": max(range(len(elbo)), key=elbo.__getitem__) + 1,
+        "budget_hit": len(elbo) >= budget,
+        "patience": int(config_value(stem + ".toml", "patience")),
+    })
 
 
 def mean_se(values):
@@ -98,13 +112,14 @@ def cell(rs):
     return f"{head} ({per}; KL {kl:.1f})", mean
 
 
-def table(folder):
-    t = runs(folder)
+def table(sources):
+    """The markdown table of the records of `sources` (a list of SOURCE strings)."""
+    t = runs(sources)
     product = any(kind == PRODUCT[0] for kind, _ in t)
     kinds = KINDS + [PRODUCT] if product else KINDS
     patience = sorted({r["patience"] for rs in t.values() for r in rs})
     out = [
-        f"Made by `python3 scripts/svae_table.py {folder}` from its records (patience "
+        f"Made by `python3 scripts/svae_table.py {' '.join(sources)}` from its records (patience "
         f"{', '.join(map(str, patience))}). Cells: test log p(x), K = 500, nats: the mean "
         "over seeds **in bold**, +- the standard error over the seeds (one seed: over the "
         "test images); per seed sN, its log p(x) where there are several, its epochs (best "
@@ -140,7 +155,7 @@ def table(folder):
 
 
 def update(path):
-    doc_blocks.update(path, "svae_table.py", lambda folder: table(folder.strip()).split("\n"))
+    doc_blocks.update(path, "svae_table.py", lambda args: table(args.split()).split("\n"))
 
 
 def main(argv):
@@ -148,10 +163,10 @@ def main(argv):
         if len(argv) != 2:
             sys.exit("usage: svae_table.py --update FILE")
         update(argv[1])
-    elif len(argv) <= 1:
-        print(table(argv[0] if argv else "docs/svae-patience100"))
-    else:
+    elif argv[:1] and argv[0].startswith("-"):
         sys.exit(__doc__)
+    else:
+        print(table(argv or ["docs/svae-patience100"]))
 
 
 if __name__ == "__main__":
