@@ -53,7 +53,7 @@ def config_value(path, key):
 def runs(sources):
     """(kind, d) -> list of runs, each a dict of seed, init, ll, se, kl, epochs, best, budget,
     from every SOURCE (DIR or DIR:KIND[,KIND...]) of the list."""
-    table = {}
+    table, seen = {}, set()
     for source in sources:
         folder, _, only = source.partition(":")
         kinds = set(only.split(",")) if only else None
@@ -64,7 +64,10 @@ def runs(sources):
             sys.exit(f"{source}: no KIND-dD-seedN-eval-k500.json records"
                      + (f" of {only}" if only else ""))
         for path in found:
-            add_run(table, path)
+            # Overlapping sources (DIR and DIR:KIND) name a record once in the table.
+            if os.path.realpath(path) not in seen:
+                seen.add(os.path.realpath(path))
+                add_run(table, path)
     for rs in table.values():
         rs.sort(key=lambda r: r["seed"])
     return table
