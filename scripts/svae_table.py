@@ -58,24 +58,24 @@ def runs(sources):
         folder, _, only = source.partition(":")
         kinds = set(only.split(",")) if only else None
         paths = sorted(glob.glob(os.path.join(folder, "*-eval-k500.json")))
-        found = [p for p in paths if (m := NAME.match(os.path.basename(p)))
+        found = [(p, m) for p in paths if (m := NAME.match(os.path.basename(p)))
                  and (kinds is None or m["kind"] in kinds)]
         if not found:
             sys.exit(f"{source}: no KIND-dD-seedN-eval-k500.json records"
                      + (f" of {only}" if only else ""))
-        for path in found:
+        for path, m in found:
             # Overlapping sources (DIR and DIR:KIND) name a record once in the table.
             if os.path.realpath(path) not in seen:
                 seen.add(os.path.realpath(path))
-                add_run(table, path)
+                add_run(table, path, m)
     for rs in table.values():
         rs.sort(key=lambda r: r["seed"])
     return table
 
 
-def add_run(table, path):
-    """Read the record whose evaluation is at `path` into `table`."""
-    m = NAME.match(os.path.basename(path))
+def add_run(table, path, m):
+    """Read the record whose evaluation is at `path` (its name matched by NAME as `m`)
+    into `table`."""
     stem = path[: -len("-eval-k500.json")]
     with open(path) as f:
         e = json.load(f)
