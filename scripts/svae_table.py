@@ -40,13 +40,16 @@ PRODUCT = ("vmf-product", "vMF, product of S^5 blocks, KL warm-up")
 NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:init(?P<init>[\d.]+)-)?seed(?P<seed>\d+)-eval-k500\.json$")
 
 
-def config_value(path, key):
-    """The first `key = value` of a run's TOML config (budget and patience)."""
+def config_value(path, key, default=None):
+    """The first `key = value` of a run's TOML config (budget, patience, burn-in); where
+    the config has no such line, `default`, or an error naming the file if none."""
     with open(path) as f:
         for line in f:
             m = re.match(rf"^{key}\s*=\s*([^#\s]+)", line)
             if m:
                 return m.group(1)
+    if default is not None:
+        return default
     sys.exit(f"{path}: no `{key} =` line")
 
 
@@ -90,6 +93,8 @@ def add_run(table, path, m):
         "best": max(range(len(elbo)), key=elbo.__getitem__) + 1,
         "budget_hit": len(elbo) >= budget,
         "patience": int(config_value(stem + ".toml", "patience")),
+        # The KL warm-up's epochs: svae_protocol.sh WARMUP=E sets burn_in = E beside it.
+        "burn_in": int(config_value(stem + ".toml", "burn_in", "0")),
     })
 
 
@@ -121,9 +126,15 @@ def table(sources):
     product = any(kind == PRODUCT[0] for kind, _ in t)
     kinds = KINDS + [PRODUCT] if product else KINDS
     patience = sorted({r["patience"] for rs in t.values() for r in rs})
+    burn_in = sorted({r["burn_in"] for rs in t.values() for r in rs if r["burn_in"]})
+    warm_kinds = sorted({k for (k, _), rs in t.items() if any(r["burn_in"] for r in rs)})
+    cold = any(not r["burn_in"] for rs in t.values() for r in rs)
+    warmup = ("" if not burn_in else
+              f"; KL warm-up and burn-in of {', '.join(map(str, burn_in))} epochs"
+              + (f" for the {', '.join(warm_kinds)} runs only" if cold else ""))
     out = [
         f"Made by `python3 scripts/svae_table.py {' '.join(sources)}` from its records (patience "
-        f"{', '.join(map(str, patience))}). Cells: test log p(x), K = 500, nats: the mean "
+        f"{', '.join(map(str, patience))}{warmup}). Cells: test log p(x), K = 500, nats: the mean "
         "over seeds **in bold**, +- the standard error over the seeds (one seed: over the "
         "test images); per seed sN, its log p(x) where there are several, its epochs (best "
         "epoch; † the epoch budget ended it); KL: the test set's mean. Difference "
