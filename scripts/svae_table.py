@@ -2,6 +2,7 @@
 """The S-VAE protocol's table, built from the records that scripts/svae_record.sh wrote.
 
     python3 scripts/svae_table.py [SOURCE ...]     # print the table of these records
+    python3 scripts/svae_table.py --brief [SOURCE ...]  # its short form (the README's)
     python3 scripts/svae_table.py --update FILE    # regenerate it in place
 
 A SOURCE is DIR, every record of that folder, or DIR:KIND[,KIND...], only those kinds'
@@ -16,8 +17,8 @@ published S-VAE figure and our Gaussian with the published N-VAE (Davidson et al
 table 1): positive is ours ahead.
 
 `--update FILE` rewrites every block of FILE between `<!-- begin svae_table.py SOURCE
-... -->` and `<!-- end svae_table.py -->` with the table of those sources, so the
-tables in the docs are made from the records, never copied by hand.
+... -->` (or `--brief SOURCE ...`) and `<!-- end svae_table.py -->` with the table of
+those sources, so the tables in the docs are made from the records, never copied by hand.
 """
 import csv
 import glob
@@ -120,11 +121,8 @@ def cell(rs):
     return f"{head} ({per}; KL {kl:.1f})", mean
 
 
-def table(sources):
-    """The markdown table of the records of `sources` (a list of SOURCE strings)."""
-    t = runs(sources)
-    product = any(kind == PRODUCT[0] for kind, _ in t)
-    kinds = KINDS + [PRODUCT] if product else KINDS
+def protocol(t):
+    """What the runs of `t` share or not: patience, KL warm-up and burn-in."""
     patience = sorted({r["patience"] for rs in t.values() for r in rs})
     burn_in = sorted({r["burn_in"] for rs in t.values() for r in rs if r["burn_in"]})
     warm_kinds = sorted({k for (k, _), rs in t.items() if any(r["burn_in"] for r in rs)})
@@ -132,9 +130,17 @@ def table(sources):
     warmup = ("" if not burn_in else
               f"; KL warm-up and burn-in of {', '.join(map(str, burn_in))} epochs"
               + (f" for the {', '.join(warm_kinds)} runs only" if cold else ""))
+    return f"patience {', '.join(map(str, patience))}{warmup}"
+
+
+def table(sources):
+    """The markdown table of the records of `sources` (a list of SOURCE strings)."""
+    t = runs(sources)
+    product = any(kind == PRODUCT[0] for kind, _ in t)
+    kinds = KINDS + [PRODUCT] if product else KINDS
     out = [
-        f"Made by `python3 scripts/svae_table.py {' '.join(sources)}` from its records (patience "
-        f"{', '.join(map(str, patience))}{warmup}). Cells: test log p(x), K = 500, nats: the mean "
+        f"Made by `python3 scripts/svae_table.py {' '.join(sources)}` from its records "
+        f"({protocol(t)}). Cells: test log p(x), K = 500, nats: the mean "
         "over seeds **in bold**, +- the standard error over the seeds (one seed: over the "
         "test images); per seed sN, its log p(x) where there are several, its epochs (best "
         "epoch; † the epoch budget ended it); KL: the test set's mean. Difference "
@@ -168,8 +174,58 @@ def table(sources):
     return "\n".join(out)
 
 
+def brief(sources):
+    """The README's short form of `table(sources)`: per d, each column's mean over its
+    seeds (and how many), the better one-sphere vMF column, and the differences with the
+    published columns."""
+    t = runs(sources)
+    product = any(kind == PRODUCT[0] for kind, _ in t)
+    runs_of = lambda rs: f"{len(rs)} run{'s' if len(rs) > 1 else ''}"
+    out = [
+        f"Made by `python3 scripts/svae_table.py --brief {' '.join(sources)}` from its records "
+        f"({protocol(t)}): test log p(x), "
+        "K = 500, nats, the mean over runs (seeds); the vMF column is the better of one learned "
+        "kappa and a kappa per example on one sphere; differences: ours minus the paper's, "
+        "positive ahead.",
+        "",
+        "| d | N-VAE (paper) | S-VAE (paper) | our Gaussian | vMF, one sphere"
+        + (" | vMF, product of S^5" if product else "")
+        + " | vMF - S-VAE" + (" | product - S-VAE" if product else "")
+        + " | Gaussian - N-VAE |",
+        "|---" * (7 + (2 if product else 0)) + "|",
+    ]
+    for d in sorted({d for _, d in t}):
+        n_vae, s_vae = PUBLISHED.get(d, (None, None))
+        mean = {k: mean_se([r["ll"] for r in t[(k, d)]])[0] for k, _ in KINDS + [PRODUCT]
+                if t.get((k, d))}
+        one = [(m, k) for k, m in mean.items() if k.startswith("vmf") and k != PRODUCT[0]]
+        best = max(one) if one else None
+        label = {"vmf-learned": "one kappa", "vmf-per-example": "per example"}
+        fmt = lambda k: f"{mean[k]:.2f} ({runs_of(t[(k, d)])})" if k in mean else ""
+        diff = lambda m, ref: f"{m - ref:+.2f}" if m is not None and ref is not None else ""
+        cells = [str(d), f"{n_vae:.2f}" if n_vae else "", f"{s_vae:.2f}" if s_vae else "",
+                 fmt("gaussian"),
+                 f"{best[0]:.2f} ({label[best[1]]}, {runs_of(t[(best[1], d)])})" if best else ""]
+        if product:
+            cells.append(fmt(PRODUCT[0]))
+        cells.append(diff(best[0] if best else None, s_vae))
+        if product:
+            cells.append(diff(mean.get(PRODUCT[0]), s_vae))
+        cells.append(diff(mean.get("gaussian"), n_vae))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def render(args):
+    """The lines of a generated block whose arguments are `args` ([--brief] SOURCE ...)."""
+    words = args.split()
+    if words[:1] == ["--brief"]:
+        return brief(words[1:]).split("\n")
+    return table(words).split("\n")
+
+
 def update(path):
-    doc_blocks.update(path, "svae_table.py", lambda args: table(args.split()).split("\n"))
+    doc_blocks.update(path, "svae_table.py", render)
 
 
 def main(argv):
@@ -177,6 +233,8 @@ def main(argv):
         if len(argv) != 2:
             sys.exit("usage: svae_table.py --update FILE")
         update(argv[1])
+    elif argv[:1] == ["--brief"]:
+        print(brief(argv[1:] or ["docs/svae-patience100"]))
     elif argv[:1] and argv[0].startswith("-"):
         sys.exit(__doc__)
     else:
