@@ -203,7 +203,8 @@ def brief(sources):
         label = {"vmf-learned": "one kappa", "vmf-per-example": "per example"}
         fmt = lambda k: f"{mean[k]:.2f} ({runs_of(t[(k, d)])})" if k in mean else ""
         diff = lambda m, ref: f"{m - ref:+.2f}" if m is not None and ref is not None else ""
-        cells = [str(d), f"{n_vae:.2f}" if n_vae else "", f"{s_vae:.2f}" if s_vae else "",
+        cells = [str(d), f"{n_vae:.2f}" if n_vae is not None else "",
+                 f"{s_vae:.2f}" if s_vae is not None else "",
                  fmt("gaussian"),
                  f"{best[0]:.2f} ({label[best[1]]}, {runs_of(t[(best[1], d)])})" if best else ""]
         if product:
