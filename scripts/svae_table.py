@@ -55,8 +55,9 @@ def config_value(path, key, default=None):
 
 
 def runs(sources):
-    """(kind, d) -> list of runs, each a dict of seed, init, ll, se, kl, epochs, best, budget,
-    from every SOURCE (DIR or DIR:KIND[,KIND...]) of the list."""
+    """(kind, d) -> list of runs, each a dict of seed, init, ll, se, kl, epochs, best,
+    budget_hit, patience and burn_in, from every SOURCE (DIR or DIR:KIND[,KIND...]) of the
+    list."""
     table, seen = {}, set()
     for source in sources:
         folder, _, only = source.partition(":")
@@ -105,6 +106,19 @@ def mean_se(values):
     if n < 2:
         return mean, None
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+def signed(value, ref):
+    """`value - ref` with its sign, two decimals; empty where either is missing."""
+    return f"{value - ref:+.2f}" if value is not None and ref is not None else ""
+
+
+def best_sphere(means):
+    """(mean, kind) of the better one-sphere vMF column of `means` (kind -> mean, None
+    where the column has no run at this d), or None if there is none."""
+    one = [(m, k) for k, m in means.items()
+           if k.startswith("vmf") and k != PRODUCT[0] and m is not None]
+    return max(one) if one else None
 
 
 def cell(rs):
@@ -159,17 +173,14 @@ def table(sources):
             text, mean = cell(t.get((kind, d), []))
             cells.append(text)
             means[kind] = mean
-        vmf = [m for k, m in means.items()
-               if k.startswith("vmf") and k != PRODUCT[0] and m is not None]
-        best = f"{max(vmf) - s_vae:+.2f}" if vmf and s_vae is not None else ""
-        gauss = (f"{means['gaussian'] - n_vae:+.2f}"
-                 if means["gaussian"] is not None and n_vae is not None else "")
+        best = best_sphere(means)
+        best = signed(best[0] if best else None, s_vae)
+        gauss = signed(means["gaussian"], n_vae)
         pub = [f"{v:.2f}" if v is not None else "" for v in (n_vae, s_vae)]
         row = f"| {d} | {pub[0]} | {pub[1]} | " + " | ".join(cells) + f" | {best} | {gauss} |"
         if product:
-            p = means[PRODUCT[0]]
-            row += "".join(f" {p - v:+.2f} |" if p is not None and v is not None else " |"
-                           for v in (s_vae, n_vae))
+            diffs = (signed(means[PRODUCT[0]], v) for v in (s_vae, n_vae))
+            row += "".join(f" {x} |" if x else " |" for x in diffs)
         out.append(row)
     return "\n".join(out)
 
@@ -180,7 +191,12 @@ def brief(sources):
     published columns."""
     t = runs(sources)
     product = any(kind == PRODUCT[0] for kind, _ in t)
-    runs_of = lambda rs: f"{len(rs)} run{'s' if len(rs) > 1 else ''}"
+    label = {"vmf-learned": "one kappa", "vmf-per-example": "per example"}
+
+    def runs_of(kind, d):
+        n = len(t[(kind, d)])
+        return f"{n} run{'s' if n > 1 else ''}"
+
     out = [
         f"Made by `python3 scripts/svae_table.py --brief {' '.join(sources)}` from its records "
         f"({protocol(t)}): test log p(x), "
@@ -196,33 +212,29 @@ def brief(sources):
     ]
     for d in sorted({d for _, d in t}):
         n_vae, s_vae = PUBLISHED.get(d, (None, None))
-        mean = {k: mean_se([r["ll"] for r in t[(k, d)]])[0] for k, _ in KINDS + [PRODUCT]
-                if t.get((k, d))}
-        one = [(m, k) for k, m in mean.items() if k.startswith("vmf") and k != PRODUCT[0]]
-        best = max(one) if one else None
-        label = {"vmf-learned": "one kappa", "vmf-per-example": "per example"}
-        fmt = lambda k: f"{mean[k]:.2f} ({runs_of(t[(k, d)])})" if k in mean else ""
-        diff = lambda m, ref: f"{m - ref:+.2f}" if m is not None and ref is not None else ""
-        cells = [str(d), f"{n_vae:.2f}" if n_vae is not None else "",
-                 f"{s_vae:.2f}" if s_vae is not None else "",
-                 fmt("gaussian"),
-                 f"{best[0]:.2f} ({label[best[1]]}, {runs_of(t[(best[1], d)])})" if best else ""]
+        means = {k: cell(t.get((k, d), []))[1] for k, _ in KINDS + [PRODUCT]}
+        best = best_sphere(means)
+        cells = [str(d)] + [f"{v:.2f}" if v is not None else "" for v in (n_vae, s_vae)]
+        cells.append(f"{means['gaussian']:.2f} ({runs_of('gaussian', d)})"
+                     if means["gaussian"] is not None else "")
+        cells.append(f"{best[0]:.2f} ({label[best[1]]}, {runs_of(best[1], d)})" if best else "")
         if product:
-            cells.append(fmt(PRODUCT[0]))
-        cells.append(diff(best[0] if best else None, s_vae))
+            p = means[PRODUCT[0]]
+            cells.append(f"{p:.2f} ({runs_of(PRODUCT[0], d)})" if p is not None else "")
+        cells.append(signed(best[0] if best else None, s_vae))
         if product:
-            cells.append(diff(mean.get(PRODUCT[0]), s_vae))
-        cells.append(diff(mean.get("gaussian"), n_vae))
+            cells.append(signed(means[PRODUCT[0]], s_vae))
+        cells.append(signed(means["gaussian"], n_vae))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
 def render(args):
-    """The lines of a generated block whose arguments are `args` ([--brief] SOURCE ...)."""
+    """The lines of the table that `args` ([--brief] [SOURCE ...]) asks for, a generated
+    block's or the command line's (no SOURCE: docs/svae-patience100)."""
     words = args.split()
-    if words[:1] == ["--brief"]:
-        return brief(words[1:]).split("\n")
-    return table(words).split("\n")
+    make, sources = (brief, words[1:]) if words[:1] == ["--brief"] else (table, words)
+    return make(sources or ["docs/svae-patience100"]).split("\n")
 
 
 def update(path):
@@ -234,12 +246,10 @@ def main(argv):
         if len(argv) != 2:
             sys.exit("usage: svae_table.py --update FILE")
         update(argv[1])
-    elif argv[:1] == ["--brief"]:
-        print(brief(argv[1:] or ["docs/svae-patience100"]))
-    elif argv[:1] and argv[0].startswith("-"):
+    elif argv[:1] and argv[0].startswith("-") and argv[0] != "--brief":
         sys.exit(__doc__)
     else:
-        print(table(argv or ["docs/svae-patience100"]))
+        print("\n".join(render(" ".join(argv))))
 
 
 if __name__ == "__main__":
