@@ -11,12 +11,16 @@ import sys
 
 def update(path, tool, render):
     """Rewrite every TOOL block of the file at `path` with `render(args)` (a list of
-    lines); exits with a message naming the file and line when a block has no end or
-    the file has no block."""
+    lines); exits with a message naming the file (and line) when it cannot be read, a
+    block has no end or the file has no block."""
     begin = re.compile(rf"^<!-- begin {re.escape(tool)} (.*) -->$")
     end_line = f"<!-- end {tool} -->"
-    with open(path) as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")
+    except OSError as e:
+        sys.exit(f"{path}: cannot read it ({e.strerror}): name a markdown file with a "
+                 "block to update")
     out, i, blocks = [], 0, 0
     while i < len(lines):
         m = begin.match(lines[i])
