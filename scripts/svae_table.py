@@ -8,13 +8,18 @@
 A SOURCE is DIR, every record of that folder, or DIR:KIND[,KIND...], only those kinds'
 records (e.g. docs/svae-patience100:vmf-product, a column trained under the same
 protocol but recorded beside another table). DIR (default docs/svae-patience100) holds
-KIND-dD-TAG-eval-k500.json, -valid.csv and .toml per run, TAG being seedN or
-initX-seedN (other tags, e.g. seed1-907ep, a run stopped by hand, are left out). Each
-cell is the mean over the seeds of the test log-likelihood (K = 500, nats) and, per
-seed, its epochs (best epoch); a dagger marks a run that the epoch budget ended before
-its early stop did. Two more columns compare the best vMF column's mean with the
-published S-VAE figure and our Gaussian with the published N-VAE (Davidson et al. 2018,
-table 1): positive is ours ahead.
+KIND-dD-TAG-eval-k500.json, -valid.csv and .toml per run, TAG being seedN, initX-seedN
+or, for a product of spheres, blocks-sB-seedN (other tags, e.g. seed1-907ep, a run
+stopped by hand, are left out). Each cell is the mean over the seeds of the test
+log-likelihood (K = 500, nats) and, per seed, its epochs (best epoch); a dagger marks a
+run that the epoch budget ended before its early stop did. Two more columns compare the
+best vMF column's mean with the published S-VAE figure and our Gaussian with the
+published N-VAE (Davidson et al. 2018, table 1): positive is ours ahead.
+
+The product column holds, at each d, the runs of one block size S^B (B from the run's
+config: latent_dim / factors - 1): the one whose runs have the best mean validation
+ELBO (each run's best epoch), as a user would choose it without the test set; the
+others are named beside it.
 
 `--update FILE` rewrites every block of FILE between `<!-- begin svae_table.py SOURCE
 ... -->` (or `--brief SOURCE ...`) and `<!-- end svae_table.py -->` with the table of
@@ -36,9 +41,11 @@ PUBLISHED = {2: (-135.73, -132.50), 5: (-110.21, -108.43), 10: (-93.84, -93.16),
 KINDS = [("gaussian", "our Gaussian"), ("vmf-learned", "vMF, one learned kappa"),
          ("vmf-per-example", "vMF, kappa per example")]
 # Shown, with its own two differences, only where the folder has runs of it: a product
-# of spheres S^5 (configs/svae-vmf-product.toml, with its KL warm-up; docs/svae-product.md).
-PRODUCT = ("vmf-product", "vMF, product of S^5 blocks, KL warm-up")
-NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:init(?P<init>[\d.]+)-)?seed(?P<seed>\d+)-eval-k500\.json$")
+# of spheres (configs/svae-vmf-product.toml, with its KL warm-up; docs/svae-product.md),
+# its block size chosen per d on the validation ELBO (product_runs).
+PRODUCT = ("vmf-product", "vMF, product of spheres (block chosen on validation), KL warm-up")
+NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:blocks-s(?P<block>\d+)-)?"
+                  r"(?:init(?P<init>[\d.]+)-)?seed(?P<seed>\d+)-eval-k500\.json$")
 
 
 def config_value(path, key, default=None):
@@ -89,11 +96,16 @@ def add_run(table, path, m):
     if not elbo:
         sys.exit(f"{stem}-valid.csv: no epochs")
     budget = int(config_value(stem + ".toml", "epochs"))
+    # A sphere S^B has B + 1 coordinates, so a product's blocks are latent_dim / factors.
+    block = (int(config_value(stem + ".toml", "latent_dim"))
+             // int(config_value(stem + ".toml", "factors", "1")) - 1)
+    if m["block"] is not None and int(m["block"]) != block:
+        sys.exit(f"{stem}.toml: its blocks are S^{block}, its name says S^{m['block']}")
     table.setdefault((m["kind"], int(m["d"])), []).append({
         "seed": int(m["seed"]), "init": m["init"], "ll": e["log_likelihood"],
         "se": e["log_likelihood_se"], "kl": e["metrics"]["kl"], "epochs": len(elbo),
         "best": max(range(len(elbo)), key=elbo.__getitem__) + 1,
-        "budget_hit": len(elbo) >= budget,
+        "budget_hit": len(elbo) >= budget, "block": block, "valid": max(elbo),
         "patience": int(config_value(stem + ".toml", "patience")),
         # The KL warm-up's epochs: svae_protocol.sh WARMUP=E sets burn_in = E beside it.
         "burn_in": int(config_value(stem + ".toml", "burn_in", "0")),
@@ -106,6 +118,18 @@ def mean_se(values):
     if n < 2:
         return mean, None
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+def product_runs(t, d):
+    """The product runs at d of the block size with the best mean validation ELBO, that
+    size, and (block, mean validation ELBO, runs) of every size, best first; ([], None,
+    []) where there is none."""
+    groups = {}
+    for r in t.get((PRODUCT[0], d), []):
+        groups.setdefault(r["block"], []).append(r)
+    sizes = sorted(((b, sum(r["valid"] for r in rs) / len(rs), rs) for b, rs in groups.items()),
+                   key=lambda g: -g[1])
+    return (sizes[0][2], sizes[0][0], sizes) if sizes else ([], None, [])
 
 
 def signed(value, ref):
@@ -157,8 +181,10 @@ def table(sources):
         f"({protocol(t)}). Cells: test log p(x), K = 500, nats: the mean "
         "over seeds **in bold**, +- the standard error over the seeds (one seed: over the "
         "test images); per seed sN, its log p(x) where there are several, its epochs (best "
-        "epoch; † the epoch budget ended it); KL: the test set's mean. Difference "
-        "columns: ours minus the paper's, positive ahead"
+        "epoch; † the epoch budget ended it); KL: the test set's mean"
+        + ("; product: the block size S^B whose runs have the best mean validation ELBO "
+           "(each run's best epoch), the others' beside it" if product else "")
+        + ". Difference columns: ours minus the paper's, positive ahead"
         + (" (best vMF: of the one-sphere columns)." if product else "."),
         "",
         "| d | N-VAE (paper) | S-VAE (paper) | " + " | ".join(label for _, label in kinds)
@@ -170,7 +196,16 @@ def table(sources):
         n_vae, s_vae = PUBLISHED.get(d, (None, None))
         cells, means = [], {}
         for kind, _ in kinds:
-            text, mean = cell(t.get((kind, d), []))
+            if kind == PRODUCT[0]:
+                rs, block, sizes = product_runs(t, d)
+                text, mean = cell(rs)
+                if rs:
+                    n = len(rs)
+                    text = (f"S^{block}: {text}; validation ELBO {sizes[0][1]:.2f}"
+                            + "".join(f", S^{b}'s {v:.2f} ({len(o)} run{'s' if len(o) > 1 else ''})"
+                                      for b, v, o in sizes[1:]))
+            else:
+                text, mean = cell(t.get((kind, d), []))
             cells.append(text)
             means[kind] = mean
         best = best_sphere(means)
@@ -194,25 +229,29 @@ def brief(sources):
     label = {"vmf-learned": "one kappa", "vmf-per-example": "per example"}
 
     def runs_of(kind, d):
-        n = len(t[(kind, d)])
+        n = len(product_runs(t, d)[0] if kind == PRODUCT[0] else t[(kind, d)])
         return f"{n} run{'s' if n > 1 else ''}"
 
     out = [
         f"Made by `python3 scripts/svae_table.py --brief {' '.join(sources)}` from its records "
         f"({protocol(t)}): test log p(x), "
         "K = 500, nats, the mean over runs (seeds); the vMF column is the better of one learned "
-        "kappa and a kappa per example on one sphere; differences: ours minus the paper's, "
-        "positive ahead.",
+        "kappa and a kappa per example on one sphere"
+        + ("; the product's blocks S^B are the size with the best validation ELBO at that d"
+           if product else "")
+        + "; differences: ours minus the paper's, positive ahead.",
         "",
         "| d | N-VAE (paper) | S-VAE (paper) | our Gaussian | vMF, one sphere"
-        + (" | vMF, product of S^5" if product else "")
+        + (" | vMF, product of spheres" if product else "")
         + " | vMF - S-VAE" + (" | product - S-VAE" if product else "")
         + " | Gaussian - N-VAE |",
         "|---" * (7 + (2 if product else 0)) + "|",
     ]
     for d in sorted({d for _, d in t}):
         n_vae, s_vae = PUBLISHED.get(d, (None, None))
-        means = {k: cell(t.get((k, d), []))[1] for k, _ in KINDS + [PRODUCT]}
+        means = {k: cell(t.get((k, d), []))[1] for k, _ in KINDS}
+        rs, block, _ = product_runs(t, d)
+        means[PRODUCT[0]] = cell(rs)[1]
         best = best_sphere(means)
         cells = [str(d)] + [f"{v:.2f}" if v is not None else "" for v in (n_vae, s_vae)]
         cells.append(f"{means['gaussian']:.2f} ({runs_of('gaussian', d)})"
@@ -220,7 +259,7 @@ def brief(sources):
         cells.append(f"{best[0]:.2f} ({label[best[1]]}, {runs_of(best[1], d)})" if best else "")
         if product:
             p = means[PRODUCT[0]]
-            cells.append(f"{p:.2f} ({runs_of(PRODUCT[0], d)})" if p is not None else "")
+            cells.append(f"{p:.2f} (S^{block}, {runs_of(PRODUCT[0], d)})" if p is not None else "")
         cells.append(signed(best[0] if best else None, s_vae))
         if product:
             cells.append(signed(means[PRODUCT[0]], s_vae))
