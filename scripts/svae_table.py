@@ -42,7 +42,7 @@ KINDS = [("gaussian", "our Gaussian"), ("vmf-learned", "vMF, one learned kappa")
          ("vmf-per-example", "vMF, kappa per example")]
 # Shown, with its own two differences, only where the folder has runs of it: a product
 # of spheres (configs/svae-vmf-product.toml, with its KL warm-up; docs/svae-product.md),
-# its block size chosen per d on the validation ELBO (product_runs).
+# its block size chosen per d on the validation ELBO (choose_blocks).
 PRODUCT = ("vmf-product", "vMF, product of spheres (block chosen on validation), KL warm-up")
 NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:blocks-s(?P<block>\d+)-)?"
                   r"(?:init(?P<init>[\d.]+)-)?seed(?P<seed>\d+)-eval-k500\.json$")
@@ -120,16 +120,21 @@ def mean_se(values):
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
-def product_runs(t, d):
-    """The product runs at d of the block size with the best mean validation ELBO, that
-    size, and (block, mean validation ELBO, runs) of every size, best first; ([], None,
-    []) where there is none."""
-    groups = {}
-    for r in t.get((PRODUCT[0], d), []):
-        groups.setdefault(r["block"], []).append(r)
-    sizes = sorted(((b, sum(r["valid"] for r in rs) / len(rs), rs) for b, rs in groups.items()),
-                   key=lambda g: -g[1])
-    return (sizes[0][2], sizes[0][0], sizes) if sizes else ([], None, [])
+def choose_blocks(t):
+    """Keeps, at each d, only the product runs of the block size with the best mean
+    validation ELBO (in place in `t`); returns d -> [(block, mean validation ELBO, runs
+    count)] of every size trained there, the chosen one first."""
+    sizes = {}
+    for (kind, d), rs in t.items():
+        if kind != PRODUCT[0]:
+            continue
+        groups = {}
+        for r in rs:
+            groups.setdefault(r["block"], []).append(r)
+        ranked = sorted(groups.items(), key=lambda g: -sum(r["valid"] for r in g[1]) / len(g[1]))
+        t[(kind, d)] = ranked[0][1]
+        sizes[d] = [(b, sum(r["valid"] for r in g) / len(g), len(g)) for b, g in ranked]
+    return sizes
 
 
 def signed(value, ref):
@@ -174,7 +179,8 @@ def protocol(t):
 def table(sources):
     """The markdown table of the records of `sources` (a list of SOURCE strings)."""
     t = runs(sources)
-    product = any(kind == PRODUCT[0] for kind, _ in t)
+    sizes = choose_blocks(t)
+    product = bool(sizes)
     kinds = KINDS + [PRODUCT] if product else KINDS
     out = [
         f"Made by `python3 scripts/svae_table.py {' '.join(sources)}` from its records "
@@ -196,16 +202,12 @@ def table(sources):
         n_vae, s_vae = PUBLISHED.get(d, (None, None))
         cells, means = [], {}
         for kind, _ in kinds:
-            if kind == PRODUCT[0]:
-                rs, block, sizes = product_runs(t, d)
-                text, mean = cell(rs)
-                if rs:
-                    n = len(rs)
-                    text = (f"S^{block}: {text}; validation ELBO {sizes[0][1]:.2f}"
-                            + "".join(f", S^{b}'s {v:.2f} ({len(o)} run{'s' if len(o) > 1 else ''})"
-                                      for b, v, o in sizes[1:]))
-            else:
-                text, mean = cell(t.get((kind, d), []))
+            text, mean = cell(t.get((kind, d), []))
+            if kind == PRODUCT[0] and d in sizes:
+                (block, valid, _), *others = sizes[d]
+                text = (f"S^{block}: {text}; validation ELBO {valid:.2f}"
+                        + "".join(f", S^{b}'s {v:.2f} ({n} run{'s' if n > 1 else ''})"
+                                  for b, v, n in others))
             cells.append(text)
             means[kind] = mean
         best = best_sphere(means)
@@ -225,11 +227,12 @@ def brief(sources):
     seeds (and how many), the better one-sphere vMF column, and the differences with the
     published columns."""
     t = runs(sources)
-    product = any(kind == PRODUCT[0] for kind, _ in t)
+    sizes = choose_blocks(t)
+    product = bool(sizes)
     label = {"vmf-learned": "one kappa", "vmf-per-example": "per example"}
 
     def runs_of(kind, d):
-        n = len(product_runs(t, d)[0] if kind == PRODUCT[0] else t[(kind, d)])
+        n = len(t[(kind, d)])
         return f"{n} run{'s' if n > 1 else ''}"
 
     out = [
@@ -249,9 +252,7 @@ def brief(sources):
     ]
     for d in sorted({d for _, d in t}):
         n_vae, s_vae = PUBLISHED.get(d, (None, None))
-        means = {k: cell(t.get((k, d), []))[1] for k, _ in KINDS}
-        rs, block, _ = product_runs(t, d)
-        means[PRODUCT[0]] = cell(rs)[1]
+        means = {k: cell(t.get((k, d), []))[1] for k, _ in KINDS + [PRODUCT]}
         best = best_sphere(means)
         cells = [str(d)] + [f"{v:.2f}" if v is not None else "" for v in (n_vae, s_vae)]
         cells.append(f"{means['gaussian']:.2f} ({runs_of('gaussian', d)})"
@@ -259,7 +260,8 @@ def brief(sources):
         cells.append(f"{best[0]:.2f} ({label[best[1]]}, {runs_of(best[1], d)})" if best else "")
         if product:
             p = means[PRODUCT[0]]
-            cells.append(f"{p:.2f} (S^{block}, {runs_of(PRODUCT[0], d)})" if p is not None else "")
+            cells.append(f"{p:.2f} (S^{sizes[d][0][0]}, {runs_of(PRODUCT[0], d)})"
+                         if p is not None else "")
         cells.append(signed(best[0] if best else None, s_vae))
         if product:
             cells.append(signed(means[PRODUCT[0]], s_vae))
