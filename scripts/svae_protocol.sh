@@ -11,7 +11,9 @@
 # posterior with a kappa per example (configs/svae-ps-per-example.toml), on the same
 # sphere S^d. vmf-product (configs/svae-vmf-product.toml) is a product of d / BLOCK
 # spheres S^BLOCK, each with its own kappa per example (BLOCK default 5; where BLOCK
-# does not divide d, or d <= BLOCK, one S^d as vmf-per-example).
+# does not divide d, or d <= BLOCK, one S^d as vmf-per-example); BLOCKS="14 6" instead
+# gives the spheres' dimensions one by one (here S^14 x S^6, model.blocks = [15, 7]),
+# which must sum to d.
 #
 #   scripts/svae_protocol.sh [EPOCHS [SAMPLES]]
 #
@@ -101,8 +103,18 @@ set_key() {
 run() {
   local kind=$1 d=$2 budget=$3 latent dir cfg
   if [[ "$kind" == vmf* || "$kind" == ps* ]]; then latent=$((d + 1)); else latent=$d; fi
-  local factors=1 block=${BLOCK:-5}
-  if [[ "$kind" == *-product ]] && ((d % block == 0 && d > block)); then
+  local factors=1 block=${BLOCK:-5} blocks=""
+  if [[ "$kind" == *-product ]] && [ -n "${BLOCKS:-}" ]; then
+    local -a spheres=($BLOCKS)
+    local b sum=0
+    latent=0
+    for b in "${spheres[@]}"; do
+      sum=$((sum + b)) latent=$((latent + b + 1)) blocks="${blocks:+$blocks, }$((b + 1))"
+    done
+    ((sum == d)) ||
+      { echo "BLOCKS=\"$BLOCKS\": the spheres' dimensions sum to $sum, not d = $d" >&2; return 1; }
+    factors=${#spheres[@]}
+  elif [[ "$kind" == *-product ]] && ((d % block == 0 && d > block)); then
     factors=$((d / block)) latent=$((d / block * (block + 1)))
   fi
   dir="$runs/$kind-d$d"
@@ -120,6 +132,11 @@ run() {
     # The keys go after [optimizer]'s eps line; a config without one would train undecayed.
     grep -q '^lr_decay' "$cfg" ||
       { echo "LR_DECAY: configs/svae-$kind.toml has no eps line in [optimizer] to add it after" >&2; return 1; }
+  fi
+  if [ -n "$blocks" ]; then
+    sed -i -e "s|^factors = .*|&\nblocks = [$blocks]|" "$cfg"
+    grep -q "^blocks = \[$blocks\]\$" "$cfg" ||
+      { echo "BLOCKS: configs/svae-$kind.toml has no factors line in [model] to add blocks after" >&2; return 1; }
   fi
   [ -z "${KAPPA_INIT:-}" ] || set_key KAPPA_INIT init "$KAPPA_INIT" kappa || return 1
   [ -z "${KAPPA_MIN:-}" ] || set_key KAPPA_MIN min "$KAPPA_MIN" kappa || return 1
@@ -163,7 +180,7 @@ run() {
       from="from $FROM "
     fi
   fi
-  echo "train $kind d = $d (latent_dim $latent, factors $factors) $from..." >&2
+  echo "train $kind d = $d (latent_dim $latent, factors $factors${blocks:+, blocks [$blocks]}) $from..." >&2
   "$bin/train" --config "$cfg" "${resume[@]}" 2>> "$runs/$kind-d$d.log" |
     tail -n 1 > "$runs/$kind-d$d.json"
   local best
@@ -212,7 +229,7 @@ row() {
 {
   echo "# The S-VAE MNIST protocol"
   echo
-  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${SHARDS:+SHARDS=$SHARDS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${KAPPA_MIN:+KAPPA_MIN=$KAPPA_MIN }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${BLOCK:+BLOCK=$BLOCK }${WARMUP:+WARMUP=$WARMUP }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
+  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${SHARDS:+SHARDS=$SHARDS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${KAPPA_MIN:+KAPPA_MIN=$KAPPA_MIN }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${BLOCK:+BLOCK=$BLOCK }${BLOCKS:+BLOCKS=\"$BLOCKS\" }${WARMUP:+WARMUP=$WARMUP }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
   echo "ELBO with patience ${PATIENCE:-100} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."

@@ -6,11 +6,11 @@
 //! use only [`Posterior`] and [`PosteriorDraw`], so they never need to know which
 //! posterior and prior are in play.
 //!
-//! On the sphere the latent may be a product of G equal spheres (Davidson, Tomczak &
-//! Gavves 2019, "Increasing expressivity of a hyperspherical VAE"): z in R^d is G
-//! blocks of m = d / G, each on S^(m-1) with its own direction and kappa, the prior the
-//! product of uniforms; the KL and log p(z) - log q(z | x) are sums over the blocks.
-//! Each block is drawn by the same layer (in dimension m) as a row of its own.
+//! On the sphere the latent may be a product of G spheres ([`Blocks`]; Davidson,
+//! Tomczak & Gavves 2019, "Increasing expressivity of a hyperspherical VAE"): z in R^d
+//! is G blocks, block j of m_j columns on S^(m_j - 1) with its own direction and kappa,
+//! the prior the product of uniforms; the KL and log p(z) - log q(z | x) are sums over
+//! the blocks. Each block is drawn by the layer of its size as a row of its own.
 
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, RngExt};
@@ -18,6 +18,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 use vmf_core::Family;
 
+use crate::blocks::Blocks;
 use crate::gaussian::{gaussian_kl, gaussian_log_ratio, gaussian_sample};
 use crate::kappa::{KappaHead, KappaRange};
 use crate::reparam::{LatentNoise, VmfReparam};
@@ -77,24 +78,28 @@ impl ModelKind {
     /// # Shapes
     /// - `h`: `[batch, head_width(d) + kappa.mode().head_columns()]`
     pub fn posterior(self, h: Tensor<2>, kappa: &KappaHead) -> Posterior {
-        self.posterior_of_product(h, kappa, 1)
+        // On the sphere the head is mu's d columns and kappa's (the blocks are ignored
+        // off it).
+        let d = h.dims()[1].saturating_sub(kappa.mode().head_columns());
+        self.posterior_of_product(h, kappa, &Blocks::one(d))
     }
 
-    /// [`ModelKind::posterior`] for a latent on a product of `factors` spheres (1: one
+    /// [`ModelKind::posterior`] for a latent on a product of spheres (one block: one
     /// sphere): mu is normalised block by block, and a per-example kappa takes one head
-    /// column per block. `factors` divides d; it is ignored off the sphere.
+    /// column per block. `blocks` sums to d; it is ignored off the sphere.
     ///
     /// # Shapes
-    /// - `h`: `[batch, head_width(d) + factors * kappa.mode().head_columns()]`
+    /// - `h`: `[batch, head_width(d) + blocks.count() * kappa.mode().head_columns()]`
     pub fn posterior_of_product(
         self,
         h: Tensor<2>,
         kappa: &KappaHead,
-        factors: usize,
+        blocks: &Blocks,
     ) -> Posterior {
         match self {
             Self::Vmf | Self::PowerSpherical => {
                 let [batch, width] = h.dims();
+                let factors = blocks.count();
                 let (h, column) = match kappa.mode().head_columns() * factors {
                     0 => (h, None),
                     extra => {
@@ -103,16 +108,26 @@ impl ModelKind {
                         (h.slice([0..batch, 0..d]), Some(column))
                     }
                 };
-                let d = h.dims()[1];
-                let mu = if factors > 1 {
-                    l2_normalise(h.reshape([batch * factors, d / factors])).reshape([batch, d])
-                } else {
-                    l2_normalise(h)
+                // Each run of equal blocks is normalised as rows of its own.
+                let mu = match blocks.groups().as_slice() {
+                    [g] if g.count == 1 => l2_normalise(h),
+                    groups => Tensor::cat(
+                        groups
+                            .iter()
+                            .map(|g| {
+                                let cols = g.columns.clone();
+                                let part = h.clone().slice([0..batch, cols.clone()]);
+                                l2_normalise(part.reshape([batch * g.count, g.dim]))
+                                    .reshape([batch, cols.len()])
+                            })
+                            .collect(),
+                        1,
+                    ),
                 };
                 Posterior::Sphere {
                     mu,
                     log_kappa: kappa.log_kappa(column, batch * factors),
-                    factors,
+                    blocks: blocks.clone(),
                 }
             }
             Self::Gaussian => {
@@ -170,20 +185,22 @@ impl ModelKind {
 
     /// One draw from the prior p(z), in f64 on the host.
     pub fn prior_sample<R: Rng + ?Sized>(self, rng: &mut R, d: usize) -> Vec<f64> {
-        self.prior_sample_of_product(rng, d, 1)
+        self.prior_sample_of_product(rng, &Blocks::one(d))
     }
 
-    /// One draw from the prior of a latent on a product of `factors` spheres (each
-    /// block uniform on its own sphere; 1 draws as [`ModelKind::prior_sample`]).
+    /// One draw from the prior of a latent on a product of spheres (each block
+    /// uniform on its own sphere; one block draws as [`ModelKind::prior_sample`]).
     pub fn prior_sample_of_product<R: Rng + ?Sized>(
         self,
         rng: &mut R,
-        d: usize,
-        factors: usize,
+        blocks: &Blocks,
     ) -> Vec<f64> {
+        let d = blocks.total();
         match self {
-            Self::Vmf | Self::PowerSpherical => (0..factors)
-                .flat_map(|_| vmf_core::uniform_sphere(rng, d / factors))
+            Self::Vmf | Self::PowerSpherical => blocks
+                .dims()
+                .iter()
+                .flat_map(|&m| vmf_core::uniform_sphere(rng, m))
                 .collect(),
             Self::Gaussian => (0..d).map(|_| rng.sample(StandardNormal)).collect(),
             Self::Lm => vec![0.0; d],
@@ -200,13 +217,13 @@ pub enum Posterior {
     /// directions `[batch, d]` (unit rows); kappa is the layer's when scheduled, else
     /// learned: ln kappa per row.
     Sphere {
-        /// Mean directions (for a product, each block of d / factors a unit vector).
+        /// Mean directions (for a product, each block a unit vector).
         mu: Tensor<2>,
-        /// ln kappa per row and block, `[batch * factors]` (row i's blocks at
-        /// i factors ..), for a learned kappa.
+        /// ln kappa per row and block, `[batch * G]` for G blocks (row i's blocks at
+        /// i G ..), for a learned kappa.
         log_kappa: Option<Tensor<1>>,
-        /// How many spheres the latent is a product of (1: one sphere S^(d-1)).
-        factors: usize,
+        /// The spheres the latent is a product of (one block: one sphere S^(d-1)).
+        blocks: Blocks,
     },
     /// N(mean, diag exp(logvar)): both `[batch, d]`.
     Gaussian {
@@ -231,12 +248,12 @@ pub struct PosteriorDraw {
     pub z: Tensor<2>,
     /// KL(q(z | x) || p(z)) per row (a constant on the sphere at fixed kappa): `[batch]`.
     pub kl: Tensor<1>,
-    /// ln kappa per row and block for a learned kappa: `[batch * factors]` (`[batch]`
-    /// on one sphere).
+    /// ln kappa per row and block for a learned kappa: `[batch * G]` for G blocks
+    /// (`[batch]` on one sphere).
     pub log_kappa: Option<Tensor<1>>,
     /// What [`PosteriorDraw::log_ratio`] needs beyond location and z.
     ratio: RatioParts,
-    /// The spheres of a product latent (1 otherwise).
+    /// The equal spheres of a product latent drawn in one go (1 otherwise).
     factors: usize,
 }
 
@@ -262,6 +279,8 @@ enum RatioParts {
     },
     /// The standard normals of the draw and the log-variances.
     Gaussian { eps: Tensor<2>, logvar: Tensor<2> },
+    /// A product whose blocks differ in size: the draw of each run of equal blocks.
+    Product(Vec<PosteriorDraw>),
     /// q = p: the ratio is 0.
     Point,
 }
@@ -293,6 +312,13 @@ impl PosteriorDraw {
                 gaussian_log_ratio(self.z.clone(), eps.clone(), logvar.clone())
             }
             RatioParts::Point => self.kl.zeros_like(),
+            RatioParts::Product(parts) => {
+                return parts
+                    .iter()
+                    .map(PosteriorDraw::log_ratio)
+                    .reduce(|a, b| a + b)
+                    .expect("a product has blocks");
+            }
         };
         sum_blocks(per_block, self.factors)
     }
@@ -381,18 +407,18 @@ impl Posterior {
             Self::Sphere {
                 mu,
                 log_kappa,
-                factors,
+                blocks,
             } => Self::Sphere {
                 mu: mu.repeat_rows(k),
                 log_kappa: log_kappa.as_ref().map(|s| {
                     let [n] = s.dims();
-                    let b = n / factors;
+                    let g = blocks.count();
                     s.clone()
-                        .reshape([b, 1, *factors])
+                        .reshape([n / g, 1, g])
                         .repeat_dim(1, k)
                         .reshape([n * k])
                 }),
-                factors: *factors,
+                blocks: blocks.clone(),
             },
             Self::Gaussian { mean, logvar } => Self::Gaussian {
                 mean: mean.repeat_rows(k),
@@ -405,28 +431,76 @@ impl Posterior {
     }
 
     /// One draw per row with `noise` (the Gaussian uses only its normals `e`; a
-    /// product of spheres one uniform per row and block, `u` of `[batch * factors]`);
-    /// `reparam` holds the family's tables (in the blocks' dimension d / factors) and
-    /// the scheduled kappa.
+    /// product of G spheres one uniform per row and block, `u` of `[batch * G]`);
+    /// `reparam` holds the family's tables (for a product, in each block size:
+    /// [`VmfReparam::at_dim`]) and the scheduled kappa.
     ///
     /// # Panics
-    /// If this is a posterior on the sphere and `reparam` is `None`, or is a scheduled
-    /// layer for a learned kappa or the reverse (programming errors).
+    /// If this is a posterior on the sphere and `reparam` is `None` or lacks a block
+    /// size, or is a scheduled layer for a learned kappa or the reverse (programming
+    /// errors).
     pub fn draw(&self, noise: LatentNoise, reparam: Option<&VmfReparam>) -> PosteriorDraw {
         match self {
             Self::Sphere {
                 mu,
                 log_kappa,
-                factors,
-            } if *factors > 1 => {
-                // Each block is a row of its own for the layer (in dimension d / G):
+                blocks,
+            } if blocks.equal_size().is_none() => {
+                // Each run of equal blocks is drawn as a product of its own (by the
+                // layer of its size), laid side by side; the KL and ratio are sums.
+                let [batch, _] = mu.dims();
+                let g = blocks.count();
+                let of_blocks = |t: &Tensor<1>, idx: std::ops::Range<usize>| {
+                    let n = batch * idx.len();
+                    t.clone()
+                        .reshape([batch, g])
+                        .slice([0..batch, idx])
+                        .reshape([n])
+                };
+                let parts: Vec<PosteriorDraw> = blocks
+                    .groups()
+                    .iter()
+                    .map(|grp| {
+                        let cols = grp.columns.clone();
+                        let part = Self::Sphere {
+                            mu: mu.clone().slice([0..batch, cols.clone()]),
+                            log_kappa: log_kappa.as_ref().map(|s| of_blocks(s, grp.indices())),
+                            blocks: Blocks::equal(cols.len(), grp.count),
+                        };
+                        let noise = LatentNoise {
+                            u: of_blocks(&noise.u, grp.indices()),
+                            e: noise.e.clone().slice([0..batch, cols]),
+                        };
+                        part.draw(noise, reparam.map(|r| r.at_dim(grp.dim)))
+                    })
+                    .collect();
+                PosteriorDraw {
+                    location: mu.clone(),
+                    z: Tensor::cat(parts.iter().map(|p| p.z.clone()).collect(), 1),
+                    kl: parts
+                        .iter()
+                        .map(|p| p.kl.clone())
+                        .reduce(|a, b| a + b)
+                        .expect("a product has blocks"),
+                    log_kappa: log_kappa.clone(),
+                    ratio: RatioParts::Product(parts),
+                    factors: 1,
+                }
+            }
+            Self::Sphere {
+                mu,
+                log_kappa,
+                blocks,
+            } if blocks.count() > 1 => {
+                // Each block is a row of its own for the layer (in dimension m = d / G):
                 // the draws are the blocks' draws laid side by side, the KL their sum.
                 let [batch, d] = mu.dims();
+                let factors = blocks.count();
                 let (rows, m) = (batch * factors, d / factors);
                 let blocks = Self::Sphere {
                     mu: mu.clone().reshape([rows, m]),
                     log_kappa: log_kappa.clone(),
-                    factors: 1,
+                    blocks: Blocks::one(m),
                 };
                 let noise = LatentNoise {
                     u: noise.u,
@@ -436,10 +510,10 @@ impl Posterior {
                 PosteriorDraw {
                     location: mu.clone(),
                     z: draw.z.reshape([batch, d]),
-                    kl: sum_blocks(draw.kl, *factors),
+                    kl: sum_blocks(draw.kl, factors),
                     log_kappa: draw.log_kappa,
                     ratio: draw.ratio,
-                    factors: *factors,
+                    factors,
                 }
             }
             Self::Sphere {

@@ -3,7 +3,8 @@
 //! Burn modules for the vMF-VAE, organised by what depends on the data kind:
 //! - [`latent`]: the posterior families every data kind shares (vMF with its
 //!   reparameterisation layer [`reparam`] on top of vmf-core's device sampler; the
-//!   Gaussian baseline of [`gaussian`]);
+//!   Gaussian baseline of [`gaussian`]), on one sphere or a product of them
+//!   ([`blocks`]);
 //! - [`kappa`]: how kappa is set: scheduled, or learned globally or per example;
 //! - [`vae`]: the [`VaeModel`] interface that training and evaluation use;
 //! - [`image`]: MLP encoder and decoder with pixel likelihoods;
@@ -34,6 +35,7 @@
 //! # Ok::<(), vmf_core::VmfError>(())
 //! ```
 
+pub mod blocks;
 pub mod fused;
 pub mod gaussian;
 pub mod image;
@@ -43,6 +45,7 @@ pub mod reparam;
 pub mod text;
 pub mod vae;
 
+pub use blocks::{BlockGroup, Blocks};
 pub use image::conv::ConvConfig;
 pub use image::loss::ReconLoss;
 pub use image::{ImageVae, ImageVaeConfig};

@@ -13,6 +13,7 @@ use vmf_core::{
     KlTable, Result,
 };
 
+use crate::blocks::Blocks;
 use crate::kappa::{KappaMode, KappaRange};
 
 /// The randomness of one posterior draw per row: drawn by the caller (e.g. on the
@@ -45,12 +46,15 @@ impl LatentNoise {
 /// the tables over the kappa range ([`VmfReparam::learned`]). Not a
 /// [`burn::module::Module`]: it has no trainable parameters (a learned kappa's are the
 /// model's [`crate::KappaHead`]), and its state is (dim, kappa) or (dim, range), which
-/// the config records.
+/// the config records. A product of spheres whose blocks differ in size holds one
+/// layer per size ([`VmfReparam::for_blocks`], [`VmfReparam::at_dim`]).
 #[derive(Debug, Clone)]
 pub struct VmfReparam {
     family: Family,
     dim: usize,
     sampling: Sampling,
+    /// The layers of a product's other block sizes (empty for one size).
+    others: Vec<VmfReparam>,
 }
 
 /// The host constants of a scheduled layer at its kappa.
@@ -142,6 +146,7 @@ impl VmfReparam {
                 sampler: DeviceSampler::of(family, dim, kappa, DEFAULT_TABLE_SIZE, device)?,
                 stats: LayerStats::new(family, dim, kappa)?,
             },
+            others: Vec::new(),
         })
     }
 
@@ -167,6 +172,7 @@ impl VmfReparam {
                 kl: DeviceKlTable::new(&tables.1, device),
                 range,
             },
+            others: Vec::new(),
         })
     }
 
@@ -190,6 +196,40 @@ impl VmfReparam {
         }
     }
 
+    /// [`VmfReparam::for_family`] for a latent on the spheres of `blocks`: the layer of
+    /// the first block's size, holding one for each other size ([`VmfReparam::at_dim`]).
+    pub fn for_blocks(
+        family: Family,
+        blocks: &Blocks,
+        mode: KappaMode,
+        kappa: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        let sizes = blocks.sizes();
+        let mut layer = Self::for_family(family, sizes[0], mode, kappa, device)?;
+        layer.others = sizes[1..]
+            .iter()
+            .map(|&m| Self::for_family(family, m, mode, kappa, device))
+            .collect::<Result<_>>()?;
+        Ok(layer)
+    }
+
+    /// The layer that draws blocks of ambient dimension `dim`: this one, or one of a
+    /// product's other sizes.
+    ///
+    /// # Panics
+    /// If the layer holds no table of that size (a programming error: it was built
+    /// for other blocks).
+    pub fn at_dim(&self, dim: usize) -> &Self {
+        if dim == self.dim {
+            return self;
+        }
+        self.others
+            .iter()
+            .find(|l| l.dim == dim)
+            .unwrap_or_else(|| panic!("no sampling layer for blocks of dimension {dim}"))
+    }
+
     /// The family.
     pub fn family(&self) -> Family {
         self.family
@@ -198,6 +238,9 @@ impl VmfReparam {
     /// Moves a scheduled layer to a new kappa (no work if unchanged). Returns whether
     /// the table was rebuilt; a learned layer is left as it is (false).
     pub fn set_kappa(&mut self, kappa: f64) -> Result<bool> {
+        for other in &mut self.others {
+            other.set_kappa(kappa)?;
+        }
         let Sampling::Fixed { sampler, stats } = &mut self.sampling else {
             return Ok(false);
         };
@@ -210,7 +253,7 @@ impl VmfReparam {
         Ok(true)
     }
 
-    /// Latent dimension d.
+    /// Latent dimension d (for a product, the first block's size).
     pub fn dim(&self) -> usize {
         self.dim
     }
@@ -291,6 +334,42 @@ impl VmfReparam {
             }
             _ => self.misuse("log_exact_over_sampler", "uniforms", u.len(), log_kappa),
         }
+    }
+
+    /// [`VmfReparam::log_exact_over_sampler`] for draws of a latent on the spheres of
+    /// `blocks`, summed per row over its blocks: `u` and `log_kappa` hold one value per
+    /// row and block (row i's G blocks at i G ..), each block weighed by the layer of
+    /// its size. One block: as [`VmfReparam::log_exact_over_sampler`].
+    ///
+    /// # Errors
+    /// If a kappa is out of range.
+    ///
+    /// # Panics
+    /// As [`VmfReparam::log_exact_over_sampler`], or if the layer lacks a block size.
+    pub fn log_exact_over_sampler_of(
+        &self,
+        blocks: &Blocks,
+        u: &[f32],
+        log_kappa: Option<&[f32]>,
+    ) -> Result<Vec<f64>> {
+        let g = blocks.count();
+        if g == 1 {
+            return self.log_exact_over_sampler(u, log_kappa);
+        }
+        let mut out = vec![0.0; u.len() / g];
+        for (j, &m) in blocks.dims().iter().enumerate() {
+            // Block j of every row: a row's repeated draws stay side by side, so the
+            // per-run cache of ln C keeps working.
+            let column = |v: &[f32]| v.iter().skip(j).step_by(g).copied().collect::<Vec<_>>();
+            let s = log_kappa.map(column);
+            let terms = self
+                .at_dim(m)
+                .log_exact_over_sampler(&column(u), s.as_deref())?;
+            for (o, t) in out.iter_mut().zip(terms) {
+                *o += t;
+            }
+        }
+        Ok(out)
     }
 
     /// ln r(z | x) - ln p(z) at points z that this layer need not have drawn, given by

@@ -8,6 +8,7 @@ use std::ops::Range;
 use burn::module::ModuleVisitor;
 use burn::tensor::Tensor;
 
+use crate::blocks::Blocks;
 use crate::kappa::KappaMode;
 use crate::latent::{ModelKind, Posterior};
 
@@ -52,11 +53,16 @@ pub trait VaeModel {
     /// Latent dimension d (ambient dimension of the sphere for vMF).
     fn latent_dim(&self) -> usize;
 
-    /// How many spheres a latent on the sphere is a product of (1, the default: one
-    /// sphere S^(d-1); also off the sphere). A draw's noise has one uniform per row and
-    /// block.
+    /// The spheres a latent on the sphere is a product of (the default: one sphere
+    /// S^(d-1); off the sphere only its total d counts).
+    fn latent_blocks(&self) -> Blocks {
+        Blocks::one(self.latent_dim())
+    }
+
+    /// How many spheres a latent on the sphere is a product of (1: one sphere; also
+    /// off the sphere). A draw's noise has one uniform per row and block.
     fn latent_factors(&self) -> usize {
-        1
+        self.latent_blocks().count()
     }
 
     /// How a vMF model's kappa is set (scheduled for every other family).

@@ -4,7 +4,7 @@
 //! from row to row.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use vmf_model::{KappaRange, LatentNoise, Posterior, VmfReparam};
+use vmf_model::{Blocks, KappaRange, LatentNoise, Posterior, VmfReparam};
 
 fn tensor2(v: &[f64], rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
@@ -121,7 +121,7 @@ fn vmf_density_ratio_matches_vmf_core_log_density() {
         let posterior = Posterior::Sphere {
             mu: tensor2(&flat, 2, d, &device),
             log_kappa,
-            factors: 1,
+            blocks: Blocks::one(d),
         };
         let draw = posterior.draw(noise(), Some(&reparam));
         let ratio = to_vec(draw.log_ratio());
@@ -190,12 +190,12 @@ fn a_product_of_spheres_draws_block_by_block_and_sums_kl_and_ratio() {
     let product = Posterior::Sphere {
         mu: tensor2(&mu, rows, d, &device),
         log_kappa: s(),
-        factors: g,
+        blocks: Blocks::equal(d, g),
     };
     let blocks = Posterior::Sphere {
         mu: tensor2(&mu, rows * g, m, &device),
         log_kappa: s(),
-        factors: 1,
+        blocks: Blocks::one(m),
     };
     let draw = product.draw(noise(rows, d), Some(&layer));
     let alone = blocks.draw(noise(rows * g, m), Some(&layer));
@@ -235,13 +235,13 @@ fn a_product_of_spheres_draws_block_by_block_and_sums_kl_and_ratio() {
     // Two copies of each row: the kappas travel with their row.
     let Posterior::Sphere {
         log_kappa: Some(twice),
-        factors,
+        blocks,
         ..
     } = product.repeat_rows(2)
     else {
         panic!("still a product on the sphere");
     };
-    assert_eq!(factors, g);
+    assert_eq!(blocks.count(), g);
     let twice = to_vec(twice);
     let want: Vec<f64> = (0..rows)
         .flat_map(|r| {
@@ -253,6 +253,151 @@ fn a_product_of_spheres_draws_block_by_block_and_sums_kl_and_ratio() {
         })
         .collect();
     assert_eq!(twice, want);
+}
+
+/// A product of spheres of two sizes, S^4 x S^2 x S^2 (blocks of 5, 3, 3; d = 11):
+/// from the encoder's head each block of mu is its own part of the head normalised;
+/// each block of z is the draw of that block alone by a one-sphere layer of its size
+/// (the same uniform and normals), a unit vector; the KL, log p(z) - log q(z | x) and
+/// the sampler's correction are the sums of the one-sphere figures over the blocks, the
+/// first two against vmf-core's closed forms; repeated rows keep their kappas.
+#[test]
+fn blocks_of_different_sizes_draw_each_by_its_own_layer() {
+    use vmf_core::Family;
+    use vmf_model::{KappaHead, KappaMode, ModelKind};
+
+    let device = Device::flex();
+    let blocks = Blocks::of(vec![5, 3, 3]);
+    let (rows, g, d) = (2, blocks.count(), blocks.total());
+    let range = KappaRange {
+        init: 10.0,
+        min: 0.5,
+        max: 2e3,
+    };
+    let mode = KappaMode::PerExample(range);
+    let layer = VmfReparam::for_blocks(Family::Vmf, &blocks, mode, 0.0, &device).unwrap();
+    // The head: d columns of mu, then one kappa column per block.
+    let width = d + g;
+    let h: Vec<f64> = (0..rows * width)
+        .map(|i| (i as f64 * 0.9).sin() + 0.2)
+        .collect();
+    let posterior = ModelKind::Vmf.posterior_of_product(
+        tensor2(&h, rows, width, &device),
+        &KappaHead::new(mode, &device),
+        &blocks,
+    );
+    let Posterior::Sphere {
+        mu: mu_t,
+        log_kappa: Some(log_kappa_t),
+        ..
+    } = &posterior
+    else {
+        panic!("a per-example kappa on the sphere");
+    };
+    let (mu, log_kappa) = (to_vec(mu_t.clone()), to_vec(log_kappa_t.clone()));
+    assert_eq!((mu.len(), log_kappa.len()), (rows * d, rows * g));
+    for r in 0..rows {
+        for j in 0..g {
+            let cols = blocks.columns(j);
+            let raw = &h[r * width + cols.start..r * width + cols.end];
+            let norm = raw.iter().map(|v| v * v).sum::<f64>().sqrt();
+            for (c, v) in cols.clone().zip(raw) {
+                assert!(
+                    (mu[r * d + c] - v / norm).abs() < 1e-6,
+                    "mu of block {j}, row {r}"
+                );
+            }
+        }
+    }
+    let u: Vec<f32> = (0..rows * g).map(|i| (i as f32 + 0.4) / 6.5).collect();
+    let e: Vec<f64> = (0..rows * d).map(|i| (i as f64 * 1.7).cos()).collect();
+    let noise = LatentNoise {
+        u: Tensor::from_data(TensorData::new(u.clone(), [rows * g]), &device),
+        e: tensor2(&e, rows, d, &device),
+    };
+    let draw = posterior.draw(noise, Some(&layer));
+    let (z, kl, ratio) = (
+        to_vec(draw.z.clone()),
+        to_vec(draw.kl.clone()),
+        to_vec(draw.log_ratio()),
+    );
+    assert_eq!((z.len(), kl.len(), ratio.len()), (rows * d, rows, rows));
+    let correction = layer
+        .log_exact_over_sampler_of(
+            &blocks,
+            &u,
+            Some(&log_kappa.iter().map(|&v| v as f32).collect::<Vec<_>>()),
+        )
+        .unwrap();
+    for r in 0..rows {
+        let (mut want_kl, mut want_ratio, mut want_fix) = (0.0, 0.0, 0.0);
+        for (j, &m) in blocks.dims().iter().enumerate() {
+            let cols = blocks.columns(j);
+            let at = |v: &[f64]| v[r * d + cols.start..r * d + cols.end].to_vec();
+            let (mu_b, z_b, e_b) = (at(&mu), at(&z), at(&e));
+            let i = r * g + j;
+            let kappa = log_kappa[i].exp();
+            // The block alone, drawn by a one-sphere layer of its size.
+            let alone = VmfReparam::learned(m, range, &device).unwrap();
+            let one = Posterior::Sphere {
+                mu: tensor2(&mu_b, 1, m, &device),
+                log_kappa: Some(Tensor::from_data(
+                    TensorData::new(vec![log_kappa[i] as f32], [1]),
+                    &device,
+                )),
+                blocks: Blocks::one(m),
+            }
+            .draw(
+                LatentNoise {
+                    u: Tensor::from_data(TensorData::new(vec![u[i]], [1]), &device),
+                    e: tensor2(&e_b, 1, m, &device),
+                },
+                Some(&alone),
+            );
+            assert_eq!(z_b, to_vec(one.z), "block {j} of row {r}");
+            let norm = z_b.iter().map(|v| v * v).sum::<f64>().sqrt();
+            assert!(
+                (norm - 1.0).abs() < 1e-5,
+                "block {j} of row {r}: |z| = {norm}"
+            );
+            want_kl += vmf_core::kl_to_uniform(m, kappa).unwrap();
+            want_ratio += vmf_core::log_normaliser_uniform(m).unwrap()
+                - vmf_core::log_density(&mu_b, &z_b, kappa).unwrap();
+            want_fix += alone
+                .log_exact_over_sampler(&[u[i]], Some(&[log_kappa[i] as f32]))
+                .unwrap()[0];
+        }
+        assert!(
+            (kl[r] - want_kl).abs() < 1e-5 * want_kl,
+            "KL {} vs {want_kl}",
+            kl[r]
+        );
+        assert!(
+            (ratio[r] - want_ratio).abs() < 1e-4,
+            "ratio {} vs {want_ratio}",
+            ratio[r]
+        );
+        assert!(
+            (correction[r] - want_fix).abs() < 1e-12,
+            "correction {} vs {want_fix}",
+            correction[r]
+        );
+    }
+    // Two copies of each row: the kappas travel with their row.
+    let Posterior::Sphere {
+        log_kappa: Some(twice),
+        ..
+    } = posterior.repeat_rows(2)
+    else {
+        panic!("still a product on the sphere");
+    };
+    let want: Vec<f64> = (0..rows)
+        .flat_map(|r| {
+            let row = &log_kappa[r * g..(r + 1) * g];
+            row.iter().chain(row).copied().collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(to_vec(twice), want);
 }
 
 /// max over kappa of E[w] - c KL(kappa): the slope is A_d' - c kappa A_d' (as
@@ -352,7 +497,7 @@ fn power_spherical_density_ratio_and_kl_match_the_closed_forms() {
         let posterior = Posterior::Sphere {
             mu: tensor2(&mu, n, d, &device),
             log_kappa,
-            factors: 1,
+            blocks: Blocks::one(d),
         };
         let draw = posterior.draw(noise(), Some(&reparam));
         let (ratio, z, kl) = (to_vec(draw.log_ratio()), to_vec(draw.z), to_vec(draw.kl));
@@ -479,7 +624,7 @@ fn sampler_over_prior_at_an_angle_matches_the_draw_path() {
                     mu: tensor2(&mu_row.repeat(n), n, d, &device),
                     log_kappa: log_kappa
                         .map(|s| Tensor::from_data(TensorData::new(s.to_vec(), [n]), &device)),
-                    factors: 1,
+                    blocks: Blocks::one(d),
                 };
                 let noise = LatentNoise {
                     u: Tensor::from_data(TensorData::new(us.clone(), [n]), &device),

@@ -56,7 +56,7 @@ fn main() {
         input_dim: 784,
         hidden: vec![256],
         latent_dim: d,
-        factors: 1,
+        blocks: vmf_model::Blocks::one(d),
         loss: ReconLoss::Bernoulli,
         kappa,
         conv: None,

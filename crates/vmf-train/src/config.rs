@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use vmf_model::{KappaMode, ModelKind, ReconLoss};
+use vmf_model::{Blocks, KappaMode, ModelKind, ReconLoss};
 
 use crate::data::text::LongSentences;
 use crate::error::TrainError;
@@ -176,6 +176,13 @@ pub struct ModelConfig {
     /// (Davidson, Tomczak & Gavves 2019). Must divide latent_dim. Default 1: one sphere.
     #[serde(default = "one_factor", skip_serializing_if = "is_one_factor")]
     pub factors: usize,
+    /// Images, on the sphere with a learned kappa: a product of spheres whose sizes
+    /// may differ, given as each block's ambient dimension m (the block is S^(m-1)) in
+    /// column order, e.g. `[15, 7]` for S^14 x S^6; they sum to latent_dim, each at
+    /// least 2. Replaces `factors` (leave it at 1 or give the number of blocks).
+    /// Default empty: `factors` equal blocks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<usize>,
     /// Encoder hidden sizes (the decoder mirrors them).
     pub hidden: Vec<usize>,
     /// `bernoulli` or `gaussian`.
@@ -246,9 +253,20 @@ pub const DEFAULT_TEST_FRACTION: f64 = 0.1;
 
 impl ModelConfig {
     /// The dimension of each sphere of the latent (z of a block is on
-    /// S^(sphere_dim - 1)): latent_dim / factors.
+    /// S^(sphere_dim - 1)): latent_dim / factors; the first block's where `blocks`
+    /// gives sizes that differ (such a product learns kappa, which needs none).
     pub fn sphere_dim(&self) -> usize {
-        self.latent_dim / self.factors.max(1)
+        self.latent_blocks().dims()[0]
+    }
+
+    /// The spheres of the latent: `blocks` where given, else `factors` equal blocks
+    /// (one: one sphere).
+    pub fn latent_blocks(&self) -> Blocks {
+        if self.blocks.is_empty() {
+            Blocks::equal(self.latent_dim, self.factors)
+        } else {
+            Blocks::of(self.blocks.clone())
+        }
     }
 
     /// The convolutional layers' channels, `None` for the MLP.
@@ -666,30 +684,45 @@ impl TrainConfig {
         }
     }
 
-    /// `model.factors`: a product of spheres is for images, on the sphere, with a
-    /// learned kappa, and its blocks are spheres of at least S^1.
+    /// `model.factors` and `model.blocks`: a product of spheres is for images, on the
+    /// sphere, with a learned kappa, and its blocks are spheres of at least S^1 that
+    /// fill latent_dim.
     fn validate_factors(&self) -> Result<(), String> {
         let m = &self.model;
-        let g = m.factors;
+        if !m.blocks.is_empty() {
+            self.validate_blocks()?;
+        }
+        let (named, fix, g) = if m.blocks.is_empty() {
+            let fix = "or set model.factors = 1 (one sphere)";
+            (format!("model.factors = {}", m.factors), fix, m.factors)
+        } else {
+            let fix = "or remove model.blocks (one sphere)";
+            (
+                format!("model.blocks = {:?}", m.blocks),
+                fix,
+                m.blocks.len(),
+            )
+        };
         if g == 1 {
             return Ok(());
         }
-        let fix = "or set model.factors = 1 (one sphere)";
         if g == 0 {
             return Err(format!("model.factors = 0: must be at least 1 ({fix})"));
         }
         if m.kind.family().is_none() {
             return Err(format!(
-                "model.factors = {g}: a product of spheres is a latent on the sphere; use \
+                "{named}: a product of spheres is a latent on the sphere; use \
                  model.kind = \"vmf\" or \"power_spherical\", {fix}"
             ));
         }
         if self.data.dataset.modality() != Modality::Images {
             return Err(format!(
-                "model.factors = {g}: a product of spheres is for image data sets; {fix}"
+                "{named}: a product of spheres is for image data sets; {fix}"
             ));
         }
-        if !m.latent_dim.is_multiple_of(g) || m.latent_dim / g < vmf_core::DIM_MIN {
+        if m.blocks.is_empty()
+            && (!m.latent_dim.is_multiple_of(g) || m.latent_dim / g < vmf_core::DIM_MIN)
+        {
             return Err(format!(
                 "model.factors = {g} with model.latent_dim = {}: the blocks must be of equal \
                  size, at least {} each (latent_dim a multiple of factors, e.g. \
@@ -701,9 +734,39 @@ impl TrainConfig {
         }
         if !self.kappa.as_ref().is_some_and(|k| k.is_learned()) {
             return Err(format!(
-                "model.factors = {g}: a product of spheres needs a learned kappa \
+                "{named}: a product of spheres needs a learned kappa \
                  ([kappa] schedule = \"learned\" or \"per_example\"; the KL budgets and \
                  schedules are for one sphere), {fix}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `model.blocks`, where given: sizes of at least 2 that sum to latent_dim, and
+    /// `factors` left at 1 or equal to their number.
+    fn validate_blocks(&self) -> Result<(), String> {
+        let m = &self.model;
+        let (named, g) = (format!("model.blocks = {:?}", m.blocks), m.blocks.len());
+        if m.factors != 1 && m.factors != g {
+            return Err(format!(
+                "{named} gives {g} blocks but model.factors = {}: set factors = {g} or \
+                 leave it out",
+                m.factors
+            ));
+        }
+        if let Some(small) = m.blocks.iter().find(|&&b| b < vmf_core::DIM_MIN) {
+            return Err(format!(
+                "{named}: a block of {small} dimensions; each block's ambient dimension \
+                 must be at least {} (a block of m dimensions is the sphere S^(m-1))",
+                vmf_core::DIM_MIN
+            ));
+        }
+        let sum: usize = m.blocks.iter().sum();
+        if sum != m.latent_dim {
+            return Err(format!(
+                "{named} sums to {sum} but model.latent_dim = {}: the blocks fill the \
+                 latent; set latent_dim = {sum}",
+                m.latent_dim
             ));
         }
         Ok(())

@@ -203,7 +203,8 @@ pub fn log_likelihood<M: VaeModel>(
     seed: u64,
     device: &Device,
 ) -> Result<Vec<f64>, TrainError> {
-    let (d, factors) = (model.latent_dim(), model.latent_factors());
+    let (d, blocks) = (model.latent_dim(), model.latent_blocks());
+    let factors = blocks.count();
     let reparam = sampling_layer(model, kappa, device)?;
     if factors > 1 && sampling.prior_draws > 0 {
         // The mixture needs the proposal's density at the prior's draws, written for
@@ -265,9 +266,9 @@ pub fn log_likelihood<M: VaeModel>(
                             Some(s) => Some(crate::output::read_back(s.clone())?),
                             None => None,
                         };
-                        // One term per block, summed per draw on a product of spheres.
-                        let per_block = layer.log_exact_over_sampler(&u, s.as_deref())?;
-                        per_block.chunks(factors).map(|c| c.iter().sum()).collect()
+                        // One term per block (by the layer of its size), summed per
+                        // draw on a product of spheres.
+                        layer.log_exact_over_sampler_of(&blocks, &u, s.as_deref())?
                     }
                     None => vec![0.0; b * k],
                 };

@@ -28,9 +28,9 @@ pub fn sampling_layer<M: VaeModel>(
     device: &Device,
 ) -> Result<Option<VmfReparam>, TrainError> {
     Ok(match model.kind().family() {
-        Some(family) => Some(VmfReparam::for_family(
+        Some(family) => Some(VmfReparam::for_blocks(
             family,
-            model.latent_dim() / model.latent_factors(),
+            &model.latent_blocks(),
             model.kappa_mode(),
             kappa,
             device,
@@ -69,12 +69,13 @@ pub struct StepLatent {
 impl StepLatent {
     /// The run's latent at step `step` (a resumed run's first step) on `device`.
     pub fn new(config: &TrainConfig, step: u64, device: &Device) -> Result<Self, TrainError> {
-        // A product of spheres samples block by block: the layer is a block's.
+        // A product of spheres samples block by block: the layer is a block's (with
+        // one for each other block size).
         let (family, d) = (config.family(), config.model.sphere_dim());
         let layer = match config.kappa.as_ref() {
-            Some(k) => Some(VmfReparam::for_family(
+            Some(k) => Some(VmfReparam::for_blocks(
                 family,
-                d,
+                &config.model.latent_blocks(),
                 config.kappa_mode(),
                 k.value_at(step, family, d)?,
                 device,

@@ -206,7 +206,10 @@ pub fn without_pretrained_decoder<M: VaeModel>(
 mod tests {
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::{Device, Tensor};
-    use vmf_model::{ImageVae, ImageVaeConfig, KappaMode, KappaRange, ModelKind, ReconLoss, Rows};
+    use vmf_core::Family;
+    use vmf_model::{
+        Blocks, ImageVae, ImageVaeConfig, KappaMode, KappaRange, ModelKind, ReconLoss, Rows,
+    };
 
     use super::*;
     use crate::seeds::HostNoise;
@@ -227,11 +230,12 @@ mod tests {
     fn run(model: &ImageVae, shards: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
         let device = Device::flex().autodiff();
         let batch = 10;
-        let (d, factors) = (model.latent_dim(), model.latent_factors());
+        let (d, blocks) = (model.latent_dim(), model.latent_blocks());
         let mut noise = HostNoise::new(3, "test", 0);
         let x = noise.uniform([batch, 12], &device);
-        let latent = noise.latent_of_product(batch, d, factors, &device);
-        let reparam = VmfReparam::for_mode(d / factors, model.kappa_mode(), 5.0, &device).unwrap();
+        let latent = noise.latent_of_product(batch, d, blocks.count(), &device);
+        let reparam =
+            VmfReparam::for_blocks(Family::Vmf, &blocks, model.kappa_mode(), 5.0, &device).unwrap();
         let (reports, grads) = gradients(model, batch, shards, |m, rows| {
             let xs = x.slice_rows(rows.clone());
             let noise = latent.rows(rows);
@@ -264,28 +268,41 @@ mod tests {
             min: 1.0,
             max: 100.0,
         };
-        for (kind, kappa, params, factors) in [
-            (ModelKind::Vmf, KappaMode::Scheduled, 8, 1),
-            (ModelKind::Gaussian, KappaMode::Scheduled, 8, 1),
-            (ModelKind::Vmf, KappaMode::Learned(range), 9, 1),
-            (ModelKind::Vmf, KappaMode::PerExample(range), 8, 1),
+        let one = Blocks::one(3);
+        for (kind, kappa, params, blocks) in [
+            (ModelKind::Vmf, KappaMode::Scheduled, 8, one.clone()),
+            (ModelKind::Gaussian, KappaMode::Scheduled, 8, one.clone()),
+            (ModelKind::Vmf, KappaMode::Learned(range), 9, one.clone()),
+            (ModelKind::Vmf, KappaMode::PerExample(range), 8, one),
             // Three circles, a kappa per example and circle: each shard must take its
             // rows' uniforms, three per row.
-            (ModelKind::Vmf, KappaMode::PerExample(range), 8, 3),
+            (
+                ModelKind::Vmf,
+                KappaMode::PerExample(range),
+                8,
+                Blocks::equal(6, 3),
+            ),
+            // S^2 x S^1: two sizes, each drawn by its own layer.
+            (
+                ModelKind::Vmf,
+                KappaMode::PerExample(range),
+                8,
+                Blocks::of(vec![3, 2]),
+            ),
         ] {
-            check_shards(kind, kappa, params, factors);
+            check_shards(kind, kappa, params, blocks);
         }
     }
 
-    fn check_shards(kind: ModelKind, kappa: KappaMode, params: usize, factors: usize) {
+    fn check_shards(kind: ModelKind, kappa: KappaMode, params: usize, blocks: Blocks) {
         let device = Device::flex().autodiff();
         device.seed(1);
         let model = ImageVaeConfig {
             kind,
             input_dim: 12,
             hidden: vec![6],
-            latent_dim: if factors > 1 { 2 * factors } else { 3 },
-            factors,
+            latent_dim: blocks.total(),
+            blocks,
             loss: ReconLoss::Bernoulli,
             kappa,
             conv: None,

@@ -43,6 +43,18 @@ fn importance_sampled_log_likelihood_bounds_and_limits_product_of_spheres() {
     );
 }
 
+/// S^3 x S^1: blocks of two sizes, each weighed by the tables of its own size; one
+/// weighed by the other's shows in LL_1 vs ELBO. The config's blocks reach the
+/// checkpoint's model when it is evaluated.
+#[test]
+fn importance_sampled_log_likelihood_bounds_and_limits_blocks_of_two_sizes() {
+    check(
+        "vmf-product-unequal",
+        "[model]\nlatent_dim = 6\nblocks = [4, 2]\nhidden = [128]\n[kappa]\n\
+         schedule = \"per_example\"\ninit = 15.0\nmin = 1.0\nmax = 1000.0\n",
+    );
+}
+
 fn check(name: &str, model: &str) {
     let dir = std::env::temp_dir().join(format!("vmf-eval-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -88,11 +100,14 @@ fn check(name: &str, model: &str) {
             None,
         )
     };
-    if name == "vmf-product" {
+    if let Some(g) = [("vmf-product", 3), ("vmf-product-unequal", 2)]
+        .iter()
+        .find_map(|&(n, g)| (n == name).then_some(g))
+    {
         // The mixture's proposal density is written for one sphere: refused, named.
         let e = mix(0.5).unwrap_err().to_string();
         assert!(
-            e.contains("prior draws") && e.contains("product of 3"),
+            e.contains("prior draws") && e.contains(&format!("product of {g}")),
             "{e}"
         );
         return;

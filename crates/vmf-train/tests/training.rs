@@ -274,7 +274,7 @@ fn fingerprint_of(checkpoint: &Path, kappa: vmf_model::KappaMode) -> Vec<f32> {
         input_dim: 784,
         hidden: vec![64],
         latent_dim: 8,
-        factors: 1,
+        blocks: vmf_model::Blocks::one(8),
         loss: ReconLoss::Bernoulli,
         kappa,
         conv: None,
@@ -592,6 +592,26 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
             "latent_dim = 8",
             "latent_dim = 8\nfactors = 2",
             &["model.factors = 2", "learned kappa", "per_example"],
+        ),
+        (
+            "latent_dim = 8",
+            "latent_dim = 8\nblocks = [5, 2]",
+            &["model.blocks = [5, 2]", "sums to 7", "latent_dim = 8"],
+        ),
+        (
+            "latent_dim = 8",
+            "latent_dim = 8\nblocks = [7, 1]",
+            &["model.blocks = [7, 1]", "block of 1", "at least 2"],
+        ),
+        (
+            "latent_dim = 8",
+            "latent_dim = 8\nfactors = 3\nblocks = [6, 2]",
+            &["model.blocks = [6, 2]", "2 blocks", "model.factors = 3"],
+        ),
+        (
+            "latent_dim = 8",
+            "latent_dim = 8\nblocks = [6, 2]",
+            &["model.blocks = [6, 2]", "learned kappa", "per_example"],
         ),
         (
             "latent_dim = 8\nhidden = [256]\nloss = \"bernoulli\"\n\n[kappa]\nschedule = \"constant\"\nvalue = 20.0",

@@ -12,6 +12,7 @@ use burn::module::Module;
 use burn::store::RecordError;
 use burn::tensor::{Device, Tensor};
 
+use crate::blocks::Blocks;
 use crate::kappa::{KappaHead, KappaMode};
 use crate::latent::{ModelKind, Posterior};
 use crate::vae::VaeModel;
@@ -32,10 +33,9 @@ pub struct ImageVaeConfig {
     pub hidden: Vec<usize>,
     /// Latent dimension d (ambient dimension of the sphere for vMF).
     pub latent_dim: usize,
-    /// On the sphere: the latent is a product of this many spheres, each
-    /// S^(d / factors - 1) with its own direction and kappa (1: one sphere S^(d-1)).
-    /// Divides d.
-    pub factors: usize,
+    /// On the sphere: the spheres the latent is a product of, each with its own
+    /// direction and kappa (one block: one sphere S^(d-1)). Sums to d.
+    pub blocks: Blocks,
     /// The decoder's pixel likelihood.
     pub loss: ReconLoss,
     /// How kappa is set (vMF).
@@ -66,7 +66,9 @@ impl ImageVaeConfig {
         };
         let mut enc = vec![flat];
         enc.extend(&self.hidden);
-        enc.push(self.kind.head_width(self.latent_dim) + self.factors * self.kappa.head_columns());
+        enc.push(
+            self.kind.head_width(self.latent_dim) + self.blocks.count() * self.kappa.head_columns(),
+        );
         let mut dec = vec![self.latent_dim];
         dec.extend(self.hidden.iter().rev());
         dec.push(flat);
@@ -81,7 +83,7 @@ impl ImageVaeConfig {
             kappa: KappaHead::new(self.kappa, device),
             kind: self.kind,
             latent_dim: self.latent_dim,
-            factors: self.factors,
+            blocks: self.blocks.clone(),
             loss: self.loss,
         }
     }
@@ -102,7 +104,7 @@ pub struct ImageVae {
     #[module(skip)]
     latent_dim: usize,
     #[module(skip)]
-    factors: usize,
+    blocks: Blocks,
     #[module(skip)]
     loss: ReconLoss,
 }
@@ -196,13 +198,13 @@ impl VaeModel for ImageVae {
         self.kappa.mode()
     }
 
-    fn latent_factors(&self) -> usize {
-        self.factors
+    fn latent_blocks(&self) -> Blocks {
+        self.blocks.clone()
     }
 
     fn posterior(&self, x: &Tensor<2>) -> Posterior {
         self.kind
-            .posterior_of_product(self.encode(x.clone()), &self.kappa, self.factors)
+            .posterior_of_product(self.encode(x.clone()), &self.kappa, &self.blocks)
     }
 
     fn neg_log_likelihood(&self, x: &Tensor<2>, z: Tensor<2>) -> Tensor<1> {
@@ -229,7 +231,7 @@ mod tests {
                 input_dim: 6,
                 hidden: vec![5],
                 latent_dim: 2,
-                factors: 1,
+                blocks: Blocks::one(2),
                 loss: ReconLoss::Bernoulli,
                 kappa: KappaMode::Scheduled,
                 conv: None,

@@ -57,7 +57,7 @@ impl Images {
             input_dim: self.splits.train.dim,
             hidden: config.model.hidden.clone(),
             latent_dim: config.model.latent_dim,
-            factors: config.model.factors,
+            blocks: config.model.latent_blocks(),
             loss: config.model.loss,
             kappa: config.kappa_mode(),
             conv: config
@@ -317,7 +317,7 @@ fn write_images(
         .flat_map(|_| {
             model
                 .kind()
-                .prior_sample_of_product(&mut rng, d, model.latent_factors())
+                .prior_sample_of_product(&mut rng, &model.latent_blocks())
         })
         .map(|v| v as f32)
         .collect();

@@ -1,6 +1,8 @@
 //! What a data kind renders of a trained model ([`View`], asked through
 //! [`super::DataKind::view`]), and the latent paths both kinds draw ([`path`]).
 
+use vmf_model::Blocks;
+
 /// One view of a trained model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum View {
@@ -51,26 +53,27 @@ pub fn path(on_sphere: bool, a: &[f64], b: &[f64], steps: usize) -> Vec<Vec<f64>
         .collect()
 }
 
-/// [`path`] on a product of `factors` spheres: each block of `a.len() / factors`
-/// moves on its own great circle (on one sphere, or off the sphere, [`path`] itself).
+/// [`path`] on a product of spheres: each block moves on its own great circle (on
+/// one sphere, or off the sphere, [`path`] itself).
 pub fn path_of_product(
     on_sphere: bool,
-    factors: usize,
+    blocks: &Blocks,
     a: &[f64],
     b: &[f64],
     steps: usize,
 ) -> Vec<Vec<f64>> {
-    if !on_sphere || factors <= 1 {
+    if !on_sphere || blocks.count() <= 1 {
         return path(on_sphere, a, b, steps);
     }
-    let m = a.len() / factors;
     let steps = steps.max(2);
     (0..steps)
         .map(|s| {
             let t = s as f64 / (steps - 1) as f64;
-            a.chunks(m)
-                .zip(b.chunks(m))
-                .flat_map(|(x, y)| slerp(x, y, t))
+            (0..blocks.count())
+                .flat_map(|j| {
+                    let cols = blocks.columns(j);
+                    slerp(&a[cols.clone()], &b[cols], t)
+                })
                 .collect()
         })
         .collect()
@@ -131,11 +134,21 @@ mod tests {
         // Two circles: each block on its own great circle (a slerp of the whole vector
         // would leave both blocks off their circles, at |block| = 1/sqrt 2 midway).
         let (a, b) = ([1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]);
-        let torus = path_of_product(true, 2, &a, &b, 3);
+        let torus = path_of_product(true, &Blocks::equal(4, 2), &a, &b, 3);
         for (got, want) in torus[1].iter().zip([h, h, h, h]) {
             assert!((got - want).abs() < 1e-15, "{:?}", torus[1]);
         }
         assert_eq!((torus[0].clone(), torus[2].len()), (a.to_vec(), 4));
-        assert_eq!(path_of_product(true, 1, &a, &b, 3), path(true, &a, &b, 3));
+        assert_eq!(
+            path_of_product(true, &Blocks::one(4), &a, &b, 3),
+            path(true, &a, &b, 3)
+        );
+        // Blocks of 3 and 2: the first turns by a right angle about e_3 (midway at
+        // 45 degrees), the second, already at b's, stays.
+        let (a, b) = ([1.0, 0.0, 0.0, 0.6, 0.8], [0.0, 1.0, 0.0, 0.6, 0.8]);
+        let mid = &path_of_product(true, &Blocks::of(vec![3, 2]), &a, &b, 3)[1];
+        for (got, want) in mid.iter().zip([h, h, 0.0, 0.6, 0.8]) {
+            assert!((got - want).abs() < 1e-15, "{mid:?}");
+        }
     }
 }

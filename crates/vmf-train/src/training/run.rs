@@ -310,7 +310,7 @@ impl<'a, K: DataKind> Run<'a, K> {
         let latent = noise.latent_of_product(
             rows,
             config.model.latent_dim,
-            config.model.factors,
+            config.model.latent_blocks().count(),
             &self.ad,
         );
         let plan = ShardPlan::new(rows, config.training.shards, &self.ranks);

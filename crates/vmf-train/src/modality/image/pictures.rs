@@ -96,7 +96,7 @@ impl Pictures {
         let mut rng = StdRng::seed_from_u64(seeds::derive(seed, "picture-samples", 0));
         let kind = self.model.kind();
         let z: Vec<Vec<f64>> = (0..side * side)
-            .map(|_| kind.prior_sample_of_product(&mut rng, self.dim, self.model.latent_factors()))
+            .map(|_| kind.prior_sample_of_product(&mut rng, &self.model.latent_blocks()))
             .collect();
         save_grid(out, &self.decode(&z)?, self.test.shape, side)
     }
@@ -128,7 +128,7 @@ impl Pictures {
         for p in mus.chunks(2).filter(|p| p.len() == 2) {
             z.extend(view::path_of_product(
                 on_sphere,
-                self.model.latent_factors(),
+                &self.model.latent_blocks(),
                 &p[0],
                 &p[1],
                 steps,
