@@ -9,15 +9,17 @@ A SOURCE is DIR, every record of that folder, or DIR:KIND[,KIND...], only those 
 records (e.g. docs/svae-patience100:vmf-product, a column trained under the same
 protocol but recorded beside another table). DIR (default docs/svae-patience100) holds
 KIND-dD-TAG-eval-k500.json, -valid.csv and .toml per run, TAG being seedN, initX-seedN
-or, for a product of spheres, blocks-sB-seedN (other tags, e.g. seed1-907ep, a run
+or, for a product of spheres, blocks-sB-seedN (blocks of S^B) or blocks-sB1-sB2-..-seedN
+(S^B1 x S^B2 x .., model.blocks) (other tags, e.g. seed1-907ep, a run
 stopped by hand, are left out). Each cell is the mean over the seeds of the test
 log-likelihood (K = 500, nats) and, per seed, its epochs (best epoch); a dagger marks a
 run that the epoch budget ended before its early stop did. Two more columns compare the
 best vMF column's mean with the published S-VAE figure and our Gaussian with the
 published N-VAE (Davidson et al. 2018, table 1): positive is ours ahead.
 
-The product column holds, at each d, the runs of one block size S^B (B from the run's
-config: latent_dim / factors - 1): the one whose runs have the best mean validation
+The product column holds, at each d, the runs of one block layout (from the run's
+config: S^B with B = latent_dim / factors - 1, or model.blocks' spheres, e.g. S^14 x
+S^6): the one whose runs have the best mean validation
 ELBO (each run's best epoch), as a user would choose it without the test set; the
 others are named beside it.
 
@@ -44,7 +46,7 @@ KINDS = [("gaussian", "our Gaussian"), ("vmf-learned", "vMF, one learned kappa")
 # of spheres (configs/svae-vmf-product.toml, with its KL warm-up; docs/svae-product.md),
 # its block size chosen per d on the validation ELBO (choose_blocks).
 PRODUCT = ("vmf-product", "vMF, product of spheres (block chosen on validation), KL warm-up")
-NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:blocks-s(?P<block>\d+)-)?"
+NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:blocks-(?P<block>s\d+(?:-s\d+)*)-)?"
                   r"(?:init(?P<init>[\d.]+)-)?seed(?P<seed>\d+)-eval-k500\.json$")
 
 
@@ -96,11 +98,10 @@ def add_run(table, path, m):
     if not elbo:
         sys.exit(f"{stem}-valid.csv: no epochs")
     budget = int(config_value(stem + ".toml", "epochs"))
-    # A sphere S^B has B + 1 coordinates, so a product's blocks are latent_dim / factors.
-    block = (int(config_value(stem + ".toml", "latent_dim"))
-             // int(config_value(stem + ".toml", "factors", "1")) - 1)
-    if m["block"] is not None and int(m["block"]) != block:
-        sys.exit(f"{stem}.toml: its blocks are S^{block}, its name says S^{m['block']}")
+    block = layout(stem + ".toml")
+    named = m["block"] and " x ".join(f"S^{b[1:]}" for b in m["block"].split("-"))
+    if named and named != block:
+        sys.exit(f"{stem}.toml: its blocks are {block}, its name says {named}")
     table.setdefault((m["kind"], int(m["d"])), []).append({
         "seed": int(m["seed"]), "init": m["init"], "ll": e["log_likelihood"],
         "se": e["log_likelihood_se"], "kl": e["metrics"]["kl"], "epochs": len(elbo),
@@ -110,6 +111,21 @@ def add_run(table, path, m):
         # The KL warm-up's epochs: svae_protocol.sh WARMUP=E sets burn_in = E beside it.
         "burn_in": int(config_value(stem + ".toml", "burn_in", "0")),
     })
+
+
+def layout(path):
+    """The spheres of a run's latent as a label: S^B for one sphere or equal blocks (a
+    sphere S^B has B + 1 coordinates: B = latent_dim / factors - 1), or model.blocks'
+    spheres in order, e.g. S^14 x S^6."""
+    blocks = config_value(path, "blocks", "")
+    if blocks:
+        # One line, `blocks = [15, 7]`: the config_value token stops at the first space.
+        with open(path) as f:
+            line = next(l for l in f if re.match(r"^blocks\s*=", l))
+        dims = [int(v) for v in re.findall(r"\d+", line.split("=", 1)[1].split("#")[0])]
+        return " x ".join(f"S^{m - 1}" for m in dims)
+    latent = int(config_value(path, "latent_dim"))
+    return f"S^{latent // int(config_value(path, 'factors', '1')) - 1}"
 
 
 def mean_se(values):
@@ -205,8 +221,8 @@ def table(sources):
             text, mean = cell(t.get((kind, d), []))
             if kind == PRODUCT[0] and d in sizes:
                 (block, valid, _), *others = sizes[d]
-                text = (f"S^{block}: {text}; validation ELBO {valid:.2f}"
-                        + "".join(f", S^{b}'s {v:.2f} ({n} run{'s' if n > 1 else ''})"
+                text = (f"{block}: {text}; validation ELBO {valid:.2f}"
+                        + "".join(f", {b}'s {v:.2f} ({n} run{'s' if n > 1 else ''})"
                                   for b, v, n in others))
             cells.append(text)
             means[kind] = mean
@@ -260,7 +276,7 @@ def brief(sources):
         cells.append(f"{best[0]:.2f} ({label[best[1]]}, {runs_of(best[1], d)})" if best else "")
         if product:
             p = means[PRODUCT[0]]
-            cells.append(f"{p:.2f} (S^{sizes[d][0][0]}, {runs_of(PRODUCT[0], d)})"
+            cells.append(f"{p:.2f} ({sizes[d][0][0]}, {runs_of(PRODUCT[0], d)})"
                          if p is not None else "")
         cells.append(signed(best[0] if best else None, s_vae))
         if product:
