@@ -34,6 +34,7 @@ import math
 import os
 import re
 import sys
+import tomllib
 
 import doc_blocks  # scripts/: the folder of this script is on sys.path
 
@@ -117,15 +118,11 @@ def layout(path):
     """The spheres of a run's latent as a label: S^B for one sphere or equal blocks (a
     sphere S^B has B + 1 coordinates: B = latent_dim / factors - 1), or model.blocks'
     spheres in order, e.g. S^14 x S^6."""
-    blocks = config_value(path, "blocks", "")
-    if blocks:
-        # One line, `blocks = [15, 7]`: the config_value token stops at the first space.
-        with open(path) as f:
-            line = next(l for l in f if re.match(r"^blocks\s*=", l))
-        dims = [int(v) for v in re.findall(r"\d+", line.split("=", 1)[1].split("#")[0])]
-        return " x ".join(f"S^{m - 1}" for m in dims)
-    latent = int(config_value(path, "latent_dim"))
-    return f"S^{latent // int(config_value(path, 'factors', '1')) - 1}"
+    with open(path, "rb") as f:
+        model = tomllib.load(f).get("model", {})
+    if model.get("blocks"):
+        return " x ".join(f"S^{m - 1}" for m in model["blocks"])
+    return f"S^{model['latent_dim'] // model.get('factors', 1) - 1}"
 
 
 def mean_se(values):
