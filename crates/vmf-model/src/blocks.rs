@@ -117,22 +117,6 @@ impl Blocks {
         let start = self.dims[..i].iter().sum();
         start..start + self.dims[i]
     }
-
-    /// The blocks as their spheres, e.g. `S^14 x S^6` (one sphere: `S^20`).
-    pub fn describe(&self) -> String {
-        let sphere = |m: usize| format!("S^{}", m.saturating_sub(1));
-        match self.groups().as_slice() {
-            [g] if g.count > 1 => format!("{} x {}", g.count, sphere(g.dim)),
-            groups => groups
-                .iter()
-                .map(|g| match g.count {
-                    1 => sphere(g.dim),
-                    c => format!("{c} x {}", sphere(g.dim)),
-                })
-                .collect::<Vec<_>>()
-                .join(" x "),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -157,7 +141,6 @@ mod tests {
             let last = b.columns(grp.first + grp.count - 1).end;
             assert_eq!(first..last, grp.columns);
         }
-        assert_eq!(b.describe(), "S^14 x 2 x S^6 x S^14");
     }
 
     #[test]
@@ -166,8 +149,6 @@ mod tests {
         assert_eq!(b, Blocks::of(vec![11, 11]));
         assert_eq!(b.equal_size(), Some(11));
         assert_eq!(b.groups().len(), 1);
-        assert_eq!(b.describe(), "2 x S^10");
-        assert_eq!(Blocks::one(21).describe(), "S^20");
         assert_eq!(Blocks::equal(5, 0), Blocks::one(5));
     }
 }
