@@ -51,8 +51,14 @@ impl ImageVaeConfig {
     ///
     /// # Panics
     /// If `conv`'s image does not hold `input_dim` pixels or its sizes fail
-    /// [`ConvConfig::check`] (configs are validated before a model is built).
+    /// [`ConvConfig::check`], or `blocks` does not sum to `latent_dim` (configs are
+    /// validated before a model is built).
     pub fn init(&self, device: &Device) -> ImageVae {
+        assert_eq!(
+            self.blocks.total(),
+            self.latent_dim,
+            "the latent's blocks sum to latent_dim"
+        );
         let flat = match &self.conv {
             Some(conv) => {
                 assert_eq!(
