@@ -13,7 +13,8 @@
 # spheres S^BLOCK, each with its own kappa per example (BLOCK default 5; where BLOCK
 # does not divide d, or d <= BLOCK, one S^d as vmf-per-example); BLOCKS="14 6" instead
 # gives the spheres' dimensions one by one (here S^14 x S^6, model.blocks = [15, 7]),
-# which must sum to d.
+# which must sum to d; BLOCK_KAPPA="10 100" then starts each sphere's kappa at its own
+# value, in that order (kappa.block_init), in place of the one kappa.init.
 #
 #   scripts/svae_protocol.sh [EPOCHS [SAMPLES]]
 #
@@ -139,6 +140,14 @@ run() {
       { echo "BLOCKS: configs/svae-$kind.toml has no factors line in [model] to add blocks after" >&2; return 1; }
   fi
   [ -z "${KAPPA_INIT:-}" ] || set_key KAPPA_INIT init "$KAPPA_INIT" kappa || return 1
+  if [ -n "${BLOCK_KAPPA:-}" ]; then
+    [ -n "$blocks" ] || { echo "BLOCK_KAPPA: a kappa per block needs BLOCKS" >&2; return 1; }
+    local starts
+    starts=$(printf '%s\n' $BLOCK_KAPPA | awk '{printf "%s%.1f", (NR > 1 ? ", " : ""), $1}')
+    sed -i -e "s|^init = .*|&\nblock_init = [$starts]|" "$cfg"
+    grep -q "^block_init = \[$starts\]\$" "$cfg" ||
+      { echo "BLOCK_KAPPA: configs/svae-$kind.toml has no init line in [kappa] to add block_init after" >&2; return 1; }
+  fi
   [ -z "${KAPPA_MIN:-}" ] || set_key KAPPA_MIN min "$KAPPA_MIN" kappa || return 1
   [ -z "${VALIDATION:-}" ] || set_key VALIDATION validation "$VALIDATION" data || return 1
   if [ -n "${WARMUP:-}" ]; then
@@ -229,7 +238,7 @@ row() {
 {
   echo "# The S-VAE MNIST protocol"
   echo
-  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${SHARDS:+SHARDS=$SHARDS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${KAPPA_MIN:+KAPPA_MIN=$KAPPA_MIN }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${BLOCK:+BLOCK=$BLOCK }${BLOCKS:+BLOCKS=\"$BLOCKS\" }${WARMUP:+WARMUP=$WARMUP }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
+  echo "Made by \`${BIN:+BIN=$BIN }${JOBS:+JOBS=$JOBS }${SHARDS:+SHARDS=$SHARDS }${DIMS:+DIMS=\"$DIMS\" }${KINDS:+KINDS=\"$KINDS\" }${BUDGETS:+BUDGETS=\"$BUDGETS\" }${SEED:+SEED=$SEED }${KAPPA_INIT:+KAPPA_INIT=$KAPPA_INIT }${KAPPA_MIN:+KAPPA_MIN=$KAPPA_MIN }${VALIDATION:+VALIDATION=$VALIDATION }${LR_DECAY:+LR_DECAY=$LR_DECAY }${LR_PATIENCE:+LR_PATIENCE=$LR_PATIENCE }${PATIENCE:+PATIENCE=$PATIENCE }${BLOCK:+BLOCK=$BLOCK }${BLOCKS:+BLOCKS=\"$BLOCKS\" }${BLOCK_KAPPA:+BLOCK_KAPPA=\"$BLOCK_KAPPA\" }${WARMUP:+WARMUP=$WARMUP }${FROM:+FROM=$FROM }${RESUME:+RESUME=$RESUME }${RUNS:+RUNS=$RUNS }scripts/svae_protocol.sh $epochs $samples\` on $(date -u +%F) at commit" \
     "$(git rev-parse --short HEAD), epoch budget $epochs per run (early stopping on the validation"
   echo "ELBO with patience ${PATIENCE:-100} inside it), test log-likelihood of the best checkpoint with"
   echo "K = $samples importance samples (nats, +- its standard error over the 10,000 test images)."

@@ -10,7 +10,8 @@ records (e.g. docs/svae-patience100:vmf-product, a column trained under the same
 protocol but recorded beside another table). DIR (default docs/svae-patience100) holds
 KIND-dD-TAG-eval-k500.json, -valid.csv and .toml per run, TAG being seedN, initX-seedN
 or, for a product of spheres, blocks-sB-seedN (blocks of S^B) or blocks-sB1-sB2-..-seedN
-(S^B1 x S^B2 x .., model.blocks) (other tags, e.g. seed1-907ep, a run
+(S^B1 x S^B2 x .., model.blocks), with -kK1-K2-..- before seedN where each block's kappa
+starts at its own value (kappa.block_init) (other tags, e.g. seed1-907ep, a run
 stopped by hand, are left out). Each cell is the mean over the seeds of the test
 log-likelihood (K = 500, nats) and, per seed, its epochs (best epoch); a dagger marks a
 run that the epoch budget ended before its early stop did. Two more columns compare the
@@ -19,7 +20,7 @@ published N-VAE (Davidson et al. 2018, table 1): positive is ours ahead.
 
 The product column holds, at each d, the runs of one block layout (from the run's
 config: S^B with B = latent_dim / factors - 1, or model.blocks' spheres, e.g. S^14 x
-S^6): the one whose runs have the best mean validation
+S^6, and kappa.block_init where given): the one whose runs have the best mean validation
 ELBO (each run's best epoch), as a user would choose it without the test set; the
 others are named beside it.
 
@@ -47,7 +48,8 @@ KINDS = [("gaussian", "our Gaussian"), ("vmf-learned", "vMF, one learned kappa")
 # of spheres (configs/svae-vmf-product.toml, with its KL warm-up; docs/svae-product.md),
 # its block size chosen per d on the validation ELBO (choose_blocks).
 PRODUCT = ("vmf-product", "vMF, product of spheres (block chosen on validation), KL warm-up")
-NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:blocks-(?P<block>s\d+(?:-s\d+)*)-)?"
+NAME = re.compile(r"^(?P<kind>.+)-d(?P<d>\d+)-(?:blocks-(?P<block>s\d+(?:-s\d+)*)-"
+                  r"(?:k(?P<starts>[\d.]+(?:-[\d.]+)*)-)?)?"
                   r"(?:init(?P<init>[\d.]+)-)?seed(?P<seed>\d+)-eval-k500\.json$")
 
 
@@ -101,6 +103,8 @@ def add_run(table, path, m):
     budget = int(config_value(stem + ".toml", "epochs"))
     block = layout(stem + ".toml")
     named = m["block"] and " x ".join(f"S^{b[1:]}" for b in m["block"].split("-"))
+    if named and m["starts"]:
+        named += f" (kappa from {', '.join(f'{float(k):g}' for k in m['starts'].split('-'))})"
     if named and named != block:
         sys.exit(f"{stem}.toml: its blocks are {block}, its name says {named}")
     table.setdefault((m["kind"], int(m["d"])), []).append({
@@ -117,12 +121,17 @@ def add_run(table, path, m):
 def layout(path):
     """The spheres of a run's latent as a label: S^B for one sphere or equal blocks (a
     sphere S^B has B + 1 coordinates: B = latent_dim / factors - 1), or model.blocks'
-    spheres in order, e.g. S^14 x S^6."""
+    spheres in order, e.g. S^14 x S^6, with each block's starting kappa where the
+    config gives them (kappa.block_init), e.g. S^14 x S^6 (kappa from 10, 100)."""
     with open(path, "rb") as f:
-        model = tomllib.load(f).get("model", {})
+        config = tomllib.load(f)
+    model = config.get("model", {})
     if model.get("blocks"):
-        return " x ".join(f"S^{m - 1}" for m in model["blocks"])
-    return f"S^{model['latent_dim'] // model.get('factors', 1) - 1}"
+        label = " x ".join(f"S^{m - 1}" for m in model["blocks"])
+    else:
+        label = f"S^{model['latent_dim'] // model.get('factors', 1) - 1}"
+    starts = config.get("kappa", {}).get("block_init")
+    return label + (f" (kappa from {', '.join(f'{k:g}' for k in starts)})" if starts else "")
 
 
 def mean_se(values):

@@ -33,6 +33,29 @@ impl KappaRange {
             .exp()
             .clamp(self.min, self.max)
     }
+
+    /// The constant a0 of a per-example head, kappa = min + softplus(a + a0): the one
+    /// that makes a head output a = 0 give `init`, a0 = softplus^-1(init - min).
+    fn head_offset(self) -> f64 {
+        let a0 = (self.init - self.min).exp_m1().ln();
+        if a0.is_finite() {
+            a0
+        } else {
+            self.init - self.min
+        }
+    }
+
+    /// The output a of a per-example head that gives `kappa` (in (min, max), away
+    /// from the soft cap at max): softplus^-1(kappa - min) - a0. Starting the head's
+    /// bias there starts that column at `kappa` instead of `init`.
+    pub fn head_output_for(self, kappa: f64) -> f64 {
+        Self {
+            init: kappa,
+            ..self
+        }
+        .head_offset()
+            - self.head_offset()
+    }
 }
 
 /// How kappa is set.
@@ -115,9 +138,7 @@ impl KappaHead {
             }
             KappaMode::PerExample(r) => {
                 let a = column.expect("a per-example kappa reads its head column");
-                // a0 = softplus^-1(init - min) = ln(e^(init - min) - 1)
-                let a0 = (r.init - r.min).exp_m1().ln();
-                let a0 = if a0.is_finite() { a0 } else { r.init - r.min };
+                let a0 = r.head_offset();
                 let kappa = softplus(a.reshape([rows]).add_scalar(a0), 1.0).add_scalar(r.min);
                 let s_max = r.max.ln();
                 // min(s, ln max), smoothly: ln max - softplus(ln max - s).
@@ -161,6 +182,16 @@ mod tests {
         );
         // Near init the map is kappa = min + softplus(a + a0): a = 5 adds ~5.
         assert!((s[3].exp() - 35.0).abs() < 0.05, "{}", s[3].exp());
+        // A head output of head_output_for(k) gives k through the head's map, near
+        // the floor, at init and far above it (below the cap's bend).
+        for k in [1.5, 30.0, 400.0, 1000.0] {
+            let a = range.head_output_for(k);
+            let s = values(
+                per.log_kappa(Some(Tensor::full([1, 1], a, &device)), 1)
+                    .unwrap(),
+            );
+            assert!((s[0].exp() / k - 1.0).abs() < 1e-4, "{k}: {}", s[0].exp());
+        }
         assert_eq!(
             KappaHead::new(KappaMode::Scheduled, &device)
                 .log_kappa(None, 2)

@@ -59,6 +59,7 @@ fn main() {
         blocks: vmf_model::Blocks::one(d),
         loss: ReconLoss::Bernoulli,
         kappa,
+        block_kappa_init: Vec::new(),
         conv: None,
     };
     let mut model = config(KappaMode::Scheduled).init(&ad);

@@ -679,8 +679,28 @@ impl TrainConfig {
             Modality::Images => self.validate_images()?,
         }
         match &self.kappa {
-            Some(k) => k.validate("kappa", self.family(), m.sphere_dim()),
-            None => Ok(()),
+            Some(k) => k.validate("kappa", self.family(), m.sphere_dim())?,
+            None => return Ok(()),
+        }
+        let (inits, blocks) = (self.block_kappa_init(), self.model.latent_blocks());
+        if inits.is_empty() {
+            Ok(())
+        } else if blocks.count() < 2 {
+            Err(
+                "kappa.block_init is for a product of spheres (model.blocks or \
+                 model.factors); one sphere starts at kappa.init: remove block_init"
+                    .into(),
+            )
+        } else if inits.len() != blocks.count() {
+            Err(format!(
+                "kappa.block_init gives {} starting kappas for the {} blocks of the latent \
+                 ({:?}): give one per block, in order",
+                inits.len(),
+                blocks.count(),
+                blocks.dims()
+            ))
+        } else {
+            Ok(())
         }
     }
 
@@ -975,6 +995,14 @@ impl TrainConfig {
         self.kappa
             .as_ref()
             .map_or(KappaMode::Scheduled, Schedule::kappa_mode)
+    }
+
+    /// A per-example kappa's starting value per block (`kappa.block_init`; empty:
+    /// `kappa.init` for every block).
+    pub fn block_kappa_init(&self) -> Vec<f64> {
+        self.kappa
+            .as_ref()
+            .map_or_else(Vec::new, |k| k.block_init().to_vec())
     }
 
     /// The resolved config as TOML.

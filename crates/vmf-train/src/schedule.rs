@@ -11,7 +11,8 @@
 //! - `schedule = "learned"` (one kappa for the model) or `"per_example"` (kappa(x) from
 //!   the encoder), `init`, `min`, `max` (defaults 10, 1, 10,000): not a schedule but a
 //!   parameter trained with the model, in ln kappa, kept in [min, max] (see
-//!   vmf-model's `KappaMode`); the KL then enters the loss.
+//!   vmf-model's `KappaMode`); the KL then enters the loss. A per-example kappa on a
+//!   product of spheres may start each block elsewhere: `block_init = [k1, k2, ...]`.
 
 use serde::{Deserialize, Serialize};
 use vmf_core::Family;
@@ -72,7 +73,7 @@ pub enum Schedule {
 }
 
 /// The keys of a learned kappa, each with its default.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LearnedKappa {
     /// kappa at the first step (per example: for an encoder output of 0).
@@ -84,11 +85,17 @@ pub struct LearnedKappa {
     /// Upper bound.
     #[serde(default = "default_max")]
     pub max: f64,
+    /// A per-example kappa on a product of spheres: each block's kappa at the first
+    /// step, in `model.blocks` order, in place of `init` (default empty: `init` for
+    /// every block). Which block turns sharp is otherwise settled by the seed in the
+    /// first epochs (docs/svae-product.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block_init: Vec<f64>,
 }
 
 impl LearnedKappa {
     /// As vmf-model's range.
-    pub fn range(self) -> KappaRange {
+    pub fn range(&self) -> KappaRange {
         KappaRange {
             init: self.init,
             min: self.min,
@@ -112,10 +119,19 @@ fn default_max() -> f64 {
 impl Schedule {
     /// How the model sets kappa: [`KappaMode::Scheduled`] for a schedule.
     pub fn kappa_mode(&self) -> KappaMode {
-        match *self {
+        match self {
             Self::Learned(k) => KappaMode::Learned(k.range()),
             Self::PerExample(k) => KappaMode::PerExample(k.range()),
             _ => KappaMode::Scheduled,
+        }
+    }
+
+    /// A per-example kappa's starting value per block (`block_init`; empty for any
+    /// other schedule or where not given).
+    pub fn block_init(&self) -> &[f64] {
+        match self {
+            Self::Learned(k) | Self::PerExample(k) => &k.block_init,
+            _ => &[],
         }
     }
 
@@ -275,8 +291,18 @@ impl Schedule {
                 }
                 kl.validate_as(&format!("{key}.kl"), family, dim, true)
             }
-            Self::Learned(LearnedKappa { init, min, max })
-            | Self::PerExample(LearnedKappa { init, min, max }) => {
+            Self::Learned(LearnedKappa {
+                init,
+                min,
+                max,
+                block_init,
+            })
+            | Self::PerExample(LearnedKappa {
+                init,
+                min,
+                max,
+                block_init,
+            }) => {
                 if is_kl {
                     return Err(format!(
                         "{key}: a learned kappa is not a KL budget; use schedule = \"learned\" \
@@ -291,6 +317,22 @@ impl Schedule {
                         "{key}: a learned kappa needs 0 < min < init < max (got min = {min}, \
                          init = {init}, max = {max})"
                     ));
+                }
+                if !block_init.is_empty() && matches!(self, Self::Learned(_)) {
+                    return Err(format!(
+                        "{key}.block_init: schedule = \"learned\" is one kappa for the whole \
+                         model; a kappa per block needs schedule = \"per_example\""
+                    ));
+                }
+                for (i, v) in block_init.iter().enumerate() {
+                    vmf_core::error::check_kappa(*v)
+                        .map_err(|e| format!("{key}.block_init[{i}]: {e}"))?;
+                    if !(min < v && v < max) {
+                        return Err(format!(
+                            "{key}.block_init[{i}] = {v}: a block's starting kappa lies \
+                             between min = {min} and max = {max}"
+                        ));
+                    }
                 }
                 Ok(())
             }
@@ -413,7 +455,13 @@ mod tests {
         .validate("kappa", Family::Vmf, 8)
         .unwrap_err();
         assert!(e.contains("start > 0"), "{e}");
-        let learned = |init, min, max| Schedule::Learned(LearnedKappa { init, min, max });
+        let range = |init, min, max| LearnedKappa {
+            init,
+            min,
+            max,
+            block_init: Vec::new(),
+        };
+        let learned = |init, min, max| Schedule::Learned(range(init, min, max));
         let e = learned(10.0, 20.0, 100.0)
             .validate("kappa", Family::Vmf, 8)
             .unwrap_err();
@@ -437,6 +485,33 @@ mod tests {
         assert!(e.contains("not a KL budget"), "{e}");
         assert!(
             learned(10.0, 1.0, 100.0)
+                .validate("kappa", Family::Vmf, 8)
+                .is_ok()
+        );
+        let blocks = |block_init: Vec<f64>| LearnedKappa {
+            block_init,
+            ..range(10.0, 1.0, 100.0)
+        };
+        let e = Schedule::Learned(blocks(vec![5.0, 50.0]))
+            .validate("kappa", Family::Vmf, 8)
+            .unwrap_err();
+        assert!(
+            e.contains("kappa.block_init") && e.contains("per_example"),
+            "{e}"
+        );
+        let e = Schedule::PerExample(blocks(vec![5.0, 100.0]))
+            .validate("kappa", Family::Vmf, 8)
+            .unwrap_err();
+        assert!(
+            e.contains("kappa.block_init[1] = 100") && e.contains("max = 100"),
+            "{e}"
+        );
+        let e = Schedule::PerExample(blocks(vec![f64::NAN]))
+            .validate("kappa", Family::Vmf, 8)
+            .unwrap_err();
+        assert!(e.contains("kappa.block_init[0]"), "{e}");
+        assert!(
+            Schedule::PerExample(blocks(vec![5.0, 50.0]))
                 .validate("kappa", Family::Vmf, 8)
                 .is_ok()
         );

@@ -305,6 +305,7 @@ mod tests {
             blocks,
             loss: ReconLoss::Bernoulli,
             kappa,
+            block_kappa_init: Vec::new(),
             conv: None,
         }
         .init(&device);

@@ -277,6 +277,7 @@ fn fingerprint_of(checkpoint: &Path, kappa: vmf_model::KappaMode) -> Vec<f32> {
         blocks: vmf_model::Blocks::one(8),
         loss: ReconLoss::Bernoulli,
         kappa,
+        block_kappa_init: Vec::new(),
         conv: None,
     }
     .init(&device);
@@ -615,6 +616,21 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
         ),
         (
             "latent_dim = 8\nhidden = [256]\nloss = \"bernoulli\"\n\n[kappa]\nschedule = \"constant\"\nvalue = 20.0",
+            "latent_dim = 8\nblocks = [6, 2]\nhidden = [256]\nloss = \"bernoulli\"\n\n[kappa]\nschedule = \"per_example\"\nblock_init = [5.0]",
+            &[
+                "kappa.block_init",
+                "1 starting kappas",
+                "2 blocks",
+                "[6, 2]",
+            ],
+        ),
+        (
+            "schedule = \"constant\"\nvalue = 20.0",
+            "schedule = \"per_example\"\nblock_init = [5.0, 50.0]",
+            &["kappa.block_init", "product of spheres"],
+        ),
+        (
+            "latent_dim = 8\nhidden = [256]\nloss = \"bernoulli\"\n\n[kappa]\nschedule = \"constant\"\nvalue = 20.0",
             "latent_dim = 8\nkind = \"gaussian\"\nfactors = 2\nhidden = [256]\nloss = \"bernoulli\"\n",
             &["model.factors = 2", "on the sphere", "model.kind"],
         ),
@@ -909,6 +925,7 @@ fn a_learned_kappa_moves_logs_its_spread_and_resumes_exactly() {
             init: 20.0,
             min: 1.0,
             max: 1000.0,
+            block_init: Vec::new(),
         },
     ));
     g.training.epochs = 1;

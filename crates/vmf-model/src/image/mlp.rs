@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// Layer sizes, input first: `[784, 256, 8]` is 784 -> 256 -> ReLU -> 8.
 #[derive(Config, Debug)]
@@ -46,5 +46,28 @@ impl Mlp {
             let h = layer.forward(h);
             if i < last { relu(h) } else { h }
         })
+    }
+
+    /// The MLP with `shifts` added to the output layer's bias from output `first` on
+    /// (an initialisation: the shift is chained onto the bias's lazy initialiser, so
+    /// no weight is drawn earlier or in another order than without it).
+    ///
+    /// # Panics
+    /// If the shifted outputs run past the output layer.
+    pub fn with_output_bias_shift(mut self, first: usize, shifts: Vec<f64>) -> Self {
+        let layer = self.layers.last_mut().expect("an MLP has layers");
+        let bias = layer.bias.take().expect("the MLP's layers have biases");
+        let outputs = bias.lazy_shape().dims::<1>()[0];
+        assert!(
+            first + shifts.len() <= outputs,
+            "the shifted outputs lie inside the output layer"
+        );
+        layer.bias = Some(bias.init_mapper(move |b| {
+            let mut add = vec![0.0f64; outputs];
+            add[first..first + shifts.len()].copy_from_slice(&shifts);
+            let device = b.device();
+            b + Tensor::<1>::from_data(TensorData::new(add, [outputs]), &device)
+        }));
+        self
     }
 }

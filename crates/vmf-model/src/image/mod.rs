@@ -40,6 +40,11 @@ pub struct ImageVaeConfig {
     pub loss: ReconLoss,
     /// How kappa is set (vMF).
     pub kappa: KappaMode,
+    /// A per-example kappa on a product of spheres: each block's kappa at
+    /// initialisation, in block order, in place of the range's `init` (empty: `init`
+    /// for every block). It starts the head's kappa columns off by
+    /// [`crate::KappaRange::head_output_for`], e.g. one block sharp and one broad.
+    pub block_kappa_init: Vec<f64>,
     /// Convolutional trunks around the MLPs (`None`: the MLP alone). Its image shape
     /// must hold `input_dim` pixels.
     pub conv: Option<ConvConfig>,
@@ -51,8 +56,9 @@ impl ImageVaeConfig {
     ///
     /// # Panics
     /// If `conv`'s image does not hold `input_dim` pixels or its sizes fail
-    /// [`ConvConfig::check`], or `blocks` does not sum to `latent_dim` (configs are
-    /// validated before a model is built).
+    /// [`ConvConfig::check`], `blocks` does not sum to `latent_dim`, or
+    /// `block_kappa_init` is given without a per-example kappa or for another number
+    /// of blocks (configs are validated before a model is built).
     pub fn init(&self, device: &Device) -> ImageVae {
         assert_eq!(
             self.blocks.total(),
@@ -79,7 +85,21 @@ impl ImageVaeConfig {
         dec.extend(self.hidden.iter().rev());
         dec.push(flat);
         let conv_encoder = self.conv.as_ref().map(|c| c.init_encoder(device));
-        let encoder = MlpConfig::new(enc).init(device);
+        let mut encoder = MlpConfig::new(enc).init(device);
+        if !self.block_kappa_init.is_empty() {
+            let KappaMode::PerExample(range) = self.kappa else {
+                panic!("a kappa per block starts a per-example kappa head");
+            };
+            assert_eq!(
+                self.block_kappa_init.len(),
+                self.blocks.count(),
+                "one starting kappa per block"
+            );
+            let shifts = self.block_kappa_init.iter();
+            let shifts = shifts.map(|&k| range.head_output_for(k)).collect();
+            // The kappa columns follow mu's (see ModelKind::posterior_of_product).
+            encoder = encoder.with_output_bias_shift(self.kind.head_width(self.latent_dim), shifts);
+        }
         let decoder = MlpConfig::new(dec).init(device);
         ImageVae {
             conv_encoder,
@@ -240,6 +260,7 @@ mod tests {
                 blocks: Blocks::one(2),
                 loss: ReconLoss::Bernoulli,
                 kappa: KappaMode::Scheduled,
+                block_kappa_init: Vec::new(),
                 conv: None,
             };
             device.seed(1);
@@ -267,5 +288,72 @@ mod tests {
             std::fs::write(&path, b"not a record").unwrap();
             assert!(config.init(&device).load_weights(&path).is_err());
         }
+    }
+
+    #[test]
+    fn a_kappa_per_block_starts_each_block_there_and_draws_the_same_weights() {
+        let device = Device::flex();
+        let (min, init) = (1.0, 10.0);
+        let config = ImageVaeConfig {
+            kind: ModelKind::Vmf,
+            input_dim: 6,
+            hidden: vec![5],
+            latent_dim: 6,
+            blocks: Blocks::of(vec![4, 2]),
+            loss: ReconLoss::Bernoulli,
+            kappa: KappaMode::PerExample(crate::KappaRange {
+                init,
+                min,
+                max: 1e4,
+            }),
+            block_kappa_init: Vec::new(),
+            conv: None,
+        };
+        let starts = [300.0, 2.0];
+        let shifted = ImageVaeConfig {
+            block_kappa_init: starts.to_vec(),
+            ..config.clone()
+        };
+        let x: Vec<f32> = (0..18).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(x, [3, 6]), &device);
+        let z = Tensor::<2>::from_data(TensorData::new(vec![0.4f32; 12], [2, 6]), &device);
+        // Weights are drawn when first read (lazily): each model is read right after
+        // it is built from the same seed, in the same order.
+        device.seed(3);
+        let plain = config.init(&device);
+        let (h0, d0) = (
+            values(plain.encode(x.clone())),
+            values(plain.decode(z.clone())),
+        );
+        device.seed(3);
+        let model = shifted.init(&device);
+        let (h1, d1) = (values(model.encode(x.clone())), values(model.decode(z)));
+        // The head is mu's 6 columns, then one kappa column per block.
+        let Posterior::Sphere {
+            log_kappa: Some(s), ..
+        } = model.posterior(&x)
+        else {
+            panic!("a per-example kappa");
+        };
+        let s = s.into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
+        for row in 0..3 {
+            let head = |h: &[f32], c: usize| h[row * 8 + c];
+            for c in 0..6 {
+                assert_eq!(head(&h0, c), head(&h1, c), "mu's columns are untouched");
+            }
+            for (b, &start) in starts.iter().enumerate() {
+                // kappa = min + softplus(a + softplus^-1(start - min)), a the
+                // unshifted model's head output: in f64, off the model's code path.
+                let a = f64::from(head(&h0, 6 + b));
+                let want = min + (a + (start - min).exp_m1().ln()).exp().ln_1p();
+                let got = s[row * 2 + b].exp();
+                assert!(
+                    (got / want - 1.0).abs() < 1e-4,
+                    "row {row} block {b}: {got} vs {want}"
+                );
+            }
+        }
+        // Every other weight is drawn as without the shift: the decoders agree.
+        assert_eq!(d0, d1);
     }
 }

@@ -60,6 +60,7 @@ impl Images {
             blocks: config.model.latent_blocks(),
             loss: config.model.loss,
             kappa: config.kappa_mode(),
+            block_kappa_init: config.block_kappa_init(),
             conv: config
                 .model
                 .conv_channels()
