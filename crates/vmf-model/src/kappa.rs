@@ -159,6 +159,7 @@ mod tests {
 
     #[test]
     fn initial_kappa_is_init_and_learned_kappas_stay_in_range() {
+        let _rng = crate::rng_lock();
         let device = Device::flex();
         let range = KappaRange {
             init: 30.0,

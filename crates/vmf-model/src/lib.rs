@@ -54,3 +54,13 @@ pub use latent::{ModelKind, Posterior, PosteriorDraw, l2_normalise};
 pub use reparam::{LatentNoise, LayerStats, VmfReparam};
 pub use text::{TextBatch, TextVae, TextVaeConfig};
 pub use vae::{Rows, VaeModel};
+
+/// Burn's initialisers draw from one RNG per process, and the test harness runs tests
+/// on parallel threads: every test of this crate that draws weights holds this lock,
+/// so that a test which seeds twice and compares the two draws sees no other test's
+/// draws in between.
+#[cfg(test)]
+pub(crate) fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -234,6 +234,7 @@ mod tests {
     /// above it, and once from a transposed (strided) input.
     #[test]
     fn the_fused_affine_map_equals_burns_linear_forward_and_backward() {
+        let _rng = crate::rng_lock();
         let device = Device::flex().autodiff();
         for (b, t, k, m, strided) in [
             (2, 3, 7, 13, false),

@@ -173,6 +173,7 @@ mod tests {
 
     #[test]
     fn shapes_halve_and_double() {
+        let _rng = crate::rng_lock();
         let device = Device::flex();
         for (image, channels, features) in [
             ([1, 28, 28], vec![8, 16], [16, 7, 7]),

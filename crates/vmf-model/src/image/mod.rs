@@ -250,6 +250,7 @@ mod tests {
 
     #[test]
     fn checkpoints_of_the_old_layout_still_load() {
+        let _rng = crate::rng_lock();
         let device = Device::flex();
         for kind in [ModelKind::Vmf, ModelKind::Gaussian] {
             let config = ImageVaeConfig {
@@ -292,6 +293,8 @@ mod tests {
 
     #[test]
     fn a_kappa_per_block_starts_each_block_there_and_draws_the_same_weights() {
+        // Seeds twice and compares the draws: no other test may draw in between.
+        let _rng = crate::rng_lock();
         let device = Device::flex();
         let (min, init) = (1.0, 10.0);
         let config = ImageVaeConfig {

@@ -242,6 +242,7 @@ mod tests {
 
     /// The textbook equations in f64, one row at a time, against the fused layer.
     fn check(cell: Cell) {
+        let _rng = crate::rng_lock();
         let device = Device::flex();
         device.seed(5);
         let (batch, time, d_in, h) = (2, 4, 3, 5);
