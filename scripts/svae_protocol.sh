@@ -13,8 +13,9 @@
 # spheres S^BLOCK, each with its own kappa per example (BLOCK default 5; where BLOCK
 # does not divide d, or d <= BLOCK, one S^d as vmf-per-example); BLOCKS="14 6" instead
 # gives the spheres' dimensions one by one (here S^14 x S^6, model.blocks = [15, 7]),
-# which must sum to d; BLOCK_KAPPA="10 100" then starts each sphere's kappa at its own
-# value, in that order (kappa.block_init), in place of the one kappa.init.
+# which must sum to d; BLOCK_KAPPA="10 100" starts each sphere's kappa at its own value,
+# in that order (kappa.block_init), in place of the one kappa.init: one value per sphere,
+# of BLOCKS or of the equal blocks of BLOCK.
 #
 #   scripts/svae_protocol.sh [EPOCHS [SAMPLES]]
 #
@@ -141,7 +142,9 @@ run() {
   fi
   [ -z "${KAPPA_INIT:-}" ] || set_key KAPPA_INIT init "$KAPPA_INIT" kappa || return 1
   if [ -n "${BLOCK_KAPPA:-}" ]; then
-    [ -n "$blocks" ] || { echo "BLOCK_KAPPA: a kappa per block needs BLOCKS" >&2; return 1; }
+    local -a starts_in=($BLOCK_KAPPA)
+    ((factors > 1 && ${#starts_in[@]} == factors)) ||
+      { echo "BLOCK_KAPPA=\"$BLOCK_KAPPA\": one start per sphere of a product ($kind, d = $d has $factors)" >&2; return 1; }
     local starts
     starts=$(printf '%s\n' $BLOCK_KAPPA | awk '{printf "%s%.1f", (NR > 1 ? ", " : ""), $1}')
     sed -i -e "s|^init = .*|&\nblock_init = [$starts]|" "$cfg"
