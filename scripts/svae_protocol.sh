@@ -53,13 +53,20 @@
 # LR_DECAY (default 1: none) and LR_PATIENCE (default 10) add a plateau schedule to every
 # run: the learning rate is multiplied by LR_DECAY each time LR_PATIENCE epochs pass
 # without a better validation ELBO (optimizer.lr_decay and lr_patience); the early stop
-# still waits PATIENCE epochs. KAPPA_INIT (default: the config's, 10) starts a learned
-# kappa there (kappa.init; the per-example head's start); KAPPA_MIN (default: the
-# config's, S-VAE's 1) is its floor (kappa.min): a product's unused blocks rest there
-# and pay the vMF's KL at that kappa. VALIDATION (default: the
-# config's, 10000) holds out that many of the last training images for validation
-# (data.validation): 5000 is the split of the TensorFlow loader that the paper's
-# example code reads MNIST through (55,000 training images, 5,000 validation).
+# still waits PATIENCE epochs. With FROM, LR_DECAY continues each run of FROM that an
+# early stop of patience LR_PATIENCE ended as the plateau schedule would have trained it
+# from scratch: up to that stop the two are the same run, and at it the schedule's first
+# decay falls (LR_PATIENCE epochs without a better ELBO). The continued run's config is
+# the source run's own (its seed, blocks and the rest: the environment's other settings
+# are not read) with lr times LR_DECAY, the schedule (its next decay after 2 x
+# LR_PATIENCE epochs without a better ELBO, as from scratch), PATIENCE and EPOCHS; it
+# resumes with --force, its optimiser's config being another. KAPPA_INIT (default: the
+# config's, 10) starts a learned kappa there (kappa.init; the per-example head's
+# start); KAPPA_MIN (default: the config's, S-VAE's 1) is its floor (kappa.min): a
+# product's unused blocks rest there and pay the vMF's KL at that kappa. VALIDATION
+# (default: the config's, 10000) holds out that many of the last training images for
+# validation (data.validation): 5000 is the split of the TensorFlow loader that the
+# paper's example code reads MNIST through (55,000 training images, 5,000 validation).
 #
 # The vMF model's kappa follows a constant KL budget (kl_target) from the first step:
 # BUDGETS="6 12 19 20 21" gives one per entry of DIMS, else the best budget of the
@@ -99,6 +106,39 @@ set_key() {
   sed -i -e "s|^$2 = .*|$2 = $3|" "$cfg"
   grep -q "^$2 = $3\$" "$cfg" ||
     { echo "$1: configs/svae-$kind.toml has no $2 line in [$4]" >&2; return 1; }
+}
+
+# fork_config FROM KIND D DIR CFG: CFG becomes the config of FROM's run continued under
+# the plateau schedule (LR_DECAY, above); refused where that run is not the schedule's
+# from scratch up to its stop (another patience than LR_PATIENCE, a schedule of its own,
+# or a run that ended otherwise than by its early stop).
+fork_config() {
+  local from=$1 kind=$2 d=$3 dir=$4 cfg=$5
+  local src="$from/configs/$kind-d$d.toml" valid="$from/$kind-d$d/valid.csv" pat lr ends
+  [ -s "$src" ] && [ -s "$valid" ] ||
+    { echo "FROM=$from with LR_DECAY: no $src or $valid to continue" >&2; return 1; }
+  pat=$(sed -n -e 's|^patience = \([0-9]*\)$|\1|p' "$src")
+  [ "$pat" = "${LR_PATIENCE:-10}" ] ||
+    { echo "FROM=$from: $src has patience = $pat, not LR_PATIENCE = ${LR_PATIENCE:-10}: its stop is not the schedule's first decay" >&2; return 1; }
+  ! grep -q '^lr_decay = ' "$src" ||
+    { echo "FROM=$from: $src has a learning-rate schedule already" >&2; return 1; }
+  ends=$(python3 -c '
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+best = max(range(len(rows)), key=lambda i: float(rows[i]["elbo"]))
+print(len(rows) - 1 - best)' "$valid")
+  [ "$ends" = "$pat" ] ||
+    { echo "FROM=$from: $valid ends $ends epochs after its best, not at its early stop ($pat)" >&2; return 1; }
+  lr=$(sed -n -e 's|^lr = \(.*\)$|\1|p' "$src")
+  lr=$(awk -v a="$lr" -v b="$LR_DECAY" 'BEGIN { printf "%g", a * b }')
+  sed -e "s|^run_dir = .*|run_dir = \"$dir\"|" \
+    -e "s|^patience = .*|patience = ${PATIENCE:-100}|" \
+    -e "s|^epochs = .*|epochs = $epochs|" \
+    -e "s|^lr = .*|lr = $lr|" \
+    -e "s|^eps = .*|&\nlr_decay = $LR_DECAY\nlr_patience = $pat|" \
+    "$src" > "$cfg"
+  grep -q "^lr = $lr\$" "$cfg" && grep -q "^lr_decay = $LR_DECAY\$" "$cfg" ||
+    { echo "FROM=$from: $src has no lr or eps line in [optimizer]" >&2; return 1; }
 }
 
 # run KIND D BUDGET -> writes "LL SE EPOCHS BEST_EPOCH KL" to $runs/KIND-dD.result
@@ -174,6 +214,15 @@ run() {
     grep -q "^kl_warmup_steps = $steps\$" "$cfg" && grep -q "^burn_in = $WARMUP\$" "$cfg" ||
       { echo "WARMUP: configs/svae-$kind.toml has no latent_dim or patience line to add it after" >&2; return 1; }
   fi
+  local fork=""
+  if [ -n "${FROM:-}" ] && [ "${LR_DECAY:-1}" != 1 ]; then
+    fork_config "$FROM" "$kind" "$d" "$dir" "$cfg" || return 1
+    fork=1
+    # The shape is the source run's, whatever the environment says.
+    latent=$(sed -n -e 's|^latent_dim = ||p' "$cfg")
+    factors=$(sed -n -e 's|^factors = ||p' "$cfg")
+    blocks=$(sed -n -e 's|^blocks = \[\(.*\)\]$|\1|p' "$cfg")
+  fi
   if [ -n "${SHARDS:-}" ]; then
     sed -i -e "s|^shards = .*|shards = $SHARDS|" "$cfg"
   elif [ "$jobs" -gt 1 ]; then
@@ -192,6 +241,8 @@ run() {
       from="from $FROM "
     fi
   fi
+  # A continued run resumes under another optimiser config than its source's checkpoints.
+  [ -z "$fork" ] || { resume+=(--force); from="${from}with the plateau schedule "; }
   echo "train $kind d = $d (latent_dim $latent, factors $factors${blocks:+, blocks [$blocks]}) $from..." >&2
   "$bin/train" --config "$cfg" "${resume[@]}" 2>> "$runs/$kind-d$d.log" |
     tail -n 1 > "$runs/$kind-d$d.json"
