@@ -259,6 +259,93 @@ fn early_stopping_on_the_validation_elbo_keeps_the_best_checkpoint() {
     );
 }
 
+/// Copies a run folder with its checkpoints (files two levels deep at most).
+fn copy_run(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_run(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_run_stopped_early_continued_under_a_plateau_schedule_is_that_schedule_from_scratch() {
+    // scripts/svae_protocol.sh (FROM with LR_DECAY) continues a run that an early stop of
+    // patience P ended with --force, lr times the decay and a schedule of lr_patience P:
+    // up to that stop the schedule's run from scratch is the same run, and its first
+    // decay falls there. The continued run must be that run, byte for byte.
+    let stopped_dir = tmp_dir("plateau-stopped");
+    let mut stopped = small_config(&stopped_dir, "validation = 200");
+    // As in the early stopping test: a large learning rate makes the ELBO wobble.
+    stopped.optimizer.lr = 2e-2;
+    stopped.training.epochs = 40;
+    stopped.training.patience = 2;
+    let first = train(&stopped, &quiet()).unwrap();
+    assert!(first.steps < 16 * 40, "stopped early");
+
+    let scheduled = |dir: &Path, lr: f64| {
+        let mut c = stopped.clone();
+        c.run_dir = dir.to_path_buf();
+        c.optimizer.lr = lr;
+        // A power of two: lr * 0.5^k is the same number however the product is grouped.
+        c.optimizer.lr_decay = 0.5;
+        c.optimizer.lr_patience = 2;
+        c.training.patience = 4;
+        // Past the stop, and short: the schedule's run need not stop before it.
+        c.training.epochs = 26;
+        c
+    };
+    let scratch_dir = tmp_dir("plateau-scratch");
+    let scratch = train(&scheduled(&scratch_dir, 2e-2), &quiet()).unwrap();
+    let forked_dir = tmp_dir("plateau-forked");
+    copy_run(&stopped_dir, &forked_dir);
+    let forked_config = scheduled(&forked_dir, 1e-2);
+    let resume = TrainOptions {
+        resume: Some(Resume::Auto),
+        ..quiet()
+    };
+    // Its checkpoints were written under another optimiser config: refused unless forced.
+    let err = train(&forked_config, &resume).unwrap_err().to_string();
+    assert!(err.contains("different config"), "{err}");
+    let forked = train(
+        &forked_config,
+        &TrainOptions {
+            force: true,
+            ..resume
+        },
+    )
+    .unwrap();
+
+    assert!(forked.steps > first.steps, "trained on past the stop");
+    assert_eq!(forked.steps, scratch.steps);
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    for file in ["valid.csv", "eval.csv"] {
+        assert!(
+            read(scratch_dir.join(file)) == read(forked_dir.join(file)),
+            "{file} differs"
+        );
+    }
+    let (a, b) = (
+        scratch.best_checkpoint.unwrap(),
+        forked.best_checkpoint.unwrap(),
+    );
+    assert_eq!(a.file_name(), b.file_name());
+    assert!(read(a.join("model.bpk")) == read(b.join("model.bpk")));
+    // The schedule decayed where the first run stopped, and the continued run counts
+    // that decay in its learning rate instead.
+    let decays = |dir: &Path| {
+        let newest = checkpoint::list(dir).pop().unwrap();
+        checkpoint::load_state(&newest).unwrap().lr_decays
+    };
+    assert!(decays(&scratch_dir) >= 1);
+    assert_eq!(decays(&forked_dir) + 1, decays(&scratch_dir));
+}
+
 /// Decoder output for a fixed input, to compare weights bit for bit.
 fn fingerprint(checkpoint: &Path) -> Vec<f32> {
     fingerprint_of(checkpoint, vmf_model::KappaMode::Scheduled)
