@@ -221,6 +221,7 @@ run() {
     # The shape is the source run's, whatever the environment says.
     latent=$(sed -n -e 's|^latent_dim = ||p' "$cfg")
     factors=$(sed -n -e 's|^factors = ||p' "$cfg")
+    factors=${factors:-1}
     blocks=$(sed -n -e 's|^blocks = \[\(.*\)\]$|\1|p' "$cfg")
   fi
   if [ -n "${SHARDS:-}" ]; then
