@@ -183,14 +183,20 @@ fn the_gaussian_baseline_learns_with_its_kl_warmup() {
     assert_ne!(other.last_loss, summary.last_loss);
 }
 
-#[test]
-fn early_stopping_on_the_validation_elbo_keeps_the_best_checkpoint() {
-    let dir = tmp_dir("early-stop");
-    // A large learning rate makes the validation ELBO wobble: patience 2 must stop it.
-    let mut config = small_config(&dir, "validation = 200");
+/// A run that early stopping ends: a large learning rate makes the validation ELBO
+/// wobble, and patience 2 stops it well within its 40 epochs.
+fn stops_early(dir: &Path) -> TrainConfig {
+    let mut config = small_config(dir, "validation = 200");
     config.optimizer.lr = 2e-2;
     config.training.epochs = 40;
     config.training.patience = 2;
+    config
+}
+
+#[test]
+fn early_stopping_on_the_validation_elbo_keeps_the_best_checkpoint() {
+    let dir = tmp_dir("early-stop");
+    let mut config = stops_early(&dir);
     config.checkpoint.keep = 1;
     let summary = train(&config, &quiet()).unwrap();
 
@@ -280,11 +286,7 @@ fn a_run_stopped_early_continued_under_a_plateau_schedule_is_that_schedule_from_
     // up to that stop the schedule's run from scratch is the same run, and its first
     // decay falls there. The continued run must be that run, byte for byte.
     let stopped_dir = tmp_dir("plateau-stopped");
-    let mut stopped = small_config(&stopped_dir, "validation = 200");
-    // As in the early stopping test: a large learning rate makes the ELBO wobble.
-    stopped.optimizer.lr = 2e-2;
-    stopped.training.epochs = 40;
-    stopped.training.patience = 2;
+    let stopped = stops_early(&stopped_dir);
     let first = train(&stopped, &quiet()).unwrap();
     assert!(first.steps < 16 * 40, "stopped early");
 
