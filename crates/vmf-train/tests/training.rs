@@ -265,7 +265,7 @@ fn early_stopping_on_the_validation_elbo_keeps_the_best_checkpoint() {
     );
 }
 
-/// Copies a run folder with its checkpoints (files two levels deep at most).
+/// Copies a run folder with its checkpoints, recursively.
 fn copy_run(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -290,12 +290,13 @@ fn a_run_stopped_early_continued_under_a_plateau_schedule_is_that_schedule_from_
     let first = train(&stopped, &quiet()).unwrap();
     assert!(first.steps < 16 * 40, "stopped early");
 
+    // A power of two: lr * 0.5^k is the same number however the product is grouped.
+    let decay = 0.5;
     let scheduled = |dir: &Path, lr: f64| {
         let mut c = stopped.clone();
         c.run_dir = dir.to_path_buf();
         c.optimizer.lr = lr;
-        // A power of two: lr * 0.5^k is the same number however the product is grouped.
-        c.optimizer.lr_decay = 0.5;
+        c.optimizer.lr_decay = decay;
         c.optimizer.lr_patience = 2;
         c.training.patience = 4;
         // Past the stop, and short: the schedule's run need not stop before it.
@@ -303,10 +304,10 @@ fn a_run_stopped_early_continued_under_a_plateau_schedule_is_that_schedule_from_
         c
     };
     let scratch_dir = tmp_dir("plateau-scratch");
-    let scratch = train(&scheduled(&scratch_dir, 2e-2), &quiet()).unwrap();
+    let scratch = train(&scheduled(&scratch_dir, stopped.optimizer.lr), &quiet()).unwrap();
     let forked_dir = tmp_dir("plateau-forked");
     copy_run(&stopped_dir, &forked_dir);
-    let forked_config = scheduled(&forked_dir, 1e-2);
+    let forked_config = scheduled(&forked_dir, stopped.optimizer.lr * decay);
     let resume = TrainOptions {
         resume: Some(Resume::Auto),
         ..quiet()
