@@ -115,6 +115,10 @@ def add_run(table, path, m):
         "patience": int(config_value(stem + ".toml", "patience")),
         # The KL warm-up's epochs: svae_protocol.sh WARMUP=E sets burn_in = E beside it.
         "burn_in": int(config_value(stem + ".toml", "burn_in", "0")),
+        # A plateau schedule (svae_protocol.sh LR_DECAY, LR_PATIENCE): the rate times
+        # lr_decay after every lr_patience epochs without a better validation ELBO.
+        "schedule": (float(config_value(stem + ".toml", "lr_decay", "1")),
+                     int(config_value(stem + ".toml", "lr_patience", "1"))),
     })
 
 
@@ -187,7 +191,8 @@ def cell(rs):
 
 
 def protocol(t):
-    """What the runs of `t` share or not: patience, KL warm-up and burn-in."""
+    """What the runs of `t` share or not: patience, KL warm-up and burn-in, a plateau
+    schedule of the learning rate."""
     patience = sorted({r["patience"] for rs in t.values() for r in rs})
     burn_in = sorted({r["burn_in"] for rs in t.values() for r in rs if r["burn_in"]})
     warm_kinds = sorted({k for (k, _), rs in t.items() if any(r["burn_in"] for r in rs)})
@@ -195,7 +200,14 @@ def protocol(t):
     warmup = ("" if not burn_in else
               f"; KL warm-up and burn-in of {', '.join(map(str, burn_in))} epochs"
               + (f" for the {', '.join(warm_kinds)} runs only" if cold else ""))
-    return f"patience {', '.join(map(str, patience))}{warmup}"
+    schedules = sorted({r["schedule"] for rs in t.values() for r in rs})
+    plateau = [s for s in schedules if s[0] < 1]
+    constant = any(s[0] == 1 for s in schedules)
+    lr = ("" if not plateau else "; the learning rate "
+          + " or ".join(f"times {f:g} after every {n} epochs without a better validation ELBO"
+                        for f, n in plateau)
+          + (" for some runs, constant for the others" if constant else ""))
+    return f"patience {', '.join(map(str, patience))}{warmup}{lr}"
 
 
 def table(sources):
