@@ -202,11 +202,13 @@ def protocol(t):
               + (f" for the {', '.join(warm_kinds)} runs only" if cold else ""))
     schedules = sorted({r["schedule"] for rs in t.values() for r in rs})
     plateau = [s for s in schedules if s[0] < 1]
+    plateau_kinds = sorted({k for (k, _), rs in t.items() if any(r["schedule"][0] < 1 for r in rs)})
     constant = any(s[0] == 1 for s in schedules)
     lr = ("" if not plateau else "; the learning rate "
           + " or ".join(f"times {f:g} after every {n} epochs without a better validation ELBO"
                         for f, n in plateau)
-          + (" for some runs, constant for the others" if constant else ""))
+          + (f" for the {', '.join(plateau_kinds)} runs only, constant for the others"
+             if constant else ""))
     return f"patience {', '.join(map(str, patience))}{warmup}{lr}"
 
 
