@@ -48,9 +48,15 @@ pub struct TrainState {
     /// The step of the checkpoint that had it (kept from pruning).
     #[serde(default)]
     pub best_step: Option<u64>,
-    /// Epochs since the validation ELBO last improved (for `training.patience`).
+    /// Epochs since the validation ELBO last improved (by more than
+    /// `training.min_delta`), for `training.patience` and `optimizer.lr_patience`.
     #[serde(default)]
     pub epochs_since_best: usize,
+    /// The validation ELBO of that last improvement, with a positive
+    /// `training.min_delta` (without one it is `best_valid_elbo`, and this stays unset
+    /// so that the file is what it was before the key existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_elbo: Option<f64>,
     /// Learning-rate decays taken so far (`optimizer.lr_decay`).
     #[serde(default)]
     pub lr_decays: u32,

@@ -417,6 +417,14 @@ pub struct LoopConfig {
     /// best checkpoint is tracked from the first epoch either way.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub burn_in: usize,
+    /// A validation ELBO counts as an improvement for `patience` and
+    /// `optimizer.lr_patience` only when it beats the last one that counted by more
+    /// than this many nats (0: any better value; Keras' `min_delta`, PyTorch's
+    /// `threshold` in absolute mode). Without it a plateau schedule chases gains of
+    /// hundredths of a nat for hundreds of epochs. The best checkpoint follows the
+    /// highest validation ELBO either way.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub min_delta: f64,
     /// Importance samples per test example for the log-likelihood of each epoch's
     /// evaluation (`eval.csv`'s `nll_is`, and `ppl_is` for text; 0: not computed).
     /// The `eval` binary's default is 500; a few keep the epochs cheap.
@@ -424,8 +432,26 @@ pub struct LoopConfig {
     pub eval_samples: usize,
 }
 
+impl LoopConfig {
+    /// What a stall of the validation ELBO is under `min_delta`, for messages.
+    pub fn no_improvement(&self) -> String {
+        if self.min_delta > 0.0 {
+            format!(
+                "no validation ELBO better by more than {} nats",
+                self.min_delta
+            )
+        } else {
+            "no better validation ELBO".into()
+        }
+    }
+}
+
 fn is_zero(v: &usize) -> bool {
     *v == 0
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn default_shards() -> usize {
@@ -472,6 +498,9 @@ struct Identity<'a> {
     kappa: &'a Option<Schedule>,
     optimizer: &'a OptimizerConfig,
     batch_size: usize,
+    // It moves the plateau decays; left out at 0 so that older runs keep their hash.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    min_delta: f64,
 }
 
 impl TrainConfig {
@@ -638,6 +667,21 @@ impl TrainConfig {
                 "training.burn_in = {}: the burn-in delays early stopping, which is off; set \
                  training.patience too",
                 t.burn_in
+            ));
+        }
+        if !(t.min_delta.is_finite() && t.min_delta >= 0.0) {
+            return Err(format!(
+                "training.min_delta = {}: must be a number of nats >= 0 (0: any better \
+                 validation ELBO counts)",
+                t.min_delta
+            ));
+        }
+        if t.min_delta > 0.0 && t.patience == 0 && o.lr_decay == 1.0 {
+            return Err(format!(
+                "training.min_delta = {}: it sets what counts as an improvement for early \
+                 stopping and the plateau decay, and neither is on; set training.patience \
+                 or optimizer.lr_decay, or remove it",
+                t.min_delta
             ));
         }
         if t.shards == 0 || t.shards > t.batch_size {
@@ -965,6 +1009,7 @@ impl TrainConfig {
             kappa: &self.kappa,
             optimizer: &self.optimizer,
             batch_size: self.training.batch_size,
+            min_delta: self.training.min_delta,
         };
         let text = serde_json::to_string(&id).expect("config serialises");
         format!("{:x}", Sha256::digest(text.as_bytes()))

@@ -128,8 +128,8 @@ fn train_kind<K: DataKind>(
         run.end_epoch(&model)?;
         if run.stopped_early() && run.ranks.is_root() {
             eprintln!(
-                "early stop: no better validation ELBO in {} epochs; the best checkpoint \
-                 is step {}",
+                "early stop: {} in {} epochs; the best checkpoint is step {}",
+                config.training.no_improvement(),
                 config.training.patience,
                 run.state.best_step.unwrap_or(0)
             );

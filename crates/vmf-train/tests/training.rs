@@ -265,6 +265,75 @@ fn early_stopping_on_the_validation_elbo_keeps_the_best_checkpoint() {
     );
 }
 
+/// `training.min_delta`: only improvements by more than it reset the patience (and the
+/// plateau decay's count), while the best checkpoint still follows the highest ELBO.
+#[test]
+fn a_min_delta_counts_only_larger_improvements_and_survives_a_resume() {
+    // No ELBO beats the first by a million nats: whatever the column does, patience 2
+    // ends the run after epoch 3. Trained in two parts (2 epochs, then resumed), so the
+    // reference ELBO must come back from the checkpoint: lost, epoch 3 would count and
+    // the run go on to epoch 5.
+    let dir = tmp_dir("min-delta");
+    let mut config = stops_early(&dir);
+    config.training.min_delta = 1e6;
+    config.training.epochs = 2;
+    train(&config, &quiet()).unwrap();
+    config.training.epochs = 40;
+    let resume = TrainOptions {
+        resume: Some(Resume::Auto),
+        ..quiet()
+    };
+    let summary = train(&config, &resume).unwrap();
+    let elbo = csv_column(&dir.join("valid.csv"), "elbo");
+    let steps = csv_column(&dir.join("valid.csv"), "step");
+    assert_eq!(elbo.len(), 3, "{elbo:?}");
+    let best = (0..3).fold(0, |b, i| if elbo[i] > elbo[b] { i } else { b });
+    let state = checkpoint::load_state(&summary.best_checkpoint.unwrap()).unwrap();
+    assert_eq!(state.step as f64, steps[best]);
+    assert_eq!(state.best_valid_elbo, Some(elbo[best]));
+    let newest = checkpoint::load_state(&checkpoint::list(&dir).pop().unwrap()).unwrap();
+    // To the bit it is not: serde_json without its `float_roundtrip` feature reads
+    // state.json's f64 to within an ulp, and the resumed run wrote back what it read.
+    let counted = newest.counted_elbo.unwrap();
+    assert!(
+        (counted - elbo[0]).abs() <= 1e-13 * elbo[0].abs(),
+        "{counted} {elbo:?}"
+    );
+    assert_eq!(newest.epochs_since_best, 2);
+
+    // A moderate one, with the plateau decay: the stop and the decays replayed from the
+    // run's own column by the rule as documented.
+    let dir = tmp_dir("min-delta-decay");
+    let mut config = stops_early(&dir);
+    let (delta, patience) = (1.0, 3);
+    config.training.min_delta = delta;
+    config.training.patience = patience;
+    config.optimizer.lr_decay = 0.5;
+    config.optimizer.lr_patience = 1;
+    train(&config, &quiet()).unwrap();
+    let elbo = csv_column(&dir.join("valid.csv"), "elbo");
+    let (mut last, mut best) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+    let (mut since, mut decays, mut stop, mut small) = (0, 0, None, false);
+    for (e, &v) in elbo.iter().enumerate() {
+        if v > last + delta {
+            (last, since) = (v, 0);
+        } else {
+            (since, decays) = (since + 1, decays + 1);
+            // A new best that did not count: without min_delta it would have.
+            small |= v > best;
+        }
+        best = best.max(v);
+        if since >= patience {
+            stop = Some(e + 1);
+            break;
+        }
+    }
+    assert_eq!(Some(elbo.len()), stop, "{elbo:?}");
+    assert!(small, "no new best below delta, so nothing shown: {elbo:?}");
+    let newest = checkpoint::load_state(&checkpoint::list(&dir).pop().unwrap()).unwrap();
+    assert_eq!(newest.lr_decays, decays, "{elbo:?}");
+}
+
 /// Copies a run folder with its checkpoints, recursively.
 fn copy_run(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -620,6 +689,20 @@ fn config_errors_name_the_file_the_key_and_the_reason() {
             "batch_size = 100",
             "batch_size = 0",
             &["training.batch_size = 0"],
+        ),
+        (
+            "batch_size = 100",
+            "batch_size = 100\nmin_delta = -0.5",
+            &["training.min_delta = -0.5", ">= 0"],
+        ),
+        (
+            "batch_size = 100",
+            "batch_size = 100\nmin_delta = 0.05",
+            &[
+                "training.min_delta = 0.05",
+                "training.patience",
+                "optimizer.lr_decay",
+            ],
         ),
         ("lr = 1e-3", "lr = -0.1", &["optimizer.lr = -0.1"]),
         (

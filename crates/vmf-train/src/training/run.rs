@@ -145,6 +145,7 @@ impl<'a, K: DataKind> Run<'a, K> {
             best_valid_elbo: None,
             best_step: None,
             epochs_since_best: 0,
+            counted_elbo: None,
             lr_decays: 0,
         };
 
@@ -278,7 +279,8 @@ impl<'a, K: DataKind> Run<'a, K> {
         self.state.epoch < epochs && self.state.step < self.stop_at && !self.stopped_early()
     }
 
-    /// No better validation ELBO in `training.patience` epochs, after the burn-in.
+    /// No better validation ELBO (by more than `training.min_delta`) in
+    /// `training.patience` epochs, after the burn-in.
     pub(super) fn stopped_early(&self) -> bool {
         let t = &self.config.training;
         t.patience > 0
@@ -579,12 +581,27 @@ impl<'a, K: DataKind> Run<'a, K> {
     }
 
     /// Books a validation ELBO: the best so far (its checkpoint is the one saved at the
-    /// end of this epoch), or one more epoch without, and the learning-rate decay.
+    /// end of this epoch), an improvement that resets the patience (any better one, or
+    /// one by more than `training.min_delta`) or one more epoch without, and the
+    /// learning-rate decay.
     fn validated(&mut self, elbo: f64) {
         let st = &mut self.state;
-        if st.best_valid_elbo.is_none_or(|best| elbo > best) {
+        let better = st.best_valid_elbo.is_none_or(|best| elbo > best);
+        let delta = self.config.training.min_delta;
+        let counts = if delta > 0.0 {
+            let counts = st.counted_elbo.is_none_or(|last| elbo > last + delta);
+            if counts {
+                st.counted_elbo = Some(elbo);
+            }
+            counts
+        } else {
+            better
+        };
+        if better {
             st.best_valid_elbo = Some(elbo);
             st.best_step = Some(st.step);
+        }
+        if counts {
             st.epochs_since_best = 0;
         } else {
             st.epochs_since_best += 1;
@@ -602,7 +619,8 @@ impl<'a, K: DataKind> Run<'a, K> {
             st.lr_decays += 1;
             if root {
                 eprintln!(
-                    "  no better validation ELBO in {} epochs: learning rate now {:e}",
+                    "  {} in {} epochs: learning rate now {:.3e}",
+                    self.config.training.no_improvement(),
                     st.epochs_since_best,
                     o.lr_at(st.step, st.lr_decays)
                 );
