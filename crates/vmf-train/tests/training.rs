@@ -296,7 +296,7 @@ fn a_min_delta_counts_only_larger_improvements_and_survives_a_resume() {
     // state.json's f64 to within an ulp, and the resumed run wrote back what it read.
     let counted = newest.counted_elbo.unwrap();
     assert!(
-        (counted - elbo[0]).abs() <= 1e-13 * elbo[0].abs(),
+        (counted - elbo[0]).abs() <= f64::EPSILON * elbo[0].abs(),
         "{counted} {elbo:?}"
     );
     assert_eq!(newest.epochs_since_best, 2);
