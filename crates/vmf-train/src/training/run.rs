@@ -553,7 +553,8 @@ impl<'a, K: DataKind> Run<'a, K> {
                     rows_per_call: &per_call,
                     units: &K::units,
                 };
-                let seed = seeds::derive(config.seed, "eval-valid", epoch);
+                let noise = config.training.valid_noise.epoch(epoch);
+                let seed = seeds::derive(config.seed, "eval-valid", noise);
                 let v = evaluate(&eval_model, valid_x, &cuts, kappa, seed, device)?;
                 let row = self.valid_columns.row(&self.record(&v, None));
                 let header = self.valid_columns.header();
