@@ -260,7 +260,8 @@ def table(sources):
 
 def brief(sources):
     """The README's short form of `table(sources)`: per d, each column's mean over its
-    seeds (and how many), the better one-sphere vMF column, and the differences with the
+    seeds (and how many), the better one-sphere vMF column (naming the other where it
+    has no run at that d: then there was no choice), and the differences with the
     published columns."""
     t = runs(sources)
     sizes = choose_blocks(t)
@@ -293,7 +294,11 @@ def brief(sources):
         cells = [str(d)] + [f"{v:.2f}" if v is not None else "" for v in (n_vae, s_vae)]
         cells.append(f"{means['gaussian']:.2f} ({runs_of('gaussian', d)})"
                      if means["gaussian"] is not None else "")
-        cells.append(f"{best[0]:.2f} ({label[best[1]]}, {runs_of(best[1], d)})" if best else "")
+        # Where only one of the two one-sphere kinds has runs at this d, there was no
+        # choice: say so rather than call it the better one.
+        other = [label[k] for k in label if best and k != best[1] and means[k] is None]
+        cells.append(f"{best[0]:.2f} ({label[best[1]]}, {runs_of(best[1], d)}"
+                     f"{''.join(f'; {o} not run' for o in other)})" if best else "")
         if product:
             p = means[PRODUCT[0]]
             cells.append(f"{p:.2f} ({sizes[d][0][0]}, {runs_of(PRODUCT[0], d)})"
