@@ -296,7 +296,7 @@ def brief(sources):
                      if means["gaussian"] is not None else "")
         # Where only one of the two one-sphere kinds has runs at this d, there was no
         # choice: say so rather than call it the better one.
-        other = [label[k] for k in label if best and k != best[1] and means[k] is None]
+        other = [label[k] for k in label if best and means[k] is None]
         cells.append(f"{best[0]:.2f} ({label[best[1]]}, {runs_of(best[1], d)}"
                      f"{''.join(f'; {o} not run' for o in other)})" if best else "")
         if product:
